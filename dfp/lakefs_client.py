@@ -1,0 +1,263 @@
+"""A small, typed facade over lakefs-sdk: the lakeFS operations dfp needs, and nothing else.
+
+No Dagster imports: the Dagster resource, the CLI and the stack manager all share this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import lakefs_sdk
+from lakefs_sdk.exceptions import ApiException, NotFoundException
+
+from dfp.settings import LakeFSSettings
+
+
+class LakeFSError(RuntimeError):
+    """A lakeFS call failed; the message names the repository, ref and path involved."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    size_bytes: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class DiffEntry:
+    type: str  # added | removed | changed | conflict | prefix_changed
+    path: str
+    size_bytes: int | None
+
+
+def _api_error(action: str, exc: ApiException) -> LakeFSError:
+    body = (exc.body or b"").decode() if isinstance(exc.body, bytes) else (exc.body or "")
+    return LakeFSError(f"lakeFS {action} failed ({exc.status}): {body.strip() or exc.reason}")
+
+
+class LakeFSClient:
+    """lakeFS operations on one repository."""
+
+    def __init__(self, settings: LakeFSSettings):
+        self.settings = settings
+        self.repository = settings.repository
+        configuration = lakefs_sdk.Configuration(
+            host=settings.endpoint.rstrip("/") + "/api/v1",
+            username=settings.access_key_id,
+            password=settings.secret_access_key,
+        )
+        self._api = lakefs_sdk.ApiClient(configuration)
+        self.branches = lakefs_sdk.BranchesApi(self._api)
+        self.commits = lakefs_sdk.CommitsApi(self._api)
+        self.refs = lakefs_sdk.RefsApi(self._api)
+        self.objects = lakefs_sdk.ObjectsApi(self._api)
+        self.repositories = lakefs_sdk.RepositoriesApi(self._api)
+
+    # -- repository -------------------------------------------------------------------------
+    def ensure_repository(self, storage_namespace: str, default_branch: str = "main") -> bool:
+        """Create the repository if missing. Returns True when it was created."""
+        try:
+            self.repositories.get_repository(self.repository)
+            return False
+        except NotFoundException:
+            pass
+        try:
+            self.repositories.create_repository(
+                lakefs_sdk.RepositoryCreation(
+                    name=self.repository,
+                    storage_namespace=storage_namespace,
+                    default_branch=default_branch,
+                )
+            )
+        except ApiException as exc:
+            raise _api_error(f"create repository {self.repository}", exc) from exc
+        return True
+
+    # -- branches ---------------------------------------------------------------------------
+    def list_branches(self, *, show_hidden: bool = False) -> dict[str, str]:
+        """Branch name -> head commit id."""
+        out: dict[str, str] = {}
+        after = ""
+        while True:
+            page = self.branches.list_branches(
+                self.repository, after=after, amount=1000, show_hidden=show_hidden
+            )
+            for ref in page.results:
+                out[ref.id] = ref.commit_id
+            if not page.pagination.has_more:
+                return out
+            after = page.pagination.next_offset
+
+    def branch_exists(self, name: str) -> bool:
+        try:
+            self.branches.get_branch(self.repository, name)
+            return True
+        except NotFoundException:
+            return False
+
+    def head(self, branch: str) -> str:
+        try:
+            return self.branches.get_branch(self.repository, branch).commit_id
+        except ApiException as exc:
+            raise _api_error(f"get branch {self.repository}/{branch}", exc) from exc
+
+    def create_branch(
+        self, name: str, source: str, *, hidden: bool = False, exist_ok: bool = False
+    ) -> str:
+        """Create `name` from `source` (zero-copy). Returns the new branch's head commit."""
+        try:
+            return self.branches.create_branch(
+                self.repository,
+                lakefs_sdk.BranchCreation(name=name, source=source, hidden=hidden),
+            )
+        except ApiException as exc:
+            if exist_ok and exc.status == 409:
+                return self.head(name)
+            raise _api_error(f"create branch {self.repository}/{name} from {source}", exc) from exc
+
+    def delete_branch(self, name: str, *, missing_ok: bool = True) -> bool:
+        try:
+            self.branches.delete_branch(self.repository, name)
+            return True
+        except NotFoundException:
+            if missing_ok:
+                return False
+            raise LakeFSError(f"branch {self.repository}/{name} does not exist") from None
+        except ApiException as exc:
+            raise _api_error(f"delete branch {self.repository}/{name}", exc) from exc
+
+    # -- commits, diffs, merges ------------------------------------------------------------
+    def commit(
+        self,
+        branch: str,
+        message: str,
+        metadata: dict[str, str] | None = None,
+        *,
+        allow_empty: bool = False,
+    ) -> str:
+        try:
+            commit = self.commits.commit(
+                self.repository,
+                branch,
+                lakefs_sdk.CommitCreation(
+                    message=message,
+                    metadata={k: str(v) for k, v in (metadata or {}).items()},
+                    allow_empty=allow_empty,
+                ),
+            )
+        except ApiException as exc:
+            raise _api_error(f"commit on {self.repository}/{branch}", exc) from exc
+        return commit.id
+
+    def get_commit(self, ref: str) -> lakefs_sdk.Commit:
+        try:
+            return self.commits.get_commit(self.repository, ref)
+        except ApiException as exc:
+            raise _api_error(f"get commit {self.repository}@{ref}", exc) from exc
+
+    def log(self, ref: str, amount: int = 100) -> list[lakefs_sdk.Commit]:
+        return list(self.refs.log_commits(self.repository, ref, amount=amount).results)
+
+    def has_uncommitted_changes(self, branch: str) -> bool:
+        page = self.branches.diff_branch(self.repository, branch, amount=1)
+        return bool(page.results)
+
+    def diff(self, left_ref: str, right_ref: str, prefix: str = "") -> list[DiffEntry]:
+        """Changes that `right_ref` has relative to `left_ref` (committed data only)."""
+        out: list[DiffEntry] = []
+        after = ""
+        while True:
+            page = self.refs.diff_refs(
+                self.repository, left_ref, right_ref, after=after, amount=1000, prefix=prefix
+            )
+            out.extend(DiffEntry(d.type, d.path, d.size_bytes) for d in page.results)
+            if not page.pagination.has_more:
+                return out
+            after = page.pagination.next_offset
+
+    def merge(
+        self, source_ref: str, destination_branch: str, message: str, metadata: dict[str, str]
+    ) -> str:
+        """Merge `source_ref` into `destination_branch`; returns the merge commit id."""
+        try:
+            result = self.refs.merge_into_branch(
+                self.repository,
+                source_ref,
+                destination_branch,
+                merge=lakefs_sdk.Merge(
+                    message=message, metadata={k: str(v) for k, v in metadata.items()}
+                ),
+            )
+        except ApiException as exc:
+            raise _api_error(
+                f"merge {self.repository}: {source_ref} -> {destination_branch}", exc
+            ) from exc
+        return result.reference
+
+    # -- objects ----------------------------------------------------------------------------
+    def upload(self, branch: str, path: str, content: bytes) -> ObjectInfo:
+        try:
+            stats = self.objects.upload_object(self.repository, branch, path, content=content)
+        except ApiException as exc:
+            raise _api_error(f"upload {self.repository}/{branch}/{path}", exc) from exc
+        return ObjectInfo(stats.path, stats.size_bytes or 0, stats.checksum)
+
+    def read(self, ref: str, path: str) -> bytes:
+        try:
+            return bytes(self.objects.get_object(self.repository, ref, path))
+        except ApiException as exc:
+            raise _api_error(f"read {self.repository}/{ref}/{path}", exc) from exc
+
+    def list_objects(self, ref: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        after = ""
+        while True:
+            page = self.objects.list_objects(
+                self.repository, ref, prefix=prefix, after=after, amount=1000
+            )
+            for o in page.results:
+                yield ObjectInfo(o.path, o.size_bytes or 0, o.checksum)
+            if not page.pagination.has_more:
+                return
+            after = page.pagination.next_offset
+
+    def delete_prefix(self, branch: str, prefix: str) -> int:
+        paths = [o.path for o in self.list_objects(branch, prefix)]
+        for start in range(0, len(paths), 1000):
+            chunk = paths[start : start + 1000]
+            errors = self.objects.delete_objects(
+                self.repository, branch, lakefs_sdk.PathList(paths=chunk)
+            )
+            if errors.errors:
+                raise LakeFSError(f"delete under {branch}/{prefix} failed: {errors.errors[:3]}")
+        return len(paths)
+
+    # -- S3 gateway settings for other libraries ---------------------------------------------
+    def s3_uri(self, ref: str, path: str = "") -> str:
+        """`s3://<repo>/<ref>/<path>`: how lakeFS's S3 gateway addresses an object."""
+        return f"s3://{self.repository}/{ref}/{path.lstrip('/')}".rstrip("/")
+
+    def s3fs_storage_options(self) -> dict[str, Any]:
+        """For fsspec/s3fs (pandas, pyarrow via fsspec, dlt's filesystem destination)."""
+        return {
+            "key": self.settings.access_key_id,
+            "secret": self.settings.secret_access_key,
+            "client_kwargs": {"endpoint_url": self.settings.endpoint, "region_name": "us-east-1"},
+            # lakeFS's gateway resolves the repository from the path, not the host name.
+            "config_kwargs": {"s3": {"addressing_style": "path"}},
+        }
+
+    def pyiceberg_properties(self) -> dict[str, str]:
+        """For pyiceberg's FileIO (used by the staging issue's catalogs)."""
+        return {
+            "s3.endpoint": self.settings.endpoint,
+            "s3.access-key-id": self.settings.access_key_id,
+            "s3.secret-access-key": self.settings.secret_access_key,
+            "s3.region": "us-east-1",
+            "s3.force-virtual-addressing": "false",
+        }
+
+    def close(self) -> None:
+        self._api.close()

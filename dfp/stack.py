@@ -1,0 +1,361 @@
+"""`dfp stack`: build, start, stop and report the local services dfp runs on.
+
+Each service is a process started here with its state under DFP_HOME and a pid file, so `down`
+stops only what `up` started. Later services (Postgres, Redis, MLflow) plug in as more
+`ManagedService`s.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import yaml
+
+from dfp import settings
+from dfp.lakefs_client import LakeFSClient
+
+LAKEFS_BUILD_DIR = settings.PROJECT_ROOT / "deploy" / "lakefs-build"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _say(msg: str) -> None:
+    print(f"[dfp stack] {msg}", flush=True)
+
+
+# -- lakeFS binary --------------------------------------------------------------------------
+def lakefs_binary_path() -> Path:
+    return settings.cache_dir() / f"lakefs-{settings.LAKEFS_VERSION}" / "lakefs"
+
+
+def ensure_lakefs_binary(log: Callable[[str], None] = _say) -> Path:
+    """Return a lakeFS binary: $LAKEFS_BIN, the cached build, or a fresh build from source."""
+    explicit = os.environ.get("LAKEFS_BIN")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise StackError(f"LAKEFS_BIN={explicit} does not exist")
+        return path
+    binary = lakefs_binary_path()
+    if binary.is_file():
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        raise StackError(
+            "lakeFS binary not found and no Go toolchain to build it. Either install Go >= 1.26 "
+            f"(dfp then builds lakeFS {settings.LAKEFS_VERSION} from the Go module proxy), or "
+            "point LAKEFS_BIN at a lakeFS binary (a treeverse/lakefs release archive, or "
+            "`/app/lakefs` copied out of the treeverse/lakefs container image)."
+        )
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_suffix(".partial")
+    log(f"building lakeFS {settings.LAKEFS_VERSION} from the Go module proxy (first time: minutes)")
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "0",
+        # go.sum pins every module; treeverse's forks are absent from the public sum DB.
+        "GONOSUMDB": "github.com/treeverse",
+        "GOFLAGS": "-mod=readonly",
+    }
+    version_var = "github.com/treeverse/lakefs/pkg/version.Version"
+    version = settings.LAKEFS_VERSION.lstrip("v")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            go,
+            "build",
+            "-trimpath",
+            f"-ldflags=-s -w -X {version_var}={version}",
+            "-o",
+            str(tmp),
+            ".",
+        ],
+        cwd=LAKEFS_BUILD_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise StackError(f"building lakeFS failed:\n{proc.stderr[-4000:]}")
+    tmp.rename(binary)
+    log(f"built {binary} in {time.monotonic() - started:.0f}s")
+    return binary
+
+
+# -- managed processes ----------------------------------------------------------------------
+@dataclass
+class ManagedService:
+    name: str
+    url: str
+    state_dir: Path
+    argv: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    prepare: Callable[[], None] = lambda: None
+    after_start: Callable[[], None] = lambda: None
+    env: dict[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 60.0
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid we started, if that process is still alive (not a recycled pid)."""
+        if not self.pid_file.exists():
+            return None
+        try:
+            pid_str, _, started_at = self.pid_file.read_text().strip().partition(" ")
+            proc = psutil.Process(int(pid_str))
+            if started_at and abs(proc.create_time() - float(started_at)) > 1.0:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc.pid
+        except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def start(self) -> bool:
+        """Start unless already running. Returns True when it started a process."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.pid() is not None:
+            if not self.healthy():
+                self._wait_healthy(None)
+            return False
+        self.prepare()
+        argv = self.argv()
+        log = open(self.log_file, "ab")
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            cwd=self.state_dir,
+            start_new_session=True,  # survives the CLI that started it
+        )
+        log.close()
+        create_time = psutil.Process(proc.pid).create_time()
+        self.pid_file.write_text(f"{proc.pid} {create_time}")
+        self._wait_healthy(proc)
+        self.after_start()
+        return True
+
+    def _wait_healthy(self, proc: subprocess.Popen | None) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if proc is not None and proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise StackError(
+                    f"{self.name} exited with code {proc.returncode} during start; "
+                    f"last log lines:\n{_tail(self.log_file)}"
+                )
+            time.sleep(0.2)
+        raise StackError(
+            f"{self.name} not healthy at {self.url} after {self.start_timeout_s:.0f}s; "
+            f"log: {self.log_file}\n{_tail(self.log_file)}"
+        )
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        """Stop the process we started. Returns True when one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)  # stale
+            return False
+        proc = psutil.Process(pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except psutil.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+# -- the stack ------------------------------------------------------------------------------
+def _random_key(prefix: str, length: int) -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(length - len(prefix)))
+
+
+class LocalStack:
+    """The embedded services of DFP_ENV=local, with all state under DFP_HOME."""
+
+    def __init__(self, home: Path | None = None):
+        self.home = home or settings.dfp_home()
+        self.lakefs_port = int(os.environ.get("DFP_LAKEFS_PORT", "8000"))
+        self.lakefs_url = f"http://127.0.0.1:{self.lakefs_port}"
+        self.lakefs_dir = self.home / "state" / "lakefs"
+        self.repository = os.environ.get("LAKEFS_REPOSITORY", settings.DEFAULT_REPOSITORY)
+        self.lakefs = ManagedService(
+            name="lakefs",
+            url=self.lakefs_url,
+            state_dir=self.lakefs_dir,
+            argv=lambda: [
+                str(ensure_lakefs_binary()),
+                "run",
+                "--config",
+                str(self.lakefs_dir / "config.yaml"),
+            ],
+            healthy=lambda: _http_ok(f"{self.lakefs_url}/_health"),
+            prepare=self._prepare_lakefs,
+            after_start=self._after_lakefs_start,
+        )
+
+    @property
+    def services(self) -> list[ManagedService]:
+        return [self.lakefs]
+
+    @property
+    def env_file(self) -> Path:
+        return self.home / "stack.env"
+
+    def credentials(self) -> dict[str, str]:
+        """Stable local credentials: generated once, kept as long as the state directory."""
+        existing = settings.read_env_file(self.env_file)
+        if existing.get("LAKEFS_ACCESS_KEY_ID"):
+            existing["LAKEFS_ENDPOINT"] = self.lakefs_url
+            return existing
+        return {
+            "LAKEFS_ENDPOINT": self.lakefs_url,
+            "LAKEFS_ACCESS_KEY_ID": _random_key("AKIAJDFP", 20),
+            "LAKEFS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+            "LAKEFS_REPOSITORY": self.repository,
+            "DFP_LAKEFS_AUTH_SECRET": secrets.token_hex(32),
+        }
+
+    def _write_env(self, values: dict[str, str]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        body = "# written by `dfp stack up`: local-only credentials, git-ignored\n"
+        body += "".join(f"{k}={v}\n" for k, v in values.items())
+        self.env_file.write_text(body)
+        self.env_file.chmod(0o600)
+
+    def _prepare_lakefs(self) -> None:
+        if not _port_free("127.0.0.1", self.lakefs_port):
+            raise StackError(
+                f"port {self.lakefs_port} on 127.0.0.1 is taken by another process; "
+                "set DFP_LAKEFS_PORT to a free port"
+            )
+        creds = self.credentials()
+        self._write_env(creds)
+        config = {
+            "listen_address": f"127.0.0.1:{self.lakefs_port}",
+            "logging": {"format": "text", "level": "WARN", "output": "-"},
+            "database": {"type": "local", "local": {"path": str(self.lakefs_dir / "metadata")}},
+            "blockstore": {"type": "local", "local": {"path": str(self.lakefs_dir / "data")}},
+            "auth": {"encrypt": {"secret_key": creds["DFP_LAKEFS_AUTH_SECRET"]}},
+            # No outside network here, and nothing should phone home anyway.
+            "stats": {"enabled": False},
+            "email_subscription": {"enabled": False},
+            "security": {"check_latest_version": False},
+            "installation": {
+                "user_name": "dfp-admin",
+                "access_key_id": creds["LAKEFS_ACCESS_KEY_ID"],
+                "secret_access_key": creds["LAKEFS_SECRET_ACCESS_KEY"],
+            },
+            "gateways": {"s3": {"region": "us-east-1"}},
+        }
+        (self.lakefs_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _after_lakefs_start(self) -> None:
+        self.ensure_repository()
+
+    def ensure_repository(self) -> bool:
+        creds = settings.read_env_file(self.env_file)
+        client = LakeFSClient(
+            settings.LakeFSSettings(
+                endpoint=self.lakefs_url,
+                access_key_id=creds["LAKEFS_ACCESS_KEY_ID"],
+                secret_access_key=creds["LAKEFS_SECRET_ACCESS_KEY"],
+                repository=self.repository,
+            )
+        )
+        try:
+            # lakeFS may answer /_health before the installation user exists.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    return client.ensure_repository(
+                        storage_namespace=f"local://{self.repository}",
+                        default_branch=settings.DEFAULT_BRANCH,
+                    )
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            client.close()
+
+    def up(self, log: Callable[[str], None] = _say) -> None:
+        ensure_lakefs_binary(log)
+        for service in self.services:
+            started = service.start()
+            log(f"{service.name}: {'started' if started else 'already running'} at {service.url}")
+        self.ensure_repository()
+        log(f"repository '{self.repository}' ready; credentials in {self.env_file}")
+
+    def down(self, log: Callable[[str], None] = _say) -> None:
+        for service in reversed(self.services):
+            stopped = service.stop()
+            log(f"{service.name}: {'stopped' if stopped else 'not running'}")
+
+    def status(self) -> list[dict[str, str]]:
+        rows = []
+        for service in self.services:
+            pid = service.pid()
+            state = "running" if pid and service.healthy() else ("unhealthy" if pid else "stopped")
+            rows.append(
+                {
+                    "service": service.name,
+                    "state": state,
+                    "pid": str(pid or "-"),
+                    "url": service.url,
+                }
+            )
+        return rows
