@@ -1,0 +1,40 @@
+"""Which lakeFS branches are Dagster partitions (pure logic, no Dagster)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from dfp.wap import RUN_BRANCH_PREFIX, is_run_branch
+
+# lakeFS's own rule for branch ids.
+_BRANCH_ID = re.compile(r"^\w[-\w]*$")
+
+
+class BranchNameError(ValueError):
+    pass
+
+
+def validate_user_branch_name(name: str) -> str:
+    if not _BRANCH_ID.match(name):
+        raise BranchNameError(
+            f"invalid branch name {name!r}: use letters, digits, '_' and '-', "
+            "starting with a letter, digit or '_'"
+        )
+    if is_run_branch(name):
+        raise BranchNameError(
+            f"branch names starting with {RUN_BRANCH_PREFIX!r} are reserved for ephemeral runs"
+        )
+    return name
+
+
+def partition_changes(
+    lakefs_branches: Iterable[str], partitions: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """(partitions to add, partitions to remove) so partitions mirror the user branches.
+
+    Ephemeral run branches never become partitions, even if lakeFS lists them.
+    """
+    wanted = {b for b in lakefs_branches if not is_run_branch(b)}
+    have = set(partitions)
+    return sorted(wanted - have), sorted(have - wanted)

@@ -1,0 +1,109 @@
+"""Where raw Kronodroid files come from: Kaggle (kagglehub), a local directory, or the
+synthetic generator. All three end in the same parse path (`parse.read_release`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+from dfp.kronodroid.parse import KronodroidInputError, read_release, release_for_file
+from dfp.kronodroid.schema import Release
+
+KAGGLE_DATASET = "dhoogla/kronodroid-2021"
+DATA_SUFFIXES = (".csv", ".parquet")
+
+SourceName = Literal["auto", "kaggle", "local", "synthetic"]
+
+
+class SourceConfig(BaseModel):
+    source: SourceName = Field(
+        "auto",
+        description="auto = kaggle when Kaggle credentials exist, else local when local_dir "
+        "(or DFP_KRONODROID_DIR) is set, else synthetic",
+    )
+    local_dir: str | None = Field(None, description="directory of Kronodroid CSV/parquet files")
+    kaggle_dataset: str = Field(
+        KAGGLE_DATASET, description="Kaggle handle; pin a version with /versions/N"
+    )
+    synthetic_scale: float = Field(1.0, gt=0, le=1.0, description="1.0 = 78,137 + 63,991 rows")
+    synthetic_seed: int = 0
+
+
+def kaggle_credentials_present() -> bool:
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return True
+    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    return (config_dir / "kaggle.json").is_file()
+
+
+def resolve_source(config: SourceConfig) -> tuple[str, str | None]:
+    """(source, local_dir) after applying `auto` and DFP_KRONODROID_DIR."""
+    local_dir = config.local_dir or os.environ.get("DFP_KRONODROID_DIR")
+    if config.source != "auto":
+        return config.source, local_dir
+    if kaggle_credentials_present():
+        return "kaggle", None
+    if local_dir:
+        return "local", local_dir
+    return "synthetic", None
+
+
+def discover_files(directory: Path) -> dict[Release, list[Path]]:
+    """Kronodroid data files under `directory` (recursively), grouped by release."""
+    if not directory.is_dir():
+        raise KronodroidInputError(str(directory), "source directory does not exist")
+    files = sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not p.name.startswith(".")
+    )
+    if not files:
+        raise KronodroidInputError(
+            str(directory), f"no Kronodroid data files ({', '.join(DATA_SUFFIXES)}) found"
+        )
+    by_release: dict[Release, list[Path]] = {}
+    for path in files:
+        by_release.setdefault(release_for_file(path), []).append(path)
+    # The Kaggle dataset ships each release as both CSV and parquet: read one of them.
+    for release, paths in by_release.items():
+        parquet = [p for p in paths if p.suffix.lower() == ".parquet"]
+        csv_stems = {p.stem for p in paths if p.suffix.lower() == ".csv"}
+        if parquet and all(p.stem in csv_stems for p in parquet):
+            by_release[release] = parquet
+    return by_release
+
+
+def download_kaggle(dataset: str = KAGGLE_DATASET) -> Path:
+    """Download (or reuse kagglehub's cache of) the Kaggle dataset; returns its directory."""
+    import kagglehub
+
+    return Path(kagglehub.dataset_download(dataset))
+
+
+def collect_files(config: SourceConfig, workdir: Path) -> tuple[str, dict[Release, list[Path]]]:
+    """Resolve the configured source to data files (the synthetic ones written to workdir)."""
+    source, local_dir = resolve_source(config)
+    if source == "kaggle":
+        return source, discover_files(download_kaggle(config.kaggle_dataset))
+    if source == "local":
+        if not local_dir:
+            raise KronodroidInputError(
+                "<config>", "source 'local' needs local_dir or DFP_KRONODROID_DIR"
+            )
+        return source, discover_files(Path(local_dir))
+    from dfp.kronodroid.synthetic import write_release_files
+
+    files = write_release_files(
+        workdir, scale=config.synthetic_scale, seed=config.synthetic_seed, fmt="parquet"
+    )
+    return source, {release: list(paths) for release, paths in files.items()}
+
+
+def read_tables(files: dict[Release, list[Path]]) -> dict[Release, pa.Table]:
+    return {release: read_release(paths, release) for release, paths in files.items()}

@@ -1,0 +1,173 @@
+"""kronodroid_raw: the Kronodroid releases as parquet on the run's lakeFS branch, and the
+blocking checks that audit them before anything is published."""
+
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import s3fs
+
+from dfp.kronodroid.load import load_to_lakefs, read_raw, release_prefix
+from dfp.kronodroid.parse import KronodroidInputError
+from dfp.kronodroid.quality import CHECK_DESCRIPTIONS, RawQualityThresholds, audit, to_pandas
+from dfp.kronodroid.schema import LABEL_COLUMN, Release
+from dfp.kronodroid.sources import KAGGLE_DATASET, SourceConfig, collect_files, read_tables
+from dfp_assets.partitions import lakefs_branch_partitions
+from dfp_resources.lakefs import LakeFSResource
+
+RAW_ASSET = dg.AssetKey("kronodroid_raw")
+
+
+class KronodroidRawConfig(dg.Config):
+    source: str = "auto"  # auto | kaggle | local | synthetic (see SourceConfig)
+    local_dir: str | None = None
+    kaggle_dataset: str = KAGGLE_DATASET
+    synthetic_scale: float = 1.0
+    synthetic_seed: int = 0
+
+
+def _input_failure(exc: KronodroidInputError) -> dg.Failure:
+    meta = {"file": exc.file}
+    if exc.column is not None:
+        meta["column"] = exc.column
+    if exc.row is not None:
+        meta["row"] = exc.row
+    if exc.value is not None:
+        meta["value"] = repr(exc.value)
+    return dg.Failure(description=f"bad Kronodroid input: {exc}", metadata=meta)
+
+
+@dg.asset(
+    partitions_def=lakefs_branch_partitions,
+    group_name="raw",
+    kinds={"dlt", "lakefs", "parquet"},
+    description="Kronodroid real-device and emulator releases as parquet under "
+    "raw/kronodroid/<release>/ on the partition's lakeFS branch (loaded by dlt).",
+)
+def kronodroid_raw(
+    context: dg.AssetExecutionContext, config: KronodroidRawConfig, lakefs: LakeFSResource
+) -> dg.MaterializeResult:
+    try:
+        source_config = SourceConfig.model_validate(config.model_dump())
+    except ValueError as exc:
+        raise dg.Failure(description=f"bad kronodroid_raw config: {exc}") from exc
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dfp-kronodroid-") as work:
+        try:
+            source, files = collect_files(source_config, Path(work))
+            tables = read_tables(files)
+        except KronodroidInputError as exc:
+            raise _input_failure(exc) from exc
+        context.log.info(
+            f"read {sum(t.num_rows for t in tables.values()):,} rows from {source} "
+            f"({', '.join(p.name for ps in files.values() for p in ps)}) "
+            f"in {time.monotonic() - started:.1f}s"
+        )
+
+        branch = lakefs.run_branch(context)
+        client = lakefs.client()
+        # The raw dataset is replaced as a whole: a release absent from this load must not
+        # linger from an earlier one.
+        client.delete_prefix(branch, "raw/kronodroid/")
+        result = load_to_lakefs(
+            tables,
+            repository=client.repository,
+            branch=branch,
+            credentials=lakefs.dlt_credentials(),
+        )
+    rows = sum(result.rows.values())
+    malware_share = {
+        str(r): round(float(t.column(LABEL_COLUMN).to_numpy().mean()), 4) for r, t in tables.items()
+    }
+    commit = client.commit(
+        branch,
+        f"kronodroid_raw: {source} load {result.load_id}",
+        {
+            "dagster_run_id": context.run_id,
+            "asset": "kronodroid_raw",
+            "source": source,
+            "dlt_load_id": result.load_id,
+            **{f"rows.{r}": str(n) for r, n in result.rows.items()},
+        },
+    )
+    union_schema = next(iter(tables.values())).schema
+    for table in tables.values():
+        for f in table.schema:
+            if f.name not in union_schema.names:
+                union_schema = union_schema.append(f)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            **{f"rows_{r}": n for r, n in result.rows.items()},
+            **{f"malware_share_{r}": s for r, s in malware_share.items()},
+            "source": source,
+            "lakefs_commit": commit,
+            "lakefs_run_branch": branch,
+            "dlt_load_id": result.load_id,
+            "seconds": round(time.monotonic() - started, 2),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(f.name, str(f.type)) for f in union_schema]
+            ),
+        }
+    )
+
+
+class RawQualityConfig(dg.Config):
+    min_rows_per_release: int = 1000
+    malware_share_min: float = 0.02
+    malware_share_max: float = 0.98
+    max_conflicting_sha256_share: float = 0.001
+
+
+RAW_CHECK_SPECS = [
+    dg.AssetCheckSpec(name, asset=RAW_ASSET, blocking=True, description=description)
+    for name, description in CHECK_DESCRIPTIONS.items()
+]
+
+
+def _failures_markdown(failures: list[dict]) -> str:
+    header = "| release | file | row | column | check | value |\n|---|---|---|---|---|---|\n"
+    return header + "".join(
+        f"| {f['release']} | {f['file']} | {f['row']} | {f['column']} | {f['check']} | "
+        f"{str(f['value']).replace('|', '/')} |\n"
+        for f in failures
+    )
+
+
+@dg.multi_asset_check(specs=RAW_CHECK_SPECS, name="kronodroid_raw_checks")
+def kronodroid_raw_checks(
+    context: dg.AssetCheckExecutionContext, config: RawQualityConfig, lakefs: LakeFSResource
+):
+    """Read what landed on the run branch back from lakeFS and audit it."""
+    branch = lakefs.run_branch(context)
+    client = lakefs.client()
+    commit = client.head(branch)
+    fs = s3fs.S3FileSystem(**client.s3fs_storage_options())
+    frames = {}
+    for release in Release:
+        paths = [
+            o.path
+            for o in client.list_objects(commit, release_prefix(release))
+            if o.path.endswith(".parquet")
+        ]
+        if paths:
+            frames[release] = to_pandas(read_raw(fs, client.repository, commit, paths))
+    thresholds = RawQualityThresholds.model_validate(config.model_dump())
+    for outcome in audit(frames, thresholds):
+        metadata: dict = {"lakefs_commit": commit}
+        for key, value in outcome.metadata.items():
+            if key == "failures":
+                if value:
+                    metadata["failures"] = dg.MetadataValue.md(_failures_markdown(value))
+            elif isinstance(value, list):
+                metadata[key] = dg.MetadataValue.json(value)
+            else:
+                metadata[key] = value
+        yield dg.AssetCheckResult(
+            asset_key=RAW_ASSET,
+            check_name=outcome.name,
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+        )
