@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -49,6 +50,121 @@ def stack_status() -> None:
     for row in rows:
         click.echo(f"{row['service']:<10} {row['state']:<10} {row['pid']:<8} {row['url']}")
     sys.exit(0 if all(r["state"] == "running" for r in rows) else 1)
+
+
+# -- branches ------------------------------------------------------------------------------
+PARTITIONS_NAME = "lakefs_branch"
+
+
+def _client():
+    from dfp.lakefs_client import LakeFSClient
+    from dfp.settings import LakeFSSettings
+
+    try:
+        return LakeFSClient(LakeFSSettings.from_env())
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    from dfp.dagster_home import prepare_dagster_home
+
+    prepare_dagster_home()
+    return DagsterInstance.get()
+
+
+def sync_partitions(client, instance) -> tuple[list[str], list[str]]:
+    """Make lakefs_branch partitions mirror lakeFS's user branches now (the sensor's job)."""
+    from dfp.branches import partition_changes
+
+    to_add, to_remove = partition_changes(
+        client.list_branches(), instance.get_dynamic_partitions(PARTITIONS_NAME)
+    )
+    if to_add:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, to_add)
+    for name in to_remove:
+        instance.delete_dynamic_partition(PARTITIONS_NAME, name)
+    return to_add, to_remove
+
+
+@main.group()
+def branch() -> None:
+    """lakeFS branches, each a `lakefs_branch` partition of every asset."""
+
+
+@branch.command("create")
+@click.argument("name")
+@click.option("--from", "source", default="main", show_default=True, help="source branch/ref")
+def branch_create(name: str, source: str) -> None:
+    """Create lakeFS branch NAME (zero-copy) and its Dagster partition."""
+    from dfp.branches import BranchNameError, validate_user_branch_name
+    from dfp.lakefs_client import LakeFSError
+
+    try:
+        validate_user_branch_name(name)
+        head = _client().create_branch(name, source)
+    except (BranchNameError, LakeFSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _instance().add_dynamic_partitions(PARTITIONS_NAME, [name])
+    click.echo(f"created branch {name} from {source} at {head[:12]} (partition added)")
+
+
+@branch.command("delete")
+@click.argument("name")
+def branch_delete(name: str) -> None:
+    """Delete lakeFS branch NAME and its Dagster partition."""
+    from dfp.branches import BranchNameError, validate_user_branch_name
+
+    try:
+        validate_user_branch_name(name)
+    except BranchNameError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if name == "main":
+        raise click.ClickException("refusing to delete the default branch 'main'")
+    existed = _client().delete_branch(name)
+    instance = _instance()
+    if name in instance.get_dynamic_partitions(PARTITIONS_NAME):
+        instance.delete_dynamic_partition(PARTITIONS_NAME, name)
+    click.echo(f"deleted branch {name}" if existed else f"branch {name} did not exist")
+
+
+@branch.command("list")
+def branch_list() -> None:
+    """Branches with their head commit and whether Dagster has the partition."""
+    client = _client()
+    partitions = set(_instance().get_dynamic_partitions(PARTITIONS_NAME))
+    for name, commit in sorted(client.list_branches().items()):
+        click.echo(f"{name:<30} {commit[:12]}  {'partition' if name in partitions else '-'}")
+
+
+# -- platform ------------------------------------------------------------------------------
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+def dev(port: int) -> None:
+    """Start the local stack and `dagster dev` on it (embedded defaults)."""
+    import os
+
+    from dfp.settings import PROJECT_ROOT
+
+    stack_up.callback()
+    sync_partitions(_client(), _instance())
+    os.environ.setdefault("DFP_DAGSTER_URL", f"http://127.0.0.1:{port}")
+    dagster = Path(sys.executable).with_name("dagster")
+    os.execv(
+        dagster,
+        [
+            str(dagster),
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,16 @@ from dfp_resources.environment import build_resources
 
 resources = build_resources()
 
+ingest_kronodroid = dg.define_asset_job(
+    "ingest_kronodroid",
+    selection=dg.AssetSelection.assets(kronodroid_raw),
+    description="Load Kronodroid into a branch and audit it (write-audit-publish).",
+)
+
 defs = dg.Definitions(
     assets=[kronodroid_raw],
     asset_checks=[kronodroid_raw_checks],
-    jobs=[create_lakefs_branch, delete_lakefs_branch],
+    jobs=[ingest_kronodroid, create_lakefs_branch, delete_lakefs_branch],
     sensors=[lakefs_branch_sensor, lakefs_run_branch_cleanup],
     resources=resources,
     executor=lakefs_wap_executor(resources["lakefs"]),

@@ -84,7 +84,7 @@ def kronodroid_raw(
         branch,
         f"kronodroid_raw: {source} load {result.load_id}",
         {
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
             "asset": "kronodroid_raw",
             "source": source,
             "dlt_load_id": result.load_id,

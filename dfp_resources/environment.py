@@ -28,11 +28,12 @@ def build_resources(env: str | None = None) -> dict[str, Any]:
     env = env or current_env()
     if env == "local":
         load_stack_env()
+        os.environ.setdefault("LAKEFS_REPOSITORY", DEFAULT_REPOSITORY)
     return {
         "lakefs": LakeFSResource(
             endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
             access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),
             secret_access_key=dg.EnvVar("LAKEFS_SECRET_ACCESS_KEY"),
-            repository=os.environ.get("LAKEFS_REPOSITORY", DEFAULT_REPOSITORY),
+            repository=dg.EnvVar("LAKEFS_REPOSITORY"),
         ),
     }

@@ -1,0 +1,18 @@
+"""Fixtures shared by every test layer."""
+
+from pathlib import Path
+
+import pytest
+
+from dfp.settings import PROJECT_ROOT
+
+SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "kronodroid"
+SAMPLE_FILE = SHARED_SAMPLE / "real_device_subset_2019.csv"
+
+
+@pytest.fixture
+def shared_sample_dir() -> Path:
+    """The real 1,622-row sample in ../shared (absent in a user's clone: skip then)."""
+    if not SAMPLE_FILE.is_file():
+        pytest.skip("../shared/data/kronodroid is not present")
+    return SHARED_SAMPLE

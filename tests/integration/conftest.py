@@ -1,0 +1,62 @@
+"""The real local stack for integration tests: lakeFS built and started by `dfp stack`.
+
+One lakeFS per test session (own DFP_HOME and port, so a developer's running stack is left
+alone); a fresh lakeFS repository and a temporary Dagster instance per test.
+"""
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+
+from dfp import settings
+from dfp.lakefs_client import LakeFSClient
+from dfp.stack import LocalStack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def lakefs_stack(tmp_path_factory) -> Iterator[LocalStack]:
+    home = tmp_path_factory.mktemp("dfp_home")
+    overrides = {
+        "DFP_HOME": str(home),
+        "DFP_LAKEFS_PORT": str(free_port()),
+        # Reuse the project's build cache: building lakeFS once is enough.
+        "DFP_CACHE_DIR": os.environ.get("DFP_CACHE_DIR", str(settings.cache_dir())),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in overrides.items():
+            mp.setenv(key, value)
+        stack = LocalStack(home)
+        stack.up(log=lambda msg: None)
+        for key, value in settings.read_env_file(stack.env_file).items():
+            mp.setenv(key, value)
+        try:
+            yield stack
+        finally:
+            stack.down(log=lambda msg: None)
+
+
+@pytest.fixture
+def lakefs(lakefs_stack, monkeypatch) -> Iterator[LakeFSClient]:
+    """A client on a fresh repository (default branch main), also set as LAKEFS_REPOSITORY."""
+    repository = f"t-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("LAKEFS_REPOSITORY", repository)
+    client = LakeFSClient(settings.LakeFSSettings.from_env())
+    client.ensure_repository(storage_namespace=f"local://{repository}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
