@@ -5,6 +5,7 @@ No Dagster imports: the Dagster resource, the CLI and the stack manager all shar
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -199,10 +200,14 @@ class LakeFSClient:
 
     # -- objects ----------------------------------------------------------------------------
     def upload(self, branch: str, path: str, content: bytes) -> ObjectInfo:
-        try:
-            stats = self.objects.upload_object(self.repository, branch, path, content=content)
-        except ApiException as exc:
-            raise _api_error(f"upload {self.repository}/{branch}/{path}", exc) from exc
+        # The generated client's `content` is a local file path that it opens and streams.
+        with tempfile.NamedTemporaryFile(prefix="dfp-upload-") as fh:
+            fh.write(content)
+            fh.flush()
+            try:
+                stats = self.objects.upload_object(self.repository, branch, path, content=fh.name)
+            except ApiException as exc:
+                raise _api_error(f"upload {self.repository}/{branch}/{path}", exc) from exc
         return ObjectInfo(stats.path, stats.size_bytes or 0, stats.checksum)
 
     def read(self, ref: str, path: str) -> bytes:

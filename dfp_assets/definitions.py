@@ -28,3 +28,8 @@ defs = dg.Definitions(
     resources=resources,
     executor=lakefs_wap_executor(resources["lakefs"]),
 )
+
+
+def ingest_job() -> dg.JobDefinition:
+    """Reconstructable handle for `dagster.execute_job` (scripts, tests, benchmarks)."""
+    return defs.resolve_job_def("ingest_kronodroid")

@@ -2,11 +2,7 @@
 
 import dagster as dg
 
-from dfp_assets.definitions import defs
-
-
-def ingest_job() -> dg.JobDefinition:
-    return defs.resolve_job_def("ingest_kronodroid")
+from dfp_assets.definitions import ingest_job
 
 
 def materialize_raw(
