@@ -37,7 +37,7 @@ def _branch_create_ms(client: LakeFSClient, n: int) -> tuple[float, float]:
         client.create_branch(name, "main")
         times.append((time.perf_counter() - started) * 1000)
         client.delete_branch(name)
-    return statistics.median(times), max(times)
+    return round(statistics.median(times), 2), round(max(times), 2)
 
 
 def run(scale: float, seed: int, branch_samples: int) -> dict[str, float]:

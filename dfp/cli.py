@@ -25,6 +25,17 @@ def _stack_or_exit():
     return LocalStack()
 
 
+@stack.command("build")
+def stack_build() -> None:
+    """Build the pinned lakeFS from the Go module proxy into the cache (if missing)."""
+    from dfp.stack import StackError, ensure_lakefs_binary
+
+    try:
+        click.echo(ensure_lakefs_binary())
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @stack.command("up")
 def stack_up() -> None:
     """Build (once) and start the local services; create the lakeFS repository."""
@@ -165,6 +176,31 @@ def dev(port: int) -> None:
             str(port),
         ],
     )
+
+
+# -- benchmarks ----------------------------------------------------------------------------
+@main.group()
+def bench() -> None:
+    """Benchmarks: print their figures (performance targets live here, not in tests)."""
+
+
+@bench.command("ingest")
+@click.option("--scale", default=1.0, show_default=True, help="1.0 = 142,128 rows")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--branch-samples", default=20, show_default=True)
+def bench_ingest(scale: float, seed: int, branch_samples: int) -> None:
+    """Full-size synthetic ingestion into a branch; branch creation, tiny vs full main."""
+    import runpy
+
+    from dfp.settings import PROJECT_ROOT
+
+    sys.argv = [
+        "benchmarks/ingest.py",
+        f"--scale={scale}",
+        f"--seed={seed}",
+        f"--branch-samples={branch_samples}",
+    ]
+    runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "ingest.py"), run_name="__main__")
 
 
 if __name__ == "__main__":

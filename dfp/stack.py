@@ -70,7 +70,7 @@ def ensure_lakefs_binary(log: Callable[[str], None] = _say) -> Path:
         "CGO_ENABLED": "0",
         # go.sum pins every module; treeverse's forks are absent from the public sum DB.
         "GONOSUMDB": "github.com/treeverse",
-        "GOFLAGS": "-mod=readonly",
+        "GOFLAGS": "-mod=readonly -buildvcs=false",
     }
     version_var = "github.com/treeverse/lakefs/pkg/version.Version"
     version = settings.LAKEFS_VERSION.lstrip("v")

@@ -1,0 +1,88 @@
+"""`dfp stack up|status|down` as a user runs them: idempotent, and stopping only its own."""
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from dfp import settings
+from dfp.lakefs_client import LakeFSClient
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def dfp(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dfp.cli", *args], env=env, capture_output=True, text=True
+    )
+
+
+def test_stack_up_status_down_twice(tmp_path):
+    env = {
+        **os.environ,
+        "DFP_HOME": str(tmp_path / "home"),
+        "DFP_LAKEFS_PORT": str(free_port()),
+        "DFP_CACHE_DIR": os.environ.get("DFP_CACHE_DIR", str(settings.cache_dir())),
+    }
+    for key in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"):
+        env.pop(key, None)
+    env["LAKEFS_REPOSITORY"] = "kronodroid"
+    url = f"http://127.0.0.1:{env['DFP_LAKEFS_PORT']}"
+    try:
+        first = dfp("stack", "up", env=env)
+        assert first.returncode == 0, first.stderr
+        assert f"lakefs: started at {url}" in first.stdout
+        second = dfp("stack", "up", env=env)
+        assert second.returncode == 0, second.stderr
+        assert "lakefs: already running" in second.stdout
+
+        status = dfp("stack", "status", env=env)
+        assert status.returncode == 0
+        assert "running" in status.stdout and url in status.stdout
+
+        env_file = tmp_path / "home" / "stack.env"
+        assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+        creds = settings.read_env_file(env_file)
+        client = LakeFSClient(
+            settings.LakeFSSettings(
+                url, creds["LAKEFS_ACCESS_KEY_ID"], creds["LAKEFS_SECRET_ACCESS_KEY"]
+            )
+        )
+        assert "main" in client.list_branches()
+        client.upload("main", "keep.txt", b"state survives restarts")
+        client.commit("main", "keep")
+
+        assert "lakefs: stopped" in dfp("stack", "down", env=env).stdout
+        assert "lakefs: not running" in dfp("stack", "down", env=env).stdout
+        stopped = dfp("stack", "status", env=env)
+        assert stopped.returncode == 1 and "stopped" in stopped.stdout
+
+        # Up again on the same state: same credentials, same repository and data.
+        again = dfp("stack", "up", env=env)
+        assert again.returncode == 0, again.stderr
+        assert client.read("main", "keep.txt") == b"state survives restarts"
+    finally:
+        dfp("stack", "down", env=env)
+
+
+def test_down_never_kills_a_process_it_did_not_start(tmp_path):
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        state = tmp_path / "home" / "state" / "lakefs"
+        state.mkdir(parents=True)
+        # A stale pid file whose pid now belongs to another process (different start time).
+        (state / "lakefs.pid").write_text(f"{bystander.pid} 12345.0")
+        env = {
+            **os.environ,
+            "DFP_HOME": str(tmp_path / "home"),
+            "DFP_LAKEFS_PORT": str(free_port()),
+        }
+        out = dfp("stack", "down", env=env)
+        assert "lakefs: not running" in out.stdout
+        assert psutil.pid_exists(bystander.pid) and bystander.poll() is None
+        assert not (state / "lakefs.pid").exists()
+    finally:
+        bystander.kill()
