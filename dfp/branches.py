@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 from dfp.wap import RUN_BRANCH_PREFIX, is_run_branch
 
-# lakeFS's own rule for branch ids.
-_BRANCH_ID = re.compile(r"^\w[-\w]*$")
+# lakeFS's rule for branch ids (Go's \w is ASCII-only and its $ is end of text).
+_BRANCH_ID = re.compile(r"[A-Za-z0-9_][-A-Za-z0-9_]*")
 
 
 class BranchNameError(ValueError):
@@ -16,7 +16,7 @@ class BranchNameError(ValueError):
 
 
 def validate_user_branch_name(name: str) -> str:
-    if not _BRANCH_ID.match(name):
+    if not _BRANCH_ID.fullmatch(name):
         raise BranchNameError(
             f"invalid branch name {name!r}: use letters, digits, '_' and '-', "
             "starting with a letter, digit or '_'"

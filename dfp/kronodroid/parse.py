@@ -19,11 +19,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dfp.kronodroid.schema import (
+    DERIVED_SUBSET_COLUMNS,
     SOURCE_FILE_COLUMN,
     Kind,
     Release,
     SchemaMismatch,
     kind_of,
+    original_columns,
     resolve_columns,
 )
 
@@ -127,7 +129,10 @@ def read_release(files: Iterable[Path], release: Release) -> pa.Table:
     tables = [read_release_file(Path(f), release) for f in files]
     if not tables:
         raise KronodroidInputError(f"<{release} files>", "no input files for this release")
-    return pa.concat_tables(tables, promote_options="default").combine_chunks()
+    table = pa.concat_tables(tables, promote_options="default").combine_chunks()
+    # Files may differ in optional columns; keep the canonical order whatever came first.
+    canonical = [*original_columns(release), *DERIVED_SUBSET_COLUMNS, SOURCE_FILE_COLUMN]
+    return table.select([c for c in canonical if c in table.column_names])
 
 
 # -- readers --------------------------------------------------------------------------------
@@ -181,6 +186,8 @@ def _as_utf8(col: pa.ChunkedArray, column: str, file: str) -> pa.ChunkedArray:
         return pc.cast(col, pa.string())
     except pa.ArrowInvalid:
         for i, value in enumerate(col.to_pylist()):
+            if value is None:
+                continue
             try:
                 value.decode("utf-8")
             except UnicodeDecodeError as exc:

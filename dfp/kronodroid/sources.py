@@ -70,12 +70,15 @@ def discover_files(directory: Path) -> dict[Release, list[Path]]:
     by_release: dict[Release, list[Path]] = {}
     for path in files:
         by_release.setdefault(release_for_file(path), []).append(path)
-    # The Kaggle dataset ships each release as both CSV and parquet: read one of them.
+    # The Kaggle dataset ships each file as both CSV and parquet: read each stem once,
+    # preferring the parquet copy.
     for release, paths in by_release.items():
-        parquet = [p for p in paths if p.suffix.lower() == ".parquet"]
-        csv_stems = {p.stem for p in paths if p.suffix.lower() == ".csv"}
-        if parquet and all(p.stem in csv_stems for p in parquet):
-            by_release[release] = parquet
+        parquet_stems = {(p.parent, p.stem) for p in paths if p.suffix.lower() == ".parquet"}
+        by_release[release] = [
+            p
+            for p in paths
+            if p.suffix.lower() == ".parquet" or (p.parent, p.stem) not in parquet_stems
+        ]
     return by_release
 
 
