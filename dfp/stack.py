@@ -109,6 +109,7 @@ class ManagedService:
     after_start: Callable[[], None] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 60.0
+    run_as: str | None = None  # system user to run as when we are root
 
     @property
     def pid_file(self) -> Path:
@@ -151,6 +152,7 @@ class ManagedService:
             env={**os.environ, **self.env},
             cwd=self.state_dir,
             start_new_session=True,  # survives the CLI that started it
+            **_user_kwargs(self.run_as),
         )
         log.close()
         create_time = psutil.Process(proc.pid).create_time()
@@ -193,6 +195,10 @@ class ManagedService:
         return True
 
 
+def _user_kwargs(user: str | None) -> dict[str, str]:
+    return {"user": user, "group": user} if user and os.geteuid() == 0 else {}
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     if not path.exists():
         return "(no log)"
@@ -215,6 +221,48 @@ def _port_free(host: str, port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+# -- Postgres (Debian's packages) ------------------------------------------------------------
+def postgres_bin(name: str) -> Path:
+    """A Postgres server binary: Debian keeps them under /usr/lib/postgresql/<version>/bin."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1]
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise StackError(
+        f"Postgres binary '{name}' not found: install Debian's postgresql package "
+        "(apt-get install postgresql)"
+    )
+
+
+def _check_traversable_by_others(path: Path) -> None:
+    """Postgres runs as the `postgres` user: every directory above its state must let it in."""
+    for directory in [path, *path.parents]:
+        if not directory.stat().st_mode & 0o001:
+            raise StackError(
+                f"Postgres runs as user 'postgres', which cannot enter {directory} "
+                f"(mode {oct(directory.stat().st_mode & 0o777)}): set DFP_HOME to a directory "
+                "whose parents are world-traversable, or chmod o+x that directory"
+            )
+
+
+def _pg_ready(port: int) -> bool:
+    try:
+        return (
+            subprocess.run(
+                [str(postgres_bin("pg_isready")), "-q", "-h", "127.0.0.1", "-p", str(port)],
+                timeout=5,
+            ).returncode
+            == 0
+        )
+    except (StackError, subprocess.TimeoutExpired):
+        return False
 
 
 # -- the stack ------------------------------------------------------------------------------
@@ -247,9 +295,42 @@ class LocalStack:
             after_start=self._after_lakefs_start,
         )
 
+        self.postgres_port = int(os.environ.get("DFP_POSTGRES_PORT", "5433"))
+        self.postgres_dir = self.home / "state" / "postgres"
+        self.postgres = ManagedService(
+            name="postgres",
+            url=f"postgresql://127.0.0.1:{self.postgres_port}/dagster",
+            state_dir=self.postgres_dir,
+            argv=lambda: [
+                str(postgres_bin("postgres")),
+                "-D",
+                str(self.postgres_dir / "data"),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-p",
+                str(self.postgres_port),
+                "-c",
+                f"unix_socket_directories={self.postgres_dir}",
+            ],
+            healthy=lambda: _pg_ready(self.postgres_port),
+            prepare=self._prepare_postgres,
+            after_start=self._after_postgres_start,
+            run_as="postgres",
+        )
+
+    @property
+    def enabled(self) -> set[str]:
+        """lakeFS always; more services via DFP_STACK_SERVICES (e.g. "lakefs,postgres")."""
+        names = os.environ.get("DFP_STACK_SERVICES", "lakefs")
+        return {"lakefs"} | {n.strip() for n in names.split(",") if n.strip()}
+
     @property
     def services(self) -> list[ManagedService]:
-        return [self.lakefs]
+        known = {"lakefs": self.lakefs, "postgres": self.postgres}
+        unknown = self.enabled - set(known)
+        if unknown:
+            raise StackError(f"unknown services in DFP_STACK_SERVICES: {sorted(unknown)}")
+        return [svc for name, svc in known.items() if name in self.enabled]
 
     @property
     def env_file(self) -> Path:
@@ -303,6 +384,64 @@ class LocalStack:
         }
         (self.lakefs_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
+    def _prepare_postgres(self) -> None:
+        if not _port_free("127.0.0.1", self.postgres_port):
+            raise StackError(
+                f"port {self.postgres_port} on 127.0.0.1 is taken by another process; "
+                "set DFP_POSTGRES_PORT to a free port"
+            )
+        creds = self.credentials()
+        creds.setdefault("DFP_POSTGRES_PASSWORD", secrets.token_urlsafe(18))
+        self._write_env(creds)
+        data = self.postgres_dir / "data"
+        if (data / "PG_VERSION").exists():
+            return
+        self.postgres_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            _check_traversable_by_others(self.postgres_dir.parent)
+        pwfile = self.postgres_dir / "pwfile"
+        pwfile.write_text(creds["DFP_POSTGRES_PASSWORD"] + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(self.postgres_dir, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        proc = subprocess.run(
+            [
+                str(postgres_bin("initdb")),
+                "-D",
+                str(data),
+                "-U",
+                "dfp",
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+            ],
+            capture_output=True,
+            text=True,
+            **_user_kwargs("postgres"),
+        )
+        pwfile.unlink()
+        if proc.returncode != 0:
+            raise StackError(f"initdb failed:\n{proc.stderr[-2000:]}")
+
+    def _after_postgres_start(self) -> None:
+        import psycopg2
+
+        creds = settings.read_env_file(self.env_file)
+        conn = psycopg2.connect(
+            host="127.0.0.1",
+            port=self.postgres_port,
+            user="dfp",
+            password=creds["DFP_POSTGRES_PASSWORD"],
+            dbname="postgres",
+        )
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster'")
+            if cur.fetchone() is None:
+                cur.execute("CREATE DATABASE dagster")
+        conn.close()
+
     def _after_lakefs_start(self) -> None:
         self.ensure_repository()
 
@@ -338,7 +477,24 @@ class LocalStack:
             started = service.start()
             log(f"{service.name}: {'started' if started else 'already running'} at {service.url}")
         self.ensure_repository()
+        self._export_dagster_postgres()
         log(f"repository '{self.repository}' ready; credentials in {self.env_file}")
+
+    def _export_dagster_postgres(self) -> None:
+        """DAGSTER_PG_* in stack.env exactly while Postgres is part of the stack, so the
+        Dagster instance (dfp.dagster_home) uses it then and SQLite otherwise."""
+        creds = settings.read_env_file(self.env_file)
+        for key in ("HOST", "PORT", "USERNAME", "PASSWORD", "DB"):
+            creds.pop(f"DAGSTER_PG_{key}", None)
+        if "postgres" in self.enabled:
+            creds.update(
+                DAGSTER_PG_HOST="127.0.0.1",
+                DAGSTER_PG_PORT=str(self.postgres_port),
+                DAGSTER_PG_USERNAME="dfp",
+                DAGSTER_PG_PASSWORD=creds["DFP_POSTGRES_PASSWORD"],
+                DAGSTER_PG_DB="dagster",
+            )
+        self._write_env(creds)
 
     def down(self, log: Callable[[str], None] = _say) -> None:
         for service in reversed(self.services):
