@@ -213,14 +213,16 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _port_free(host: str, port: int) -> bool:
+def _require_free_port(port: int, env_var: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, port))
-            return True
+            s.bind(("127.0.0.1", port))
         except OSError:
-            return False
+            raise StackError(
+                f"port {port} on 127.0.0.1 is taken by another process; "
+                f"set {env_var} to a free port"
+            ) from None
 
 
 # -- Postgres (Debian's packages) ------------------------------------------------------------
@@ -358,11 +360,7 @@ class LocalStack:
         self.env_file.chmod(0o600)
 
     def _prepare_lakefs(self) -> None:
-        if not _port_free("127.0.0.1", self.lakefs_port):
-            raise StackError(
-                f"port {self.lakefs_port} on 127.0.0.1 is taken by another process; "
-                "set DFP_LAKEFS_PORT to a free port"
-            )
+        _require_free_port(self.lakefs_port, "DFP_LAKEFS_PORT")
         creds = self.credentials()
         self._write_env(creds)
         config = {
@@ -385,11 +383,7 @@ class LocalStack:
         (self.lakefs_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     def _prepare_postgres(self) -> None:
-        if not _port_free("127.0.0.1", self.postgres_port):
-            raise StackError(
-                f"port {self.postgres_port} on 127.0.0.1 is taken by another process; "
-                "set DFP_POSTGRES_PORT to a free port"
-            )
+        _require_free_port(self.postgres_port, "DFP_POSTGRES_PORT")
         creds = self.credentials()
         creds.setdefault("DFP_POSTGRES_PASSWORD", secrets.token_urlsafe(18))
         self._write_env(creds)

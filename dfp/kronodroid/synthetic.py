@@ -42,6 +42,7 @@ from dfp.kronodroid.schema import (
     LABEL_COLUMN,
     PACKAGE_COLUMN,
     SHA256_COLUMN,
+    STATIC_COLUMNS_AFTER_DATES,
     Kind,
     Release,
     kind_of,
@@ -64,14 +65,8 @@ EMBEDDED_NEWLINE_SHARE = 0.01
 #: Share of emulator rows whose `Nr*` columns hold the string "None".
 NONE_SHARE = 0.015
 #: Emulator columns published as strings because some values are "None".
-EMULATOR_TEXT_METRICS: tuple[str, ...] = (
-    "NrIntServices",
-    "NrIntServicesActions",
-    "NrIntActivities",
-    "NrIntActivitiesActions",
-    "NrIntReceivers",
-    "NrIntReceiversActions",
-    "NrServices",
+EMULATOR_TEXT_METRICS: tuple[str, ...] = tuple(
+    c for c in STATIC_COLUMNS_AFTER_DATES if c.startswith("NrInt") or c == "NrServices"
 )
 FILE_STEMS: dict[Release, str] = {
     Release.REAL_DEVICE: "kronodroid-2021-real-v1",
