@@ -266,3 +266,9 @@ class LakeFSClient:
 
     def close(self) -> None:
         self._api.close()
+
+    def __enter__(self) -> LakeFSClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

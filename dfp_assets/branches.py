@@ -19,8 +19,8 @@ PARTITIONS = lakefs_branch_partitions.name
     description="Adds a lakefs_branch partition per new lakeFS branch; removes deleted ones.",
 )
 def lakefs_branch_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResource):
-    client = lakefs.client()
-    branches = client.list_branches()  # hidden run branches are not listed
+    with lakefs.client() as client:
+        branches = client.list_branches()  # hidden run branches are not listed
     to_add, to_remove = partition_changes(
         branches, context.instance.get_dynamic_partitions(PARTITIONS)
     )
@@ -45,10 +45,10 @@ def lakefs_run_branch_cleanup(context: dg.SensorEvaluationContext, lakefs: LakeF
     live = set(
         context.instance.get_run_ids(RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
     ) | set(context.instance.get_run_ids(RunsFilter(tags={KEEP_RUN_BRANCH_TAG: "true"})))
-    client = lakefs.client()
-    orphans = wap.orphaned_run_branches(client, live)
-    for branch in orphans:
-        client.delete_branch(branch)
+    with lakefs.client() as client:
+        orphans = wap.orphaned_run_branches(client, live)
+        for branch in orphans:
+            client.delete_branch(branch)
     if not orphans:
         return dg.SkipReason("no orphaned run branches")
     context.log.info(f"deleted orphaned run branches: {orphans}")
@@ -65,7 +65,8 @@ def create_lakefs_branch_op(
     context: dg.OpExecutionContext, config: BranchConfig, lakefs: LakeFSResource
 ):
     name = validate_user_branch_name(config.name)
-    head = lakefs.client().create_branch(name, config.source)
+    with lakefs.client() as client:
+        head = client.create_branch(name, config.source)
     context.instance.add_dynamic_partitions(PARTITIONS, [name])
     context.log.info(f"created lakeFS branch {name} from {config.source} @ {head[:12]}")
 
@@ -77,7 +78,8 @@ def delete_lakefs_branch_op(
     name = validate_user_branch_name(config.name)
     if name == DEFAULT_BRANCH:
         raise dg.Failure(f"refusing to delete the default branch {name!r}")
-    lakefs.client().delete_branch(name)
+    with lakefs.client() as client:
+        client.delete_branch(name)
     context.instance.delete_dynamic_partition(PARTITIONS, name)
 
 

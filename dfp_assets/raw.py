@@ -65,8 +65,8 @@ def kronodroid_raw(
             f"in {time.monotonic() - started:.1f}s"
         )
 
-        branch = lakefs.run_branch(context)
-        client = lakefs.client()
+    branch = lakefs.run_branch(context)
+    with lakefs.client() as client:
         # The raw dataset is replaced as a whole: a release absent from this load must not
         # linger from an earlier one.
         client.delete_prefix(branch, "raw/kronodroid/")
@@ -76,21 +76,21 @@ def kronodroid_raw(
             branch=branch,
             credentials=lakefs.dlt_credentials(),
         )
+        commit = client.commit(
+            branch,
+            f"kronodroid_raw: {source} load {result.load_id}",
+            {
+                "dagster_run_id": context.run.run_id,
+                "asset": "kronodroid_raw",
+                "source": source,
+                "dlt_load_id": result.load_id,
+                **{f"rows.{r}": str(n) for r, n in result.rows.items()},
+            },
+        )
     rows = sum(result.rows.values())
     malware_share = {
         str(r): round(float(t.column(LABEL_COLUMN).to_numpy().mean()), 4) for r, t in tables.items()
     }
-    commit = client.commit(
-        branch,
-        f"kronodroid_raw: {source} load {result.load_id}",
-        {
-            "dagster_run_id": context.run.run_id,
-            "asset": "kronodroid_raw",
-            "source": source,
-            "dlt_load_id": result.load_id,
-            **{f"rows.{r}": str(n) for r, n in result.rows.items()},
-        },
-    )
     union_schema = next(iter(tables.values())).schema
     for table in tables.values():
         for f in table.schema:
@@ -141,18 +141,18 @@ def kronodroid_raw_checks(
 ):
     """Read what landed on the run branch back from lakeFS and audit it."""
     branch = lakefs.run_branch(context)
-    client = lakefs.client()
-    commit = client.head(branch)
-    fs = s3fs.S3FileSystem(**client.s3fs_storage_options())
     frames = {}
-    for release in Release:
-        paths = [
-            o.path
-            for o in client.list_objects(commit, release_prefix(release))
-            if o.path.endswith(".parquet")
-        ]
-        if paths:
-            frames[release] = to_pandas(read_raw(fs, client.repository, commit, paths))
+    with lakefs.client() as client:
+        commit = client.head(branch)
+        fs = s3fs.S3FileSystem(**client.s3fs_storage_options())
+        for release in Release:
+            paths = [
+                o.path
+                for o in client.list_objects(commit, release_prefix(release))
+                if o.path.endswith(".parquet")
+            ]
+            if paths:
+                frames[release] = to_pandas(read_raw(fs, client.repository, commit, paths))
     thresholds = RawQualityThresholds.model_validate(config.model_dump())
     for outcome in audit(frames, thresholds):
         metadata: dict = {"lakefs_commit": commit}

@@ -35,7 +35,9 @@ class LakeFSResource(dg.ConfigurableResource):
     def run_branch(self, context: dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> str:
         """The run's write-audit-publish branch; fails clearly if the run has none."""
         branch = wap.run_branch_name(context.run.run_id)
-        if not self.client().branch_exists(branch):
+        with self.client() as client:
+            exists = client.branch_exists(branch)
+        if not exists:
             raise dg.Failure(
                 f"lakeFS run branch '{branch}' does not exist. dfp assets must run through the "
                 "write-audit-publish executor of dfp's Definitions (dagster dev, "
