@@ -85,6 +85,12 @@ def test_real_sample_passes_the_same_path(lakefs, instance, shared_sample_dir):
     assert result.success
     assert raw_rows(lakefs, "main", Release.REAL_DEVICE) == 1622
     assert not list(lakefs.list_objects("main", release_prefix(Release.EMULATOR)))
+    # The parquet on the branch keeps the source's column names exactly (no snake_casing).
+    header = (shared_sample_dir / "real_device_subset_2019.csv").open().readline().strip()
+    fs = s3fs.S3FileSystem(**lakefs.s3fs_storage_options())
+    [path] = [o.path for o in lakefs.list_objects("main", release_prefix(Release.REAL_DEVICE))]
+    written = pq.read_schema(f"{lakefs.repository}/main/{path}", filesystem=fs).names
+    assert written == [*header.split(","), "_source_file"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert all(checks.values()) and len(checks) == 4
 
