@@ -47,7 +47,8 @@ def test_dagster_instance_on_postgres(traversable_dir, monkeypatch):
     monkeypatch.setenv("DFP_LAKEFS_PORT", str(free_port()))
     monkeypatch.setenv("DFP_POSTGRES_PORT", str(free_port()))
     monkeypatch.setenv("DFP_STACK_SERVICES", "lakefs,postgres")
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # prepare_dagster_home() exports DAGSTER_HOME; scope it to this test.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     stack = LocalStack(tmp_path / "home")
     stack.up(log=lambda msg: None)
     try:

@@ -1,6 +1,7 @@
 """The real Definitions: loads, validates, and wires every asset into the lakeFS branch
 partitions, blocking checks and the write-audit-publish executor."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,12 @@ from dfp_assets.partitions import lakefs_branch_partitions
 
 def test_dagster_definitions_validate():
     dagster = Path(sys.executable).with_name("dagster")
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}  # an ephemeral home
     proc = subprocess.run(
         [str(dagster), "definitions", "validate", "-m", "dfp_assets.definitions"],
         capture_output=True,
         text=True,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "All code locations passed validation" in proc.stdout + proc.stderr
