@@ -14,8 +14,8 @@ reading its parent's files. dfp keeps branches isolated with three rules:
    `iceberg/<schema>/<table>/dfp-current.json` is written with the data, travels with it
    through merges, and a concurrent change to one table on two branches is a lakeFS merge
    conflict (never a silent fast-forward). The SQL catalog (pyiceberg SqlCatalog, schema shared
-   with Iceberg's JdbcCatalog) is a per-branch index, namespace `(<branch>, <schema>)`, synced
-   from those pointers.
+   with Iceberg's JdbcCatalog) is a per-branch index: catalog name = the lakeFS repository,
+   namespace `(<branch>, <schema>)`, synced from those pointers.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ ICEBERG_PREFIX = "iceberg"
 POINTER_FILE = "dfp-current.json"
 REPOSITORY_PROPERTY = "dfp.lakefs.repository"
 IO_REF_PROPERTY = "dfp.lakefs.io-ref"
-CATALOG_NAME = "dfp"
 
 
 class BranchFileIO(PyArrowFileIO):
@@ -106,8 +105,9 @@ class BranchTables:
     # -- catalogs ---------------------------------------------------------------------------
     def catalog(self, io_ref: str) -> SqlCatalog:
         """A catalog whose FileIO reads/writes on `io_ref` (one catalog object per ref)."""
+        # One catalog name per lakeFS repository: repositories may share a catalog database.
         return SqlCatalog(
-            CATALOG_NAME,
+            self.client.repository,
             uri=self.catalog_uri,
             **self.client.pyiceberg_properties(),
             **{

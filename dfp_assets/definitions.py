@@ -9,6 +9,7 @@ from dfp_assets.branches import (
     lakefs_run_branch_cleanup,
 )
 from dfp_assets.raw import kronodroid_raw, kronodroid_raw_checks
+from dfp_assets.staging import kronodroid_dbt
 from dfp_assets.wap_executor import lakefs_wap_executor
 from dfp_resources.environment import build_resources
 
@@ -20,10 +21,16 @@ ingest_kronodroid = dg.define_asset_job(
     description="Load Kronodroid into a branch and audit it (write-audit-publish).",
 )
 
+build_staging = dg.define_asset_job(
+    "build_staging",
+    selection=dg.AssetSelection.assets(kronodroid_raw).downstream(),
+    description="Raw → dbt staging and mart (Iceberg) on a branch, write-audit-publish.",
+)
+
 defs = dg.Definitions(
-    assets=[kronodroid_raw],
+    assets=[kronodroid_raw, kronodroid_dbt],
     asset_checks=[kronodroid_raw_checks],
-    jobs=[ingest_kronodroid, create_lakefs_branch, delete_lakefs_branch],
+    jobs=[ingest_kronodroid, build_staging, create_lakefs_branch, delete_lakefs_branch],
     sensors=[lakefs_branch_sensor, lakefs_run_branch_cleanup],
     resources=resources,
     executor=lakefs_wap_executor(resources["lakefs"]),
@@ -33,3 +40,8 @@ defs = dg.Definitions(
 def ingest_job() -> dg.JobDefinition:
     """Reconstructable handle for `dagster.execute_job` (scripts, tests, benchmarks)."""
     return defs.resolve_job_def("ingest_kronodroid")
+
+
+def staging_job() -> dg.JobDefinition:
+    """Reconstructable handle on `build_staging` (raw + dbt)."""
+    return defs.resolve_job_def("build_staging")

@@ -7,12 +7,18 @@
 """
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
-from dfp.settings import DEFAULT_REPOSITORY, load_stack_env
+from dfp.settings import DEFAULT_REPOSITORY, PROJECT_ROOT, dfp_home, load_stack_env
+from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
 ENVIRONMENTS = ("local", "compose", "k8s")
 
@@ -24,12 +30,28 @@ def current_env() -> str:
     return env
 
 
+def dbt_executable() -> str:
+    """The dbt installed beside this Python (a venv not on PATH still finds it)."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
 def build_resources(env: str | None = None) -> dict[str, Any]:
     env = env or current_env()
     if env == "local":
         load_stack_env()
         os.environ.setdefault("LAKEFS_REPOSITORY", DEFAULT_REPOSITORY)
+        catalog = dfp_home() / "iceberg" / "catalog.db"
+        catalog.parent.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{catalog}")
     return {
+        "iceberg": IcebergCatalogResource(uri=dg.EnvVar("DFP_ICEBERG_CATALOG_URI")),
+        # The engine is the dbt target: DFP_DBT_TARGET=duckdb (default) | spark.
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            dbt_executable=dbt_executable(),
+        ),
         "lakefs": LakeFSResource(
             endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
             access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),

@@ -131,8 +131,7 @@ def read_release(files: Iterable[Path], release: Release) -> pa.Table:
         raise KronodroidInputError(f"<{release} files>", "no input files for this release")
     table = pa.concat_tables(tables, promote_options="default").combine_chunks()
     # Files may differ in optional columns; keep the canonical order whatever came first.
-    canonical = [*original_columns(release), *DERIVED_SUBSET_COLUMNS, SOURCE_FILE_COLUMN]
-    return table.select([c for c in canonical if c in table.column_names])
+    return table.select([c for c in canonical_columns(release) if c in table.column_names])
 
 
 # -- readers --------------------------------------------------------------------------------
@@ -253,3 +252,27 @@ def _convert(col: pa.ChunkedArray, column: str, file: str) -> pa.ChunkedArray:
                 file, "expected an integer", column=column, row=row + 1, value=out[row].as_py()
             )
     return pc.cast(out, target)
+
+
+def canonical_columns(release: Release) -> list[str]:
+    """Every column a raw table of `release` can have, in canonical order."""
+    return [*original_columns(release), *DERIVED_SUBSET_COLUMNS, SOURCE_FILE_COLUMN]
+
+
+def conform(table: pa.Table, release: Release) -> pa.Table:
+    """`table` with every canonical column (absent optional ones as typed nulls), in order.
+
+    Downstream SQL then sees one shape per release whatever layout the files had.
+    """
+    arrays = []
+    for column in canonical_columns(release):
+        target = pa.string() if column == SOURCE_FILE_COLUMN else _TARGET_TYPE[kind_of(column)]
+        if column in table.column_names:
+            arrays.append(table.column(column).cast(target))
+        else:
+            arrays.append(pa.nulls(table.num_rows, target))
+    return pa.Table.from_arrays(arrays, names=canonical_columns(release))
+
+
+def empty_release_table(release: Release) -> pa.Table:
+    return conform(pa.table({}), release)

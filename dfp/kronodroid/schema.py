@@ -126,6 +126,24 @@ def feature_columns() -> tuple[str, ...]:
     )
 
 
+#: Permission flags whose names equal a syscall's but for case (syscall `reboot`, permission
+#: `REBOOT`). Case-insensitive engines (DuckDB, Spark SQL) would see one column, so downstream
+#: of raw these flags are renamed `<name>_permission`; raw keeps the source's spelling.
+CASE_COLLIDING_PERMISSIONS = frozenset(
+    p for p in PERMISSION_COLUMNS if p.lower() in {s.lower() for s in SYSCALL_COLUMNS}
+)
+
+
+def sql_name(column: str) -> str:
+    """A column's name in SQL engines: unique whatever the engine's case sensitivity."""
+    return f"{column}_permission" if column in CASE_COLLIDING_PERMISSIONS else column
+
+
+def sql_feature_columns() -> tuple[str, ...]:
+    """`feature_columns()` as the staging and mart tables name them."""
+    return tuple(sql_name(c) for c in feature_columns())
+
+
 class SchemaMismatch(ValueError):
     """A file's columns do not form a known Kronodroid layout."""
 
@@ -164,3 +182,31 @@ def resolve_columns(release: Release, present: list[str], file: str) -> tuple[st
     ordered = [c for c in original if c in present_set]
     ordered += [c for c in DERIVED_SUBSET_COLUMNS if c in present_set]
     return tuple(ordered)
+
+
+def dbt_columns_macro() -> str:
+    """The dbt macro file `dbt/macros/kronodroid_columns.sql`, generated from this module."""
+
+    def listing(columns: tuple[str, ...]) -> str:
+        return "[" + ", ".join(f'"{c}"' for c in columns) + "]"
+
+    return (
+        "{# Generated from dfp.kronodroid.schema by `python -m dfp.kronodroid.schema`;"
+        " do not edit. #}\n"
+        "{% macro kronodroid_feature_columns() %}"
+        f"{{{{ return({listing(sql_feature_columns())}) }}}}"
+        "{% endmacro %}\n"
+        "{% macro kronodroid_label_leaking_columns() %}"
+        f"{{{{ return({listing(LABEL_LEAKING_COLUMNS)}) }}}}"
+        "{% endmacro %}\n"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    from dfp.settings import PROJECT_ROOT
+
+    target = PROJECT_ROOT / "dbt" / "macros" / "kronodroid_columns.sql"
+    target.write_text(dbt_columns_macro())
+    sys.stdout.write(f"wrote {target}\n")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from dfp_assets.definitions import ingest_job
+from dfp_assets.definitions import ingest_job, staging_job
 
 
 def materialize_raw(
@@ -15,17 +15,53 @@ def materialize_raw(
     in_process: bool = True,
 ):
     """Run `ingest_kronodroid` for one branch partition through the Definitions' executor."""
+    return run_job(
+        ingest_job,
+        instance,
+        partition,
+        raw_config,
+        check_config=check_config,
+        tags=tags,
+        in_process=in_process,
+    )
+
+
+def build_staging(
+    instance: dg.DagsterInstance,
+    partition: str,
+    raw_config: dict | None = None,
+    *,
+    asset_selection: list[dg.AssetKey] | None = None,
+):
+    """Run `build_staging` (raw → dbt staging/mart) for one branch partition."""
+    return run_job(staging_job, instance, partition, raw_config, asset_selection=asset_selection)
+
+
+def run_job(
+    job_fn,
+    instance: dg.DagsterInstance,
+    partition: str,
+    raw_config: dict | None,
+    *,
+    check_config: dict | None = None,
+    tags: dict | None = None,
+    in_process: bool = True,
+    asset_selection: list[dg.AssetKey] | None = None,
+):
     if partition not in instance.get_dynamic_partitions("lakefs_branch"):
         instance.add_dynamic_partitions("lakefs_branch", [partition])
-    run_config: dict = {"ops": {"kronodroid_raw": {"config": raw_config}}}
+    run_config: dict = {"ops": {}}
+    if raw_config is not None:
+        run_config["ops"]["kronodroid_raw"] = {"config": raw_config}
     if check_config:
         run_config["ops"]["kronodroid_raw_checks"] = {"config": check_config}
     run_config["execution"] = {"config": {"in_process": {}} if in_process else {"multiprocess": {}}}
     with dg.execute_job(
-        dg.reconstructable(ingest_job),
+        dg.reconstructable(job_fn),
         instance=instance,
         run_config=run_config,
         tags={"dagster/partition": partition, **(tags or {})},
         raise_on_error=False,
+        asset_selection=asset_selection,
     ) as result:
         return result

@@ -1,0 +1,1 @@
+{{ stg_kronodroid('emulator', 'FirstModDate', 'LastModDate') }}

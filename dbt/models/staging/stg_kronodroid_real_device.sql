@@ -1,0 +1,1 @@
+{{ stg_kronodroid('real_device', 'EarliestModDate', 'HighestModDate') }}

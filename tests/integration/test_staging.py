@@ -1,0 +1,134 @@
+"""dbt staging and mart as Iceberg tables on lakeFS branches (DuckDB engine)."""
+
+import os
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from dfp import settings, wap
+from dfp.iceberg import BranchTables
+from dfp.kronodroid.schema import LABEL_LEAKING_COLUMNS, Release, sql_feature_columns
+from dfp.kronodroid.synthetic import generate_release
+from tests.integration.jobs import build_staging
+
+pytestmark = pytest.mark.integration
+
+SMALL = {"source": "synthetic", "synthetic_scale": 0.02}
+MART = ("marts", "mart_app_features")
+DBT_ASSETS = [
+    dg.AssetKey(["staging", "stg_kronodroid_real_device"]),
+    dg.AssetKey(["staging", "stg_kronodroid_emulator"]),
+    dg.AssetKey(["staging", "stg_kronodroid_apps"]),
+    dg.AssetKey(["marts", "mart_app_features"]),
+]
+
+
+@pytest.fixture
+def tables(lakefs) -> BranchTables:
+    return BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"])
+
+
+@pytest.fixture(autouse=True)
+def catalog_uri(lakefs_stack, monkeypatch):
+    catalog = settings.dfp_home() / "iceberg" / "catalog.db"
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{catalog}")
+
+
+def test_staging_on_branches_isolated_then_merged(lakefs, instance, tables):
+    result = build_staging(instance, "main", {**SMALL, "synthetic_seed": 1})
+    assert result.success
+    mart_main = tables.load("main", *MART)
+    main_snapshot = mart_main.current_snapshot().snapshot_id
+    main_rows = mart_main.scan().to_arrow()
+    expected_rows = round(78_137 * 0.02) + round(63_991 * 0.02)
+    # Deduplication removes at most the injected conflicting pairs.
+    assert expected_rows - 4 <= main_rows.num_rows <= expected_rows
+    # Label-leaking scanner columns never reach the mart; every feature does.
+    assert not set(LABEL_LEAKING_COLUMNS) & set(main_rows.column_names)
+    assert set(sql_feature_columns()) <= set(main_rows.column_names)
+    assert len({c.lower() for c in main_rows.column_names}) == main_rows.num_columns
+    # Materializations carry the Iceberg snapshot of each model.
+    mats = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+    }
+    assert mats["marts/mart_app_features"]["iceberg_snapshot_id"].value == str(main_snapshot)
+    assert mats["marts/mart_app_features"]["dagster/row_count"].value == main_rows.num_rows
+
+    # Change raw data on exp-1 only, then build staging there.
+    lakefs.create_branch("exp-1", "main")
+    assert build_staging(
+        instance, "exp-1", {**SMALL, "synthetic_seed": 2, "synthetic_scale": 0.03}
+    ).success
+    assert tables.load("main", *MART).current_snapshot().snapshot_id == main_snapshot
+    assert tables.load("main", *MART).scan().to_arrow().num_rows == main_rows.num_rows
+    exp = tables.load("exp-1", *MART)
+    exp_rows = exp.scan().to_arrow()
+    assert exp_rows.num_rows > main_rows.num_rows
+    assert not set(pc.unique(exp_rows["sha256"]).to_pylist()) & set(
+        pc.unique(main_rows["sha256"]).to_pylist()
+    )
+
+    # After a lakeFS merge of exp-1 into main, main's tables equal exp-1's.
+    lakefs.merge("exp-1", "main", "merge exp-1", {})
+    merged = tables.load("main", *MART)
+    assert merged.current_snapshot().snapshot_id == exp.current_snapshot().snapshot_id
+    assert (
+        merged.scan()
+        .to_arrow()
+        .sort_by("app_capture_id")
+        .equals(exp_rows.sort_by("app_capture_id"))
+    )
+
+
+def test_failing_dbt_test_blocks_and_publishes_nothing(lakefs, instance, tables):
+    # Raw files pushed to a branch without dfp's raw checks (as lakectl would): one negative
+    # syscall total, which only the dbt test `non_negative` on stg_kronodroid_apps catches.
+    lakefs.create_branch("pushed", "main")
+    table = generate_release(Release.REAL_DEVICE, 300, seed=5)
+    values = table.column("nr_syscalls").to_pylist()
+    values[3] = -1
+    table = table.set_column(
+        table.schema.get_field_index("nr_syscalls"), "nr_syscalls", pa.array(values, pa.int64())
+    )
+    import io
+
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table.append_column("_source_file", pa.array(["pushed.parquet"] * 300)), sink)
+    lakefs.upload("pushed", "raw/kronodroid/real_device/pushed.parquet", sink.getvalue())
+    lakefs.commit("pushed", "raw files pushed outside dfp")
+    head = lakefs.head("pushed")
+
+    result = build_staging(instance, "pushed", asset_selection=DBT_ASSETS)
+
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["non_negative_stg_kronodroid_apps_nr_syscalls"] is False
+    # dbt skipped the mart: its staging input failed a test.
+    materialized = {
+        e.event_specific_data.materialization.asset_key
+        for e in result.get_asset_materialization_events()
+    }
+    assert dg.AssetKey(["marts", "mart_app_features"]) not in materialized
+    assert lakefs.head("pushed") == head
+    assert tables.describe("pushed") == {}
+    assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
+
+
+def test_real_sample_through_staging(lakefs, instance, tables, shared_sample_dir):
+    result = build_staging(
+        instance, "main", {"source": "local", "local_dir": str(shared_sample_dir)}
+    )
+    assert result.success
+    mart = tables.load("main", *MART).scan().to_arrow()
+    assert mart.num_rows == 1622
+    assert set(mart["capture"].to_pylist()) == {"real_device"}
+    assert pc.sum(mart["label"]).as_py() == 169
+    # The subset's ISO Highest-date becomes the event date.
+    assert mart["event_date"].null_count == 0
