@@ -1,5 +1,6 @@
 """Benchmark: full-size synthetic Kronodroid ingestion into a lakeFS branch, and lakeFS
 branch-creation time with a tiny vs the full dataset on main (zero-copy: must stay flat).
+With --staging, also the dbt staging + mart build (Iceberg on lakeFS) on that data.
 
 Needs the local stack (`dfp stack up`). Uses throwaway repositories, deleted at the end.
 Run: `uv run dfp bench ingest` (or `uv run python benchmarks/ingest.py --scale 1.0`).
@@ -40,8 +41,28 @@ def _branch_create_ms(client: LakeFSClient, n: int) -> tuple[float, float]:
     return round(statistics.median(times), 2), round(max(times), 2)
 
 
-def run(scale: float, seed: int, branch_samples: int) -> dict[str, float]:
-    from dfp_assets.definitions import ingest_job
+def _execute(job_fn, instance, run_config: dict, asset_selection=None):
+    started = time.perf_counter()
+    with dg.execute_job(
+        dg.reconstructable(job_fn),
+        instance=instance,
+        run_config={**run_config, "execution": {"config": {"in_process": {}}}},
+        tags={"dagster/partition": "main"},
+        asset_selection=asset_selection,
+    ) as result:
+        assert result.success, f"{job_fn.__name__} run failed"
+        materializations = {
+            e.event_specific_data.materialization.asset_key.to_user_string(): (
+                e.event_specific_data.materialization.metadata
+            )
+            for e in result.get_asset_materialization_events()
+        }
+    return time.perf_counter() - started, materializations
+
+
+def run(scale: float, seed: int, branch_samples: int, staging: bool) -> dict[str, float]:
+    from dfp_assets.definitions import ingest_job, staging_job
+    from dfp_assets.staging import kronodroid_dbt
 
     load_stack_env()
     tag = uuid.uuid4().hex[:6]
@@ -52,11 +73,10 @@ def run(scale: float, seed: int, branch_samples: int) -> dict[str, float]:
         os.environ["LAKEFS_REPOSITORY"] = full_repo
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("lakefs_branch", ["main"])
-        started = time.perf_counter()
-        with dg.execute_job(
-            dg.reconstructable(ingest_job),
-            instance=instance,
-            run_config={
+        wall, materializations = _execute(
+            ingest_job,
+            instance,
+            {
                 "ops": {
                     "kronodroid_raw": {
                         "config": {
@@ -65,22 +85,27 @@ def run(scale: float, seed: int, branch_samples: int) -> dict[str, float]:
                             "synthetic_seed": seed,
                         }
                     }
-                },
-                "execution": {"config": {"in_process": {}}},
+                }
             },
-            tags={"dagster/partition": "main"},
-        ) as result:
-            wall = time.perf_counter() - started
-            assert result.success, "ingestion run failed"
-            [mat] = result.asset_materializations_for_node("kronodroid_raw")
-            rows = mat.metadata["dagster/row_count"].value
-            asset_seconds = mat.metadata["seconds"].value
+        )
+        rows = materializations["kronodroid_raw"]["dagster/row_count"].value
+        asset_seconds = materializations["kronodroid_raw"]["seconds"].value
         figures["rows"] = rows
         figures["run_wall_s"] = round(wall, 2)
         figures["asset_step_s"] = asset_seconds
         figures["rows_per_s_run"] = round(rows / wall)
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         figures["raw_bytes_on_main"] = sum(o.size_bytes for o in full.list_objects("main", "raw/"))
+        if staging:
+            # dbt alone (raw is already on main): staging + mart, DuckDB engine, into Iceberg.
+            wall, materializations = _execute(
+                staging_job, instance, {"ops": {}}, asset_selection=list(kronodroid_dbt.keys)
+            )
+            mart_rows = materializations["marts/mart_app_features"]["dagster/row_count"].value
+            figures["staging_engine"] = os.environ.get("DFP_DBT_TARGET", "duckdb")
+            figures["staging_run_wall_s"] = round(wall, 2)
+            figures["staging_raw_rows_per_s"] = round(rows / wall)
+            figures["mart_rows"] = mart_rows
 
         tiny.upload("main", "raw/tiny.bin", os.urandom(1 << 20))
         tiny.commit("main", "1 MB of data")
@@ -102,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 142,128 rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--branch-samples", type=int, default=20)
+    parser.add_argument("--staging", action="store_true", help="also build dbt staging + mart")
     args = parser.parse_args(argv)
-    figures = run(args.scale, args.seed, args.branch_samples)
+    figures = run(args.scale, args.seed, args.branch_samples, args.staging)
     width = max(map(len, figures))
     for key, value in figures.items():
         print(

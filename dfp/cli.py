@@ -188,7 +188,8 @@ def bench() -> None:
 @click.option("--scale", default=1.0, show_default=True, help="1.0 = 142,128 rows")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--branch-samples", default=20, show_default=True)
-def bench_ingest(scale: float, seed: int, branch_samples: int) -> None:
+@click.option("--staging", is_flag=True, help="also build dbt staging + mart on the data")
+def bench_ingest(scale: float, seed: int, branch_samples: int, staging: bool) -> None:
     """Full-size synthetic ingestion into a branch; branch creation, tiny vs full main."""
     import runpy
 
@@ -199,6 +200,7 @@ def bench_ingest(scale: float, seed: int, branch_samples: int) -> None:
         f"--scale={scale}",
         f"--seed={seed}",
         f"--branch-samples={branch_samples}",
+        *(["--staging"] if staging else []),
     ]
     runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "ingest.py"), run_name="__main__")
 
