@@ -60,3 +60,26 @@ def lakefs(lakefs_stack, monkeypatch) -> Iterator[LakeFSClient]:
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as inst:
         yield inst
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> Iterator[str]:
+    """A real Postgres (Debian's server, via the stack manager) for catalog tests."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    # Postgres runs as user 'postgres': its state must sit under world-traversable dirs.
+    home = Path(tempfile.mkdtemp(prefix="dfp-pg-session-", dir="/tmp"))
+    home.chmod(0o755)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DFP_POSTGRES_PORT", str(free_port()))
+        mp.setenv("DFP_STACK_SERVICES", "lakefs,postgres")
+        stack = LocalStack(home / "home")
+        stack.postgres.start()
+        password = settings.read_env_file(stack.env_file)["DFP_POSTGRES_PASSWORD"]
+        try:
+            yield f"postgresql+psycopg2://dfp:{password}@127.0.0.1:{stack.postgres_port}/dagster"
+        finally:
+            stack.postgres.stop()
+            shutil.rmtree(home, ignore_errors=True)

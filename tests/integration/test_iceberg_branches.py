@@ -20,9 +20,12 @@ def apps(n: int, offset: int = 0) -> pa.Table:
     )
 
 
-@pytest.fixture
-def tables(lakefs, tmp_path) -> BranchTables:
-    return BranchTables(lakefs, f"sqlite:///{tmp_path / 'catalog.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+def tables(request, lakefs, tmp_path) -> BranchTables:
+    """The same flows on the embedded (SQLite) and the real (Postgres) catalog."""
+    if request.param == "sqlite":
+        return BranchTables(lakefs, f"sqlite:///{tmp_path / 'catalog.db'}")
+    return BranchTables(lakefs, request.getfixturevalue("postgres_url"))
 
 
 def publish(lakefs, tables: BranchTables, target: str, data: pa.Table, run_id: str) -> None:
