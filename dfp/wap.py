@@ -78,6 +78,12 @@ def start(client: LakeFSClient, run_id: str, target: str) -> str:
             f"lakeFS branch '{target}' does not exist in repository '{client.repository}': "
             "create it first (`dfp branch create`) or pick an existing partition"
         )
+    if client.has_uncommitted_changes(target):
+        # lakeFS would refuse the publishing merge at the end: refuse before doing the work.
+        raise ValueError(
+            f"lakeFS branch '{target}' has uncommitted changes (written outside dfp's "
+            "write-audit-publish): commit them or reset the branch, then rerun"
+        )
     return client.create_branch(run_branch_name(run_id), target, hidden=True, exist_ok=True)
 
 

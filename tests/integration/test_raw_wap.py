@@ -110,3 +110,17 @@ def test_keep_tag_keeps_failed_run_branch(lakefs, instance):
     assert kept in lakefs.list_branches(show_hidden=True)
     # The kept branch holds the audited data for debugging.
     assert list(lakefs.list_objects(kept, "raw/kronodroid/real_device/"))
+
+
+def test_dirty_partition_branch_is_refused_before_any_work(lakefs, instance):
+    lakefs.upload("main", "notes/scratch.txt", b"written outside dfp, not committed")
+    head = lakefs.head("main")
+    result = materialize_raw(instance, "main", {**SMALL, "synthetic_seed": 6})
+    assert not result.success
+    # The run failed before any step ran, saying why.
+    failure = result.get_run_failure_event()
+    assert "has uncommitted changes" in str(failure.event_specific_data.error)
+    assert not result.get_step_success_events() and not result.get_step_failure_events()
+    assert lakefs.head("main") == head
+    assert lakefs.has_uncommitted_changes("main")  # the user's change is left alone
+    assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
