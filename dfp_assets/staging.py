@@ -95,30 +95,34 @@ def kronodroid_dbt(
             "lakefs_branch": target_branch,
             "external_root": root,
         }
-        with _environ(DFP_ICEBERG_CATALOG_URI=iceberg.uri):
-            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
-            for event in invocation.stream():
-                model = (
-                    context.asset_key_for_output(event.output_name).path[-1]
-                    if isinstance(event, dg.Output)
-                    else None
-                )
-                if model in models:
-                    node = models[model]
-                    event = event.with_metadata(
-                        {**event.metadata, **_iceberg_metadata(tables, run_branch, node)}
+        try:
+            with _environ(DFP_ICEBERG_CATALOG_URI=iceberg.uri):
+                invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+                for event in invocation.stream():
+                    model = (
+                        context.asset_key_for_output(event.output_name).path[-1]
+                        if isinstance(event, dg.Output)
+                        else None
                     )
-                yield event
-        described = tables.describe(run_branch)
-        client.commit(
-            run_branch,
-            f"dbt build for {target_branch}",
-            {
-                "dagster_run_id": context.run.run_id,
-                "asset": "kronodroid_dbt",
-                **{f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
-            },
-        )
+                    if model in models:
+                        node = models[model]
+                        event = event.with_metadata(
+                            {**event.metadata, **_iceberg_metadata(tables, run_branch, node)}
+                        )
+                    yield event
+            described = tables.describe(run_branch)
+            client.commit(
+                run_branch,
+                f"dbt build for {target_branch}",
+                {
+                    "dagster_run_id": context.run.run_id,
+                    "asset": "kronodroid_dbt",
+                    **{f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
+                },
+            )
+        finally:
+            # The run branch's catalog rows served this run only; lakeFS keeps the pointers.
+            tables.forget(run_branch)
 
 
 def _iceberg_metadata(tables, run_branch: str, node: Mapping[str, Any]) -> dict[str, Any]:

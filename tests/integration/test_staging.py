@@ -59,6 +59,9 @@ def test_staging_on_branches_isolated_then_merged(lakefs, instance, tables):
     assert mats["marts/mart_app_features"]["iceberg_snapshot_id"].value == str(main_snapshot)
     assert mats["marts/mart_app_features"]["dagster/row_count"].value == main_rows.num_rows
 
+    # The run branch's catalog index was dropped with the run.
+    assert not [ns for ns in tables.catalog("main").list_namespaces() if wap.is_run_branch(ns[0])]
+
     # Change raw data on exp-1 only, then build staging there.
     lakefs.create_branch("exp-1", "main")
     assert build_staging(
