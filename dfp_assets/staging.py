@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -97,7 +98,12 @@ def kronodroid_dbt(
         }
         try:
             with _environ(DFP_ICEBERG_CATALOG_URI=iceberg.uri):
-                invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+                invocation = dbt.cli(
+                    ["build", "--vars", json.dumps(dbt_vars)],
+                    context=context,
+                    # Per-run artifacts live and die with the run (not under dbt/target).
+                    target_path=Path(root) / "target",
+                )
                 for event in invocation.stream():
                     model = (
                         context.asset_key_for_output(event.output_name).path[-1]
