@@ -1,0 +1,81 @@
+"""Java jars from Maven Central (Spark's Iceberg runtime, S3A, JDBC drivers), cached.
+
+Fetched once into DFP_CACHE_DIR/jars and verified against Central's published SHA-1; never
+committed. No Dagster imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from dfp import settings
+
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+
+
+class JarError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class MavenJar:
+    group: str
+    artifact: str
+    version: str
+
+    @classmethod
+    def parse(cls, coordinate: str) -> MavenJar:
+        parts = coordinate.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise JarError(f"not a group:artifact:version coordinate: {coordinate!r}")
+        return cls(*parts)
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.artifact}-{self.version}.jar"
+
+    def url(self, repository: str = MAVEN_CENTRAL) -> str:
+        return (
+            f"{repository}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/"
+            f"{self.file_name}"
+        )
+
+
+def jar_dir() -> Path:
+    return settings.cache_dir() / "jars"
+
+
+def _fetch(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            return response.read()
+    except OSError as exc:
+        raise JarError(f"could not fetch {url}: {exc}") from exc
+
+
+def ensure_jars(coordinates: list[str], log=print) -> list[Path]:
+    """Paths of the jars, downloading (and checksum-verifying) the missing ones."""
+    repository = os.environ.get("DFP_MAVEN_REPOSITORY", MAVEN_CENTRAL).rstrip("/")
+    target = jar_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for coordinate in coordinates:
+        jar = MavenJar.parse(coordinate)
+        path = target / jar.file_name
+        if not path.exists():
+            url = jar.url(repository)
+            log(f"fetching {coordinate} from {repository}")
+            data = _fetch(url)
+            expected = _fetch(url + ".sha1").decode().split()[0].strip().lower()
+            actual = hashlib.sha1(data).hexdigest()  # noqa: S324 - Maven's published checksum
+            if actual != expected:
+                raise JarError(f"checksum mismatch for {coordinate}: {actual} != {expected}")
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(data)
+            partial.rename(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,67 @@
+"""Jar fetching against a loopback server laid out like Maven Central."""
+
+import functools
+import hashlib
+import http.server
+import threading
+
+import pytest
+
+from dfp.jars import JarError, MavenJar, ensure_jars
+
+
+@pytest.fixture
+def maven_repo(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    requests = []
+    original = handler.func.do_GET
+
+    def counting_get(self):
+        requests.append(self.path)
+        return original(self)
+
+    monkeypatch.setattr(http.server.SimpleHTTPRequestHandler, "do_GET", counting_get)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DFP_MAVEN_REPOSITORY", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("DFP_CACHE_DIR", str(tmp_path / "cache"))
+    yield root, requests
+    server.shutdown()
+
+
+def publish(root, coordinate: str, body: bytes, sha1: str | None = None) -> None:
+    jar = MavenJar.parse(coordinate)
+    path = root / jar.url("").lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    (path.parent / (path.name + ".sha1")).write_text(sha1 or hashlib.sha1(body).hexdigest())
+
+
+def test_fetches_verifies_and_caches(maven_repo, tmp_path):
+    root, requests = maven_repo
+    publish(root, "org.example:thing:1.2", b"jar bytes")
+    [path] = ensure_jars(["org.example:thing:1.2"], log=lambda m: None)
+    assert path == tmp_path / "cache" / "jars" / "thing-1.2.jar"
+    assert path.read_bytes() == b"jar bytes"
+    assert requests == [
+        "/org/example/thing/1.2/thing-1.2.jar",
+        "/org/example/thing/1.2/thing-1.2.jar.sha1",
+    ]
+    ensure_jars(["org.example:thing:1.2"], log=lambda m: None)
+    assert len(requests) == 2  # cached: no second download
+
+
+def test_checksum_mismatch_is_refused_and_nothing_cached(maven_repo, tmp_path):
+    root, _ = maven_repo
+    publish(root, "org.example:bad:1.0", b"tampered", sha1="0" * 40)
+    with pytest.raises(JarError, match="checksum mismatch"):
+        ensure_jars(["org.example:bad:1.0"], log=lambda m: None)
+    assert not list((tmp_path / "cache" / "jars").glob("bad-*"))
+
+
+def test_missing_artifact_and_bad_coordinate(maven_repo):
+    with pytest.raises(JarError, match="could not fetch"):
+        ensure_jars(["org.example:absent:9.9"], log=lambda m: None)
+    with pytest.raises(JarError, match="coordinate"):
+        ensure_jars(["not-a-coordinate"], log=lambda m: None)
