@@ -72,14 +72,15 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
     # Postgres runs as user 'postgres': its state must sit under world-traversable dirs.
     home = Path(tempfile.mkdtemp(prefix="dfp-pg-session-", dir="/tmp"))
     home.chmod(0o755)
+    # The variables only steer the start; they must not leak into the rest of the session.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DFP_POSTGRES_PORT", str(free_port()))
         mp.setenv("DFP_STACK_SERVICES", "lakefs,postgres")
         stack = LocalStack(home / "home")
         stack.postgres.start()
-        password = settings.read_env_file(stack.env_file)["DFP_POSTGRES_PASSWORD"]
-        try:
-            yield f"postgresql+psycopg2://dfp:{password}@127.0.0.1:{stack.postgres_port}/dagster"
-        finally:
-            stack.postgres.stop()
-            shutil.rmtree(home, ignore_errors=True)
+    password = settings.read_env_file(stack.env_file)["DFP_POSTGRES_PASSWORD"]
+    try:
+        yield f"postgresql+psycopg2://dfp:{password}@127.0.0.1:{stack.postgres_port}/dagster"
+    finally:
+        stack.postgres.stop()
+        shutil.rmtree(home, ignore_errors=True)

@@ -26,6 +26,7 @@ def test_stack_up_status_down_twice(tmp_path):
         "DFP_HOME": str(tmp_path / "home"),
         "DFP_LAKEFS_PORT": str(free_port()),
         "DFP_CACHE_DIR": os.environ.get("DFP_CACHE_DIR", str(settings.cache_dir())),
+        "DFP_STACK_SERVICES": "lakefs",
     }
     for key in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"):
         env.pop(key, None)
