@@ -124,3 +124,15 @@ def test_dirty_partition_branch_is_refused_before_any_work(lakefs, instance):
     assert lakefs.head("main") == head
     assert lakefs.has_uncommitted_changes("main")  # the user's change is left alone
     assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
+
+
+def test_multiprocess_executor_publishes_like_the_ui(lakefs, instance):
+    """The executor real runs use (a process per step) under write-audit-publish."""
+    result = materialize_raw(instance, "main", {**SMALL, "synthetic_seed": 7}, in_process=False)
+    assert result.success
+    steps = {e.step_key for e in result.get_step_success_events()}
+    assert steps == {"kronodroid_raw", "kronodroid_raw_checks"}
+    commit = lakefs.get_commit(lakefs.head("main"))
+    assert commit.metadata["dagster_run_id"] == result.run_id
+    assert commit.metadata["dagster_checks_passed"] == "4"
+    assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
