@@ -8,6 +8,7 @@ from dfp.branches import partition_changes, validate_user_branch_name
 from dfp.settings import DEFAULT_BRANCH
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_assets.wap_executor import KEEP_RUN_BRANCH_TAG
+from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
 
 PARTITIONS = lakefs_branch_partitions.name
@@ -39,16 +40,21 @@ def lakefs_branch_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSReso
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Deletes hidden dfp-run-* branches whose run is no longer in progress "
-    "(killed or crashed run workers), unless the run asked to keep it.",
+    "(killed or crashed run workers), and their Iceberg catalog rows, unless the run asked "
+    "to keep them.",
 )
-def lakefs_run_branch_cleanup(context: dg.SensorEvaluationContext, lakefs: LakeFSResource):
+def lakefs_run_branch_cleanup(
+    context: dg.SensorEvaluationContext, lakefs: LakeFSResource, iceberg: IcebergCatalogResource
+):
     live = set(
         context.instance.get_run_ids(RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
     ) | set(context.instance.get_run_ids(RunsFilter(tags={KEEP_RUN_BRANCH_TAG: "true"})))
     with lakefs.client() as client:
         orphans = wap.orphaned_run_branches(client, live)
+        tables = iceberg.tables(client)
         for branch in orphans:
             client.delete_branch(branch)
+            tables.forget(branch)  # catalog rows a killed dbt run left behind
     if not orphans:
         return dg.SkipReason("no orphaned run branches")
     context.log.info(f"deleted orphaned run branches: {orphans}")

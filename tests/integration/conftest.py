@@ -39,6 +39,9 @@ def lakefs_stack(tmp_path_factory) -> Iterator[LocalStack]:
         stack.up(log=lambda msg: None)
         for key, value in settings.read_env_file(stack.env_file).items():
             mp.setenv(key, value)
+        # The session's own Iceberg catalog (the import-time default is the project's).
+        (home / "iceberg").mkdir()
+        mp.setenv("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{home / 'iceberg' / 'catalog.db'}")
         try:
             yield stack
         finally:

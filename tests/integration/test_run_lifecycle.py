@@ -8,9 +8,11 @@ import time
 
 import dagster as dg
 import lakefs_sdk
+import pyarrow as pa
 import pytest
 
 from dfp import wap
+from dfp.iceberg import BranchTables
 from dfp.settings import PROJECT_ROOT
 from dfp_assets.branches import lakefs_run_branch_cleanup
 from dfp_assets.definitions import defs
@@ -75,15 +77,24 @@ def test_killed_run_publishes_nothing_and_rerun_succeeds(lakefs, instance):
     assert rerun.success
     assert lakefs.head("main") != head
 
+    # A killed dbt run would also leave catalog rows under the run branch's namespace.
+    tables = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"])
+    tables.write(
+        pa.table({"x": [1]}), schema="staging", table="t", target_branch="main", io_ref=run_branch
+    )
+    assert tables.catalog(run_branch).table_exists((run_branch, "staging", "t"))
+
     # What run monitoring does for a dead run worker; then the cleanup sensor removes the
-    # orphaned branch.
+    # orphaned branch and its catalog rows.
     [killed] = [r for r in instance.get_runs() if r.run_id == wap.run_id_of(run_branch)]
     instance.report_run_failed(killed)
     with dg.build_sensor_context(
-        instance=instance, resources={"lakefs": defs.resources["lakefs"]}
+        instance=instance,
+        resources={"lakefs": defs.resources["lakefs"], "iceberg": defs.resources["iceberg"]},
     ) as context:
         lakefs_run_branch_cleanup(context)
     assert run_branch not in lakefs.list_branches(show_hidden=True)
+    assert not tables.catalog(run_branch).table_exists((run_branch, "staging", "t"))
 
 
 def test_branch_partitions_follow_lakefs_through_the_daemon(lakefs, instance, tmp_path):

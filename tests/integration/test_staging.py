@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dfp import settings, wap
+from dfp import wap
 from dfp.iceberg import BranchTables
 from dfp.kronodroid.schema import LABEL_LEAKING_COLUMNS, Release, sql_feature_columns
 from dfp.kronodroid.synthetic import generate_release
@@ -28,13 +28,6 @@ DBT_ASSETS = [
 @pytest.fixture
 def tables(lakefs) -> BranchTables:
     return BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"])
-
-
-@pytest.fixture(autouse=True)
-def catalog_uri(lakefs_stack, monkeypatch):
-    catalog = settings.dfp_home() / "iceberg" / "catalog.db"
-    catalog.parent.mkdir(parents=True, exist_ok=True)
-    monkeypatch.setenv("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{catalog}")
 
 
 def test_staging_on_branches_isolated_then_merged(lakefs, instance, tables):
