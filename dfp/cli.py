@@ -36,6 +36,19 @@ def stack_build() -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@stack.command("jars")
+def stack_jars() -> None:
+    """Fetch the Spark jars (Iceberg runtime, S3FileIO, JDBC drivers) into the cache."""
+    from dfp.jars import JarError
+    from dfp.spark import SPARK_JARS, ensure_jars
+
+    try:
+        for path in ensure_jars(list(SPARK_JARS)):
+            click.echo(path)
+    except JarError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @stack.command("up")
 def stack_up() -> None:
     """Build (once) and start the local services; create the lakeFS repository."""

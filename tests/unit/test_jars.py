@@ -65,3 +65,18 @@ def test_missing_artifact_and_bad_coordinate(maven_repo):
         ensure_jars(["org.example:absent:9.9"], log=lambda m: None)
     with pytest.raises(JarError, match="coordinate"):
         ensure_jars(["not-a-coordinate"], log=lambda m: None)
+
+
+def test_catalog_uri_to_jdbc():
+    from dfp.spark import jdbc_catalog_properties
+
+    assert jdbc_catalog_properties("sqlite:////tmp/x/catalog.db") == {
+        "uri": "jdbc:sqlite:/tmp/x/catalog.db"
+    }
+    assert jdbc_catalog_properties("postgresql+psycopg2://dfp:s3cret@127.0.0.1:5433/dagster") == {
+        "uri": "jdbc:postgresql://127.0.0.1:5433/dagster",
+        "jdbc.user": "dfp",
+        "jdbc.password": "s3cret",
+    }
+    with pytest.raises(ValueError, match="mysql"):
+        jdbc_catalog_properties("mysql://h/db")

@@ -1,0 +1,36 @@
+"""Spark reads dfp's Iceberg tables on lakeFS branches and agrees with pyiceberg."""
+
+import os
+
+import pyarrow.compute as pc
+import pytest
+
+from dfp.iceberg import BranchTables
+from dfp.spark import spark_session, table_name
+from tests.integration.jobs import build_staging
+
+pytestmark = pytest.mark.integration
+
+MART = ("marts", "mart_app_features")
+
+
+@pytest.fixture
+def spark(lakefs):
+    session = spark_session(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"], log=lambda m: None)
+    yield session
+    session.stop()
+
+
+def test_spark_reads_branch_tables_like_pyiceberg(lakefs, instance, spark):
+    assert build_staging(instance, "main", {"source": "synthetic", "synthetic_scale": 0.02}).success
+    tables = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"])
+    lakefs.create_branch("exp-spark", "main")
+    for branch in ("main", "exp-spark"):
+        expected = tables.load(branch, *MART).scan().to_arrow()  # also syncs the catalog index
+        row = spark.sql(
+            "select count(*) as n, sum(nr_syscalls) as s, sum(label) as malware "
+            f"from {table_name(lakefs.repository, branch, *MART)}"
+        ).collect()[0]
+        assert row["n"] == expected.num_rows
+        assert row["s"] == pc.sum(expected["nr_syscalls"]).as_py()
+        assert row["malware"] == pc.sum(expected["label"]).as_py()
