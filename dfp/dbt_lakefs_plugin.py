@@ -16,12 +16,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import s3fs
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
 
 from dfp.iceberg import BranchTables
-from dfp.kronodroid.load import read_raw, release_prefix
+from dfp.kronodroid.load import read_releases
 from dfp.kronodroid.parse import conform, empty_release_table
 from dfp.kronodroid.schema import Release, sql_name
 from dfp.lakefs_client import LakeFSClient
@@ -47,17 +46,12 @@ class Plugin(BasePlugin):
         see `schema.sql_name`), plus `release`."""
         if source_config.identifier != "releases":
             raise ValueError(f"unknown Kronodroid source table {source_config.identifier!r}")
-        fs = s3fs.S3FileSystem(**self.client.s3fs_storage_options())
+        found = read_releases(self.client, self.io_ref)
         tables = []
         for release in Release:
-            paths = [
-                o.path
-                for o in self.client.list_objects(self.io_ref, release_prefix(release))
-                if o.path.endswith(".parquet")
-            ]
             table = (
-                conform(read_raw(fs, self.client.repository, self.io_ref, paths), release)
-                if paths
+                conform(found[release], release)
+                if release in found
                 else empty_release_table(release)
             )
             table = table.rename_columns([sql_name(c) for c in table.column_names])

@@ -6,12 +6,11 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import s3fs
 
-from dfp.kronodroid.load import load_to_lakefs, read_raw, release_prefix
+from dfp.kronodroid.load import load_to_lakefs, read_releases
 from dfp.kronodroid.parse import KronodroidInputError
 from dfp.kronodroid.quality import CHECK_DESCRIPTIONS, RawQualityThresholds, audit, to_pandas
-from dfp.kronodroid.schema import LABEL_COLUMN, Release
+from dfp.kronodroid.schema import LABEL_COLUMN
 from dfp.kronodroid.sources import KAGGLE_DATASET, SourceConfig, collect_files, read_tables
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
@@ -141,18 +140,9 @@ def kronodroid_raw_checks(
 ):
     """Read what landed on the run branch back from lakeFS and audit it."""
     branch = lakefs.run_branch(context)
-    frames = {}
     with lakefs.client() as client:
         commit = client.head(branch)
-        fs = s3fs.S3FileSystem(**client.s3fs_storage_options())
-        for release in Release:
-            paths = [
-                o.path
-                for o in client.list_objects(commit, release_prefix(release))
-                if o.path.endswith(".parquet")
-            ]
-            if paths:
-                frames[release] = to_pandas(read_raw(fs, client.repository, commit, paths))
+        frames = {r: to_pandas(t) for r, t in read_releases(client, commit).items()}
     thresholds = RawQualityThresholds.model_validate(config.model_dump())
     for outcome in audit(frames, thresholds):
         metadata: dict = {"lakefs_commit": commit}

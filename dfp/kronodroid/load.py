@@ -17,6 +17,7 @@ import pyarrow as pa
 from dlt.common.schema import Schema
 
 from dfp.kronodroid.schema import Release
+from dfp.lakefs_client import LakeFSClient
 
 RAW_PREFIX = "raw"
 DATASET = "kronodroid"
@@ -93,11 +94,27 @@ def load_to_lakefs(
     )
 
 
-def read_raw(fs: Any, repository: str, ref: str, paths: list[str]) -> pa.Table:
-    """Read parquet files (lakeFS paths on `ref`) back through the S3 gateway."""
+def read_releases(client: LakeFSClient, ref: str) -> dict[Release, pa.Table]:
+    """The raw releases present on `ref`, read back through the S3 gateway (dlt's own
+    bookkeeping columns dropped)."""
     import pyarrow.parquet as pq
+    import s3fs
 
-    tables = [pq.read_table(f"{repository}/{ref}/{p}", filesystem=fs) for p in paths]
-    table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
-    dlt_columns = [c for c in table.column_names if c.startswith("_dlt_")]
-    return table.drop_columns(dlt_columns)
+    fs = s3fs.S3FileSystem(**client.s3fs_storage_options())
+    found: dict[Release, pa.Table] = {}
+    for release in Release:
+        paths = [
+            o.path
+            for o in client.list_objects(ref, release_prefix(release))
+            if o.path.endswith(".parquet")
+        ]
+        if not paths:
+            continue
+        table = pa.concat_tables(
+            [pq.read_table(f"{client.repository}/{ref}/{p}", filesystem=fs) for p in paths],
+            promote_options="default",
+        )
+        found[release] = table.drop_columns(
+            [c for c in table.column_names if c.startswith("_dlt_")]
+        )
+    return found
