@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 
 from dfp.kronodroid.load import load_to_lakefs, read_releases
 from dfp.kronodroid.parse import KronodroidInputError
@@ -90,11 +91,7 @@ def kronodroid_raw(
     malware_share = {
         str(r): round(float(t.column(LABEL_COLUMN).to_numpy().mean()), 4) for r, t in tables.items()
     }
-    union_schema = next(iter(tables.values())).schema
-    for table in tables.values():
-        for f in table.schema:
-            if f.name not in union_schema.names:
-                union_schema = union_schema.append(f)
+    union_schema = pa.unify_schemas([t.schema for t in tables.values()])
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
