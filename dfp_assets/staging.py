@@ -132,7 +132,9 @@ def kronodroid_dbt(
 
 
 def _iceberg_metadata(tables, run_branch: str, node: Mapping[str, Any]) -> dict[str, Any]:
-    table = tables.load(run_branch, node["schema"], node["name"])
+    # The dbt plugin committed this table's catalog row moments ago: no resync from lakeFS.
+    ident = tables.identifier(run_branch, node["schema"], node["name"])
+    table = tables.catalog(run_branch).load_table(ident)
     snapshot = table.current_snapshot()
     summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
     return {
