@@ -1,6 +1,7 @@
 """Benchmark: full-size synthetic Kronodroid ingestion into a lakeFS branch, and lakeFS
 branch-creation time with a tiny vs the full dataset on main (zero-copy: must stay flat).
-With --staging, also the dbt staging + mart build (Iceberg on lakeFS) on that data.
+With --staging duckdb,spark, also the dbt staging + mart build (Iceberg on lakeFS) on that
+data with each engine, one after the other on branches made from the same commit.
 
 Needs the local stack (`dfp stack up`). Uses throwaway repositories, deleted at the end.
 Run: `uv run dfp bench ingest` (or `uv run python benchmarks/ingest.py --scale 1.0`).
@@ -41,13 +42,13 @@ def _branch_create_ms(client: LakeFSClient, n: int) -> tuple[float, float]:
     return round(statistics.median(times), 2), round(max(times), 2)
 
 
-def _execute(job_fn, instance, run_config: dict, asset_selection=None):
+def _execute(job_fn, instance, run_config: dict, asset_selection=None, partition="main"):
     started = time.perf_counter()
     with dg.execute_job(
         dg.reconstructable(job_fn),
         instance=instance,
         run_config={**run_config, "execution": {"config": {"in_process": {}}}},
-        tags={"dagster/partition": "main"},
+        tags={"dagster/partition": partition},
         asset_selection=asset_selection,
     ) as result:
         assert result.success, f"{job_fn.__name__} run failed"
@@ -60,7 +61,7 @@ def _execute(job_fn, instance, run_config: dict, asset_selection=None):
     return time.perf_counter() - started, materializations
 
 
-def run(scale: float, seed: int, branch_samples: int, staging: bool) -> dict[str, float]:
+def run(scale: float, seed: int, branch_samples: int, engines: tuple[str, ...]) -> dict[str, float]:
     from dfp_assets.definitions import ingest_job, staging_job
     from dfp_assets.staging import kronodroid_dbt
 
@@ -96,16 +97,27 @@ def run(scale: float, seed: int, branch_samples: int, staging: bool) -> dict[str
         figures["rows_per_s_run"] = round(rows / wall)
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         figures["raw_bytes_on_main"] = sum(o.size_bytes for o in full.list_objects("main", "raw/"))
-        if staging:
-            # dbt alone (raw is already on main): staging + mart, DuckDB engine, into Iceberg.
-            wall, materializations = _execute(
-                staging_job, instance, {"ops": {}}, asset_selection=list(kronodroid_dbt.keys)
-            )
-            mart_rows = materializations["marts/mart_app_features"]["dagster/row_count"].value
-            figures["staging_engine"] = os.environ.get("DFP_DBT_TARGET", "duckdb")
-            figures["staging_run_wall_s"] = round(wall, 2)
-            figures["staging_raw_rows_per_s"] = round(rows / wall)
-            figures["mart_rows"] = mart_rows
+        for engine in engines:
+            # dbt alone (raw is already on main): staging + mart into Iceberg, each engine on
+            # its own branch made from main, so both start from the same state.
+            branch = f"bench-{engine}"
+            full.create_branch(branch, "main")
+            instance.add_dynamic_partitions("lakefs_branch", [branch])
+            os.environ["DFP_DBT_TARGET"] = engine
+            try:
+                wall, materializations = _execute(
+                    staging_job,
+                    instance,
+                    {"ops": {}},
+                    asset_selection=list(kronodroid_dbt.keys),
+                    partition=branch,
+                )
+            finally:
+                os.environ.pop("DFP_DBT_TARGET", None)
+            mart = materializations["marts/mart_app_features"]["dagster/row_count"].value
+            figures[f"staging_{engine}_run_wall_s"] = round(wall, 2)
+            figures[f"staging_{engine}_raw_rows_per_s"] = round(rows / wall)
+            figures[f"staging_{engine}_mart_rows"] = mart
 
         tiny.upload("main", "raw/tiny.bin", os.urandom(1 << 20))
         tiny.commit("main", "1 MB of data")
@@ -127,9 +139,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 142,128 rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--branch-samples", type=int, default=20)
-    parser.add_argument("--staging", action="store_true", help="also build dbt staging + mart")
+    parser.add_argument(
+        "--staging",
+        default="",
+        help="also build dbt staging + mart with these engines, e.g. duckdb,spark",
+    )
     args = parser.parse_args(argv)
-    figures = run(args.scale, args.seed, args.branch_samples, args.staging)
+    engines = tuple(e for e in args.staging.split(",") if e)
+    figures = run(args.scale, args.seed, args.branch_samples, engines)
     width = max(map(len, figures))
     for key, value in figures.items():
         print(

@@ -38,12 +38,13 @@ def stack_build() -> None:
 
 @stack.command("jars")
 def stack_jars() -> None:
-    """Fetch the Spark jars (Iceberg runtime, S3FileIO, JDBC drivers) into the cache."""
+    """Fetch the Spark jars (Iceberg runtime, S3A, JDBC drivers) into the cache and compile
+    dfp's branch FileIO."""
     from dfp.jars import JarError
-    from dfp.spark import SPARK_JARS, ensure_jars
+    from dfp.spark import spark_jars
 
     try:
-        for path in ensure_jars(list(SPARK_JARS)):
+        for path in spark_jars():
             click.echo(path)
     except JarError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -201,8 +202,13 @@ def bench() -> None:
 @click.option("--scale", default=1.0, show_default=True, help="1.0 = 142,128 rows")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--branch-samples", default=20, show_default=True)
-@click.option("--staging", is_flag=True, help="also build dbt staging + mart on the data")
-def bench_ingest(scale: float, seed: int, branch_samples: int, staging: bool) -> None:
+@click.option(
+    "--staging",
+    default="",
+    metavar="ENGINES",
+    help="also build dbt staging + mart with these engines (duckdb,spark)",
+)
+def bench_ingest(scale: float, seed: int, branch_samples: int, staging: str) -> None:
     """Full-size synthetic ingestion into a branch; branch creation, tiny vs full main."""
     import runpy
 
@@ -213,7 +219,7 @@ def bench_ingest(scale: float, seed: int, branch_samples: int, staging: bool) ->
         f"--scale={scale}",
         f"--seed={seed}",
         f"--branch-samples={branch_samples}",
-        *(["--staging"] if staging else []),
+        f"--staging={staging}",
     ]
     runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "ingest.py"), run_name="__main__")
 

@@ -205,20 +205,13 @@ class BranchTables:
         ident = self.identifier(io_ref, schema, table)
         catalog.create_namespace_if_not_exists((io_ref, schema))
         location = self.location(target_branch, schema, table)
-        # New files go under the target branch's logical paths, whichever branch the table
-        # was created on (rule 1).
-        write_paths = {
-            TableProperties.WRITE_DATA_PATH: f"{location}/data",
-            TableProperties.WRITE_METADATA_PATH: f"{location}/metadata",
-        }
+        write_paths = self.write_paths(target_branch, schema, table)
         try:
             iceberg_table = catalog.load_table(ident)
             if iceberg_table.schema().as_arrow() != data.schema:
                 with iceberg_table.update_schema() as update:
                     update.union_by_name(data.schema)
-            if any(iceberg_table.properties.get(k) != v for k, v in write_paths.items()):
-                with iceberg_table.transaction() as tx:
-                    tx.set_properties(**write_paths)
+            self._ensure_write_paths(iceberg_table, write_paths)
             iceberg_table = catalog.load_table(ident)
         except NoSuchTableError:
             iceberg_table = catalog.create_table(
@@ -231,9 +224,39 @@ class BranchTables:
         self._write_pointer(io_ref, schema, table, iceberg_table)
         return iceberg_table
 
+    def write_paths(self, target_branch: str, schema: str, table: str) -> dict[str, str]:
+        """New files go under the target branch's logical paths, whichever branch the table
+        was created on (rule 1)."""
+        location = self.location(target_branch, schema, table)
+        return {
+            TableProperties.WRITE_DATA_PATH: f"{location}/data",
+            TableProperties.WRITE_METADATA_PATH: f"{location}/metadata",
+        }
+
+    @staticmethod
+    def _ensure_write_paths(iceberg_table: Table, write_paths: dict[str, str]) -> Table:
+        if all(iceberg_table.properties.get(k) == v for k, v in write_paths.items()):
+            return iceberg_table
+        with iceberg_table.transaction() as tx:
+            tx.set_properties(**write_paths)
+        return iceberg_table.refresh()
+
+    def prepare_writes(self, io_ref: str, target_branch: str) -> list[str]:
+        """Index `io_ref`'s tables and point their new files at `target_branch`'s logical
+        paths, for engines that write through the catalog themselves (Spark keeps a replaced
+        table's properties). Returns the tables as `schema.table`."""
+        self.sync(io_ref)
+        catalog = self.catalog(io_ref)
+        prepared = []
+        for schema, table in sorted(self.pointers(io_ref)):
+            iceberg_table = catalog.load_table(self.identifier(io_ref, schema, table))
+            self._ensure_write_paths(iceberg_table, self.write_paths(target_branch, schema, table))
+            prepared.append(f"{schema}.{table}")
+        return prepared
+
     def refresh_pointer(self, io_ref: str, schema: str, table: str) -> TablePointer:
         """Record the catalog's current metadata of a table in lakeFS after a direct commit
-        through `catalog(io_ref)` (maintenance such as snapshot expiry)."""
+        through `catalog(io_ref)` (a Spark build, maintenance such as snapshot expiry)."""
         iceberg_table = self.catalog(io_ref).load_table(self.identifier(io_ref, schema, table))
         self._write_pointer(io_ref, schema, table, iceberg_table)
         return self.pointers(io_ref)[(schema, table)]

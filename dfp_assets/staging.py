@@ -1,7 +1,9 @@
 """dbt staging and mart models as Iceberg tables on the run's lakeFS branch (dagster-dbt).
 
-dbt reads `kronodroid_raw` from the run branch and writes every model through dfp's
-dbt-duckdb plugin as a branch-isolated Iceberg table (`dfp.iceberg`). dbt tests are blocking
+dbt reads `kronodroid_raw` from the run branch and writes every model as a branch-isolated
+Iceberg table (`dfp.iceberg`), on one of two engines (DFP_DBT_TARGET): DuckDB through dfp's
+dbt-duckdb plugin (default, embedded) or Spark through dbt-spark's session method (local[2],
+S3A, dfp's branch FileIO). dbt tests are blocking
 asset checks: a failing test stops the build, so the run fails and nothing is published.
 """
 
@@ -18,9 +20,10 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from dfp_assets.partitions import lakefs_branch_partitions
-from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable
+from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable, dbt_target
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
+from dfp_resources.spark import SparkResource
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -81,9 +84,11 @@ def kronodroid_dbt(
     dbt: DbtCliResource,
     lakefs: LakeFSResource,
     iceberg: IcebergCatalogResource,
+    spark: SparkResource,
 ):
     run_branch = lakefs.run_branch(context)
     target_branch = context.partition_key
+    engine = dbt_target()
     models = {
         node["name"]: node
         for node in json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
@@ -96,8 +101,15 @@ def kronodroid_dbt(
             "lakefs_branch": target_branch,
             "external_root": root,
         }
+        engine_env = {"DFP_ICEBERG_CATALOG_URI": iceberg.uri, "DFP_DBT_TARGET": engine}
+        if engine == "spark":
+            # Spark replaces tables through the catalog: index the run branch's tables and
+            # aim their new files at the partition branch's logical paths first.
+            prepared = tables.prepare_writes(run_branch, target_branch)
+            context.log.info(f"Spark engine; existing tables on {run_branch}: {prepared}")
+            engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
         try:
-            with _environ(DFP_ICEBERG_CATALOG_URI=iceberg.uri):
+            with _environ(**engine_env):
                 invocation = dbt.cli(
                     ["build", "--vars", json.dumps(dbt_vars)],
                     context=context,
@@ -112,6 +124,9 @@ def kronodroid_dbt(
                     )
                     if model in models:
                         node = models[model]
+                        if engine == "spark":
+                            # The dbt-duckdb plugin writes pointers itself; Spark does not.
+                            tables.refresh_pointer(run_branch, _schema(node), node["name"])
                         event = event.with_metadata(
                             {**event.metadata, **_iceberg_metadata(tables, run_branch, node)}
                         )
@@ -131,14 +146,21 @@ def kronodroid_dbt(
             tables.forget(run_branch)
 
 
+def _schema(node: Mapping[str, Any]) -> str:
+    # The model's configured schema (staging, marts): on Spark node["schema"] also names the
+    # branch namespace.
+    return node["config"].get("schema") or node["schema"]
+
+
 def _iceberg_metadata(tables, run_branch: str, node: Mapping[str, Any]) -> dict[str, Any]:
-    # The dbt plugin committed this table's catalog row moments ago: no resync from lakeFS.
-    ident = tables.identifier(run_branch, node["schema"], node["name"])
+    # dbt committed this table's catalog row moments ago: no resync from lakeFS.
+    ident = tables.identifier(run_branch, _schema(node), node["name"])
     table = tables.catalog(run_branch).load_table(ident)
     snapshot = table.current_snapshot()
     summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
     return {
-        "iceberg_table": f"{node['schema']}.{node['name']}",
+        "iceberg_table": f"{_schema(node)}.{node['name']}",
+        "staging_engine": dbt_target(),
         "iceberg_snapshot_id": str(snapshot.snapshot_id) if snapshot else "",
         "iceberg_metadata_location": table.metadata_location,
         "dagster/row_count": int(summary.get("total-records", 0)),

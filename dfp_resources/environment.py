@@ -17,10 +17,12 @@ from dagster_dbt import DbtCliResource
 from dfp.settings import DEFAULT_REPOSITORY, PROJECT_ROOT, dfp_home, load_stack_env
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
+from dfp_resources.spark import SparkResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
 ENVIRONMENTS = ("local", "compose", "k8s")
+DBT_TARGETS = ("duckdb", "spark")
 
 
 def current_env() -> str:
@@ -28,6 +30,14 @@ def current_env() -> str:
     if env not in ENVIRONMENTS:
         raise ValueError(f"DFP_ENV={env!r} is not one of {ENVIRONMENTS}")
     return env
+
+
+def dbt_target() -> str:
+    """The staging engine: DFP_DBT_TARGET=duckdb (default, embedded) | spark."""
+    target = os.environ.get("DFP_DBT_TARGET", "duckdb")
+    if target not in DBT_TARGETS:
+        raise ValueError(f"DFP_DBT_TARGET={target!r} is not one of {DBT_TARGETS}")
+    return target
 
 
 def dbt_executable() -> str:
@@ -46,12 +56,13 @@ def build_resources(env: str | None = None) -> dict[str, Any]:
         os.environ.setdefault("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{catalog}")
     return {
         "iceberg": IcebergCatalogResource(uri=dg.EnvVar("DFP_ICEBERG_CATALOG_URI")),
-        # The engine is the dbt target: DFP_DBT_TARGET=duckdb (default) | spark.
+        # The engine is the dbt target, read when dbt runs: DFP_DBT_TARGET (see dbt_target).
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),
             dbt_executable=dbt_executable(),
         ),
+        "spark": SparkResource(catalog_uri=dg.EnvVar("DFP_ICEBERG_CATALOG_URI")),
         "lakefs": LakeFSResource(
             endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
             access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),

@@ -11,7 +11,7 @@
 #}
 {% macro stg_kronodroid(release, first_date, last_date) %}
 with source as (
-    select * from {{ source('kronodroid', 'releases') }}
+    select * from {{ kronodroid_releases() }}
     where {{ adapter.quote('release') }} = '{{ release }}'
 ),
 

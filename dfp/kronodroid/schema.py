@@ -6,6 +6,7 @@ checks all read their column rules from here, so there is one definition of "val
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 
 from dfp.kronodroid.columns import PERMISSION_COLUMNS, SYSCALL_COLUMNS
@@ -199,7 +200,29 @@ def dbt_columns_macro() -> str:
         "{% macro kronodroid_label_leaking_columns() %}"
         f"{{{{ return({listing(LABEL_LEAKING_COLUMNS)}) }}}}"
         "{% endmacro %}\n"
+        "{% macro kronodroid_source_columns() %}"
+        f"{{{{ return({json.dumps(source_columns())}) }}}}"
+        "{% endmacro %}\n"
     )
+
+
+def source_columns() -> list[list[str]]:
+    """[raw name, SQL name, SQL type] of every column the dbt source `releases` has (both
+    releases' canonical columns): what dbt-duckdb's plugin gets from `parse.conform`, spelled
+    out for engines that read the raw parquet themselves (Spark)."""
+    import pyarrow as pa
+
+    from dfp.kronodroid.parse import _TARGET_TYPE, canonical_columns
+
+    sql_types = {pa.string(): "string", pa.int64(): "bigint", pa.float64(): "double"}
+    seen: dict[str, list[str]] = {}
+    for release in Release:
+        for column in canonical_columns(release):
+            kind_type = (
+                pa.string() if column == SOURCE_FILE_COLUMN else _TARGET_TYPE[kind_of(column)]
+            )
+            seen.setdefault(column, [column, sql_name(column), sql_types[kind_type]])
+    return list(seen.values())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""dbt staging and mart as Iceberg tables on lakeFS branches (DuckDB engine)."""
+"""dbt staging and mart as Iceberg tables on lakeFS branches (DuckDB engine unless noted)."""
 
 import os
 
@@ -81,7 +81,11 @@ def test_staging_on_branches_isolated_then_merged(lakefs, instance, tables):
     )
 
 
-def test_failing_dbt_test_blocks_and_publishes_nothing(lakefs, instance, tables):
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_failing_dbt_test_blocks_and_publishes_nothing(
+    lakefs, instance, tables, engine, monkeypatch
+):
+    monkeypatch.setenv("DFP_DBT_TARGET", engine)
     # Raw files pushed to a branch without dfp's raw checks (as lakectl would): one negative
     # syscall total, which only the dbt test `non_negative` on stg_kronodroid_apps catches.
     lakefs.create_branch("pushed", "main")
@@ -117,7 +121,11 @@ def test_failing_dbt_test_blocks_and_publishes_nothing(lakefs, instance, tables)
     assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
 
 
-def test_real_sample_through_staging(lakefs, instance, tables, shared_sample_dir):
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_real_sample_through_staging(
+    lakefs, instance, tables, shared_sample_dir, engine, monkeypatch
+):
+    monkeypatch.setenv("DFP_DBT_TARGET", engine)
     result = build_staging(
         instance, "main", {"source": "local", "local_dir": str(shared_sample_dir)}
     )

@@ -1,0 +1,37 @@
+"""Spark on the repository's Iceberg catalog, one lakeFS ref per session (dagster-pyspark)."""
+
+from typing import Any
+
+import dagster as dg
+from dagster_pyspark.resources import spark_session_from_config
+
+from dfp.iceberg import IO_REF_PROPERTY
+from dfp.lakefs_client import LakeFSClient
+from dfp.spark import spark_conf, spark_jars
+
+
+class SparkResource(dg.ConfigurableResource):
+    """Local Spark (`local[2]`) with Iceberg, S3A to lakeFS and dfp's branch FileIO.
+
+    The session conf depends on the ref a run reads and writes (its write-audit-publish run
+    branch), so sessions are made per ref rather than once per resource.
+    """
+
+    catalog_uri: str
+
+    def conf(self, client: LakeFSClient, io_ref: str) -> dict[str, str]:
+        """The session conf for `io_ref` (jars fetched/compiled once into the cache)."""
+        jars = [str(p) for p in spark_jars(log=dg.get_dagster_logger().info)]
+        return spark_conf(client, self.catalog_uri, jars, io_ref)
+
+    def session(self, client: LakeFSClient, io_ref: str) -> Any:
+        """A SparkSession reading and writing `io_ref` (dagster-pyspark builds it)."""
+        from pyspark.sql import SparkSession
+
+        conf = self.conf(client, io_ref)
+        active = SparkSession.getActiveSession()
+        # getOrCreate would hand back a session bound to another ref.
+        key = f"spark.sql.catalog.{client.repository}.{IO_REF_PROPERTY}"
+        if active is not None and active.conf.get(key, None) != io_ref:
+            active.stop()
+        return spark_session_from_config(conf)
