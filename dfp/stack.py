@@ -1,8 +1,17 @@
 """`dfp stack`: build, start, stop and report the local services dfp runs on.
 
 Each service is a process started here with its state under DFP_HOME and a pid file, so `down`
-stops only what `up` started. Later services (Postgres, Redis, MLflow) plug in as more
-`ManagedService`s.
+stops only what `up` started. Later services (MLflow, ...) plug in as more `ManagedService`s.
+
+Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS always runs):
+
+* `postgres`: Debian's Postgres for the Dagster instance (`DAGSTER_PG_*` in stack.env).
+* `redis`: Debian's `redis-server` as Feast's online store, on 127.0.0.1:`DFP_REDIS_PORT`
+  (default 6380) with `protected-mode yes` and a generated password; its config file (mode
+  0600, so the password is never on a command line) and log live in `$DFP_HOME/state/redis`.
+  No persistence (`save ""`, `appendonly no`): the online store is derived data that
+  `materialize` rebuilds from the offline store. stack.env gets `DFP_REDIS_PASSWORD` and, while
+  redis is part of the stack, `DFP_REDIS_URL` (`redis://:<password>@127.0.0.1:<port>/0`).
 """
 
 from __future__ import annotations
@@ -267,6 +276,78 @@ def _pg_ready(port: int) -> bool:
         return False
 
 
+# -- Redis (Debian's redis-server) ----------------------------------------------------------
+REDIS_SERVER = Path("/usr/bin/redis-server")
+
+
+def redis_server_bin() -> Path:
+    """Debian's redis-server (package `redis-server`), or one on PATH."""
+    if REDIS_SERVER.is_file():
+        return REDIS_SERVER
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    raise StackError(
+        "redis-server not found: install Debian's redis-server package "
+        "(apt-get install redis-server)"
+    )
+
+
+def redis_config(port: int, password: str, state_dir: Path) -> str:
+    """redis.conf for the local stack: loopback only, protected mode, a password, no
+    persistence (Feast's online store is rebuilt by `materialize`), logs to stdout."""
+    if not password or any(c.isspace() or c in "\"'" for c in password):
+        raise StackError("the Redis password must be non-empty, without spaces or quotes")
+    return "\n".join(
+        [
+            "# written by `dfp stack up`; holds the password: mode 0600",
+            "bind 127.0.0.1",
+            f"port {port}",
+            "protected-mode yes",
+            f"requirepass {password}",
+            "daemonize no",
+            'logfile ""',
+            f"dir {state_dir}",
+            'save ""',
+            "appendonly no",
+            "",
+        ]
+    )
+
+
+def redis_url(port: int, password: str, db: int = 0) -> str:
+    """The URL clients use (redis-py `Redis.from_url`; `dfp.features.RedisOnline`)."""
+    return f"redis://:{password}@127.0.0.1:{port}/{db}"
+
+
+def redis_password() -> str:
+    """A password that is also a plain token in Feast's `host:port,password=...` string
+    (letters and digits only; the prefix keeps it from ever parsing as JSON there)."""
+    return "dfp" + secrets.token_hex(20)
+
+
+def redis_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, str]:
+    """stack.env with DFP_REDIS_URL exactly while Redis is part of the stack."""
+    out = {k: v for k, v in creds.items() if k != "DFP_REDIS_URL"}
+    if enabled:
+        out["DFP_REDIS_URL"] = redis_url(port, creds["DFP_REDIS_PASSWORD"])
+    return out
+
+
+def _redis_ping(port: int, password: str | None) -> bool:
+    import redis
+
+    if not password:
+        return False
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
 # -- the stack ------------------------------------------------------------------------------
 def _random_key(prefix: str, length: int) -> str:
     alphabet = string.ascii_uppercase + string.digits
@@ -320,15 +401,28 @@ class LocalStack:
             run_as="postgres",
         )
 
+        self.redis_port = int(os.environ.get("DFP_REDIS_PORT", "6380"))
+        self.redis_dir = self.home / "state" / "redis"
+        self.redis = ManagedService(
+            name="redis",
+            url=f"redis://127.0.0.1:{self.redis_port}",
+            state_dir=self.redis_dir,
+            argv=lambda: [str(redis_server_bin()), str(self.redis_dir / "redis.conf")],
+            healthy=lambda: _redis_ping(
+                self.redis_port, settings.read_env_file(self.env_file).get("DFP_REDIS_PASSWORD")
+            ),
+            prepare=self._prepare_redis,
+        )
+
     @property
     def enabled(self) -> set[str]:
-        """lakeFS always; more services via DFP_STACK_SERVICES (e.g. "lakefs,postgres")."""
+        """lakeFS always; more via DFP_STACK_SERVICES (e.g. "lakefs,postgres,redis")."""
         names = os.environ.get("DFP_STACK_SERVICES", "lakefs")
         return {"lakefs"} | {n.strip() for n in names.split(",") if n.strip()}
 
     @property
     def services(self) -> list[ManagedService]:
-        known = {"lakefs": self.lakefs, "postgres": self.postgres}
+        known = {"lakefs": self.lakefs, "postgres": self.postgres, "redis": self.redis}
         unknown = self.enabled - set(known)
         if unknown:
             raise StackError(f"unknown services in DFP_STACK_SERVICES: {sorted(unknown)}")
@@ -436,6 +530,18 @@ class LocalStack:
                 cur.execute("CREATE DATABASE dagster")
         conn.close()
 
+    def _prepare_redis(self) -> None:
+        _require_free_port(self.redis_port, "DFP_REDIS_PORT")
+        redis_server_bin()
+        creds = self.credentials()
+        creds.setdefault("DFP_REDIS_PASSWORD", redis_password())
+        self._write_env(creds)
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.redis_dir / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(redis_config(self.redis_port, creds["DFP_REDIS_PASSWORD"], self.redis_dir))
+
     def _after_lakefs_start(self) -> None:
         self.ensure_repository()
 
@@ -472,6 +578,7 @@ class LocalStack:
             log(f"{service.name}: {'started' if started else 'already running'} at {service.url}")
         self.ensure_repository()
         self._export_dagster_postgres()
+        self._export_redis()
         log(f"repository '{self.repository}' ready; credentials in {self.env_file}")
 
     def _export_dagster_postgres(self) -> None:
@@ -489,6 +596,14 @@ class LocalStack:
                 DAGSTER_PG_DB="dagster",
             )
         self._write_env(creds)
+
+    def _export_redis(self) -> None:
+        """DFP_REDIS_URL in stack.env exactly while Redis is part of the stack."""
+        creds = settings.read_env_file(self.env_file)
+        enabled = "redis" in self.enabled
+        if enabled and "DFP_REDIS_PASSWORD" not in creds:
+            raise StackError("redis is enabled but stack.env has no DFP_REDIS_PASSWORD")
+        self._write_env(redis_env(creds, enabled=enabled, port=self.redis_port))
 
     def down(self, log: Callable[[str], None] = _say) -> None:
         for service in reversed(self.services):

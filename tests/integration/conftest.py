@@ -42,6 +42,10 @@ def lakefs_stack(tmp_path_factory) -> Iterator[LocalStack]:
         # The session's own Iceberg catalog (the import-time default is the project's).
         (home / "iceberg").mkdir()
         mp.setenv("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{home / 'iceberg' / 'catalog.db'}")
+        # Likewise MLflow's store and Feast's registries / SQLite online files.
+        (home / "mlflow").mkdir()
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+        mp.setenv("DFP_FEAST_HOME", str(home / "feast"))
         try:
             yield stack
         finally:
@@ -86,4 +90,30 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
         yield f"postgresql+psycopg2://dfp:{password}@127.0.0.1:{stack.postgres_port}/dagster"
     finally:
         stack.postgres.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A real Redis (Debian's redis-server, via the stack manager) for Feast's online store."""
+    import shutil
+
+    from dfp.stack import StackError, redis_server_bin, redis_url
+
+    try:
+        redis_server_bin()
+    except StackError as exc:
+        pytest.skip(str(exc))
+    home = tmp_path_factory.mktemp("dfp_redis_home")
+    # The variables only steer the start; they must not leak into the rest of the session.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DFP_REDIS_PORT", str(free_port()))
+        mp.setenv("DFP_STACK_SERVICES", "lakefs,redis")
+        stack = LocalStack(home)
+        stack.redis.start()
+    password = settings.read_env_file(stack.env_file)["DFP_REDIS_PASSWORD"]
+    try:
+        yield redis_url(stack.redis_port, password)
+    finally:
+        stack.redis.stop()
         shutil.rmtree(home, ignore_errors=True)

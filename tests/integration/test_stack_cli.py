@@ -87,3 +87,59 @@ def test_down_never_kills_a_process_it_did_not_start(tmp_path):
         assert not (state / "lakefs.pid").exists()
     finally:
         bystander.kill()
+
+
+def test_stack_up_down_with_redis(tmp_path):
+    import redis
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DFP_HOME": str(tmp_path / "home"),
+        "DFP_LAKEFS_PORT": str(free_port()),
+        "DFP_REDIS_PORT": str(port),
+        "DFP_CACHE_DIR": os.environ.get("DFP_CACHE_DIR", str(settings.cache_dir())),
+        "DFP_STACK_SERVICES": "lakefs,redis",
+    }
+    for key in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"):
+        env.pop(key, None)
+    env.pop("DFP_REDIS_URL", None)
+    env["LAKEFS_REPOSITORY"] = "kronodroid"
+    env_file = tmp_path / "home" / "stack.env"
+    pid_file = tmp_path / "home" / "state" / "redis" / "redis.pid"
+    try:
+        first = dfp("stack", "up", env=env)
+        assert first.returncode == 0, first.stderr + first.stdout
+        assert f"redis: started at redis://127.0.0.1:{port}" in first.stdout
+        assert "redis: already running" in dfp("stack", "up", env=env).stdout
+
+        creds = settings.read_env_file(env_file)
+        password = creds["DFP_REDIS_PASSWORD"]
+        assert creds["DFP_REDIS_URL"] == f"redis://:{password}@127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(creds["DFP_REDIS_URL"])
+        assert client.ping()
+        assert client.config_get("protected-mode") == {"protected-mode": "yes"}
+        assert client.config_get("appendonly") == {"appendonly": "no"}
+        client.close()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port).ping()
+        pid = int(pid_file.read_text().split()[0])
+        assert password not in " ".join(psutil.Process(pid).cmdline())
+
+        status = dfp("stack", "status", env=env)
+        assert status.returncode == 0 and f"redis://127.0.0.1:{port}" in status.stdout
+
+        down = dfp("stack", "down", env=env)
+        assert "redis: stopped" in down.stdout and "lakefs: stopped" in down.stdout
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        assert "redis: not running" in dfp("stack", "down", env=env).stdout
+
+        # Without redis in the stack, DFP_REDIS_URL leaves stack.env (the password stays).
+        env["DFP_STACK_SERVICES"] = "lakefs"
+        again = dfp("stack", "up", env=env)
+        assert again.returncode == 0, again.stderr
+        creds = settings.read_env_file(env_file)
+        assert "DFP_REDIS_URL" not in creds and creds["DFP_REDIS_PASSWORD"] == password
+    finally:
+        env["DFP_STACK_SERVICES"] = "lakefs,redis"
+        dfp("stack", "down", env=env)
