@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -190,6 +191,45 @@ def dev(port: int) -> None:
             str(port),
         ],
     )
+
+
+# -- reproduce -----------------------------------------------------------------------------
+@main.command("reproduce")
+@click.argument("run_id")
+@click.option("--tolerance", default=1e-6, show_default=True, help="allowed metric difference")
+def reproduce_command(run_id: str, tolerance: float) -> None:
+    """Rebuild an MLflow run's training set from its lakeFS commit and Iceberg snapshot,
+    retrain, and compare metrics (exit 1 when anything differs)."""
+    from dfp.lakefs_client import LakeFSClient
+    from dfp.reproduce import ReproduceError, reproduce
+    from dfp.settings import LakeFSSettings
+    from dfp.tracking import Tracker
+    from dfp_resources.environment import build_resources
+
+    build_resources()  # local defaults (stack.env, catalog URI, MLflow store)
+    try:
+        with LakeFSClient(LakeFSSettings.from_env()) as client:
+            result = reproduce(
+                run_id,
+                client=client,
+                catalog_uri=os.environ["DFP_ICEBERG_CATALOG_URI"],
+                tracker=Tracker(os.environ.get("MLFLOW_TRACKING_URI")),
+                tolerance=tolerance,
+            )
+    except ReproduceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"lakeFS commit      {result.commit} (recorded {result.recorded_commit})")
+    click.echo(
+        f"training set       {result.training_set_digest} "
+        f"(recorded {result.recorded_training_set_digest})"
+    )
+    for key in sorted(result.metrics):
+        recorded = result.recorded_metrics.get(key)
+        mark = "DIFFERS" if key in result.differences else "ok"
+        click.echo(f"{key:<22} {result.metrics[key]:.8f}  recorded {recorded}  {mark}")
+    if not result.identical:
+        raise SystemExit(1)
+    click.echo("reproduced: same commit, same training set, same metrics")
 
 
 # -- benchmarks ----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from dfp_assets.branches import (
     lakefs_branch_sensor,
     lakefs_run_branch_cleanup,
 )
+from dfp_assets.features import feast_online, feast_registry, training_set
+from dfp_assets.model import malware_model
 from dfp_assets.raw import kronodroid_raw, kronodroid_raw_checks
 from dfp_assets.staging import kronodroid_dbt
 from dfp_assets.wap_executor import lakefs_wap_executor
@@ -23,14 +25,45 @@ ingest_kronodroid = dg.define_asset_job(
 
 build_staging = dg.define_asset_job(
     "build_staging",
-    selection=dg.AssetSelection.assets(kronodroid_raw).downstream(),
+    selection=dg.AssetSelection.assets(kronodroid_raw, kronodroid_dbt),
     description="Raw → dbt staging and mart (Iceberg) on a branch, write-audit-publish.",
 )
 
+FEATURES_AND_MODEL = dg.AssetSelection.assets(
+    feast_registry, feast_online, training_set, malware_model
+)
+
+train_malware_model = dg.define_asset_job(
+    "train_malware_model",
+    selection=FEATURES_AND_MODEL,
+    description="Mart → Feast registry, online store, training set → malware_model "
+    "(MLflow), on a branch whose mart is built; write-audit-publish.",
+)
+
+build_all = dg.define_asset_job(
+    "build_all",
+    selection=dg.AssetSelection.assets(kronodroid_raw, kronodroid_dbt) | FEATURES_AND_MODEL,
+    description="Everything on a branch: raw → staging/mart → features → model.",
+)
+
 defs = dg.Definitions(
-    assets=[kronodroid_raw, kronodroid_dbt],
+    assets=[
+        kronodroid_raw,
+        kronodroid_dbt,
+        feast_registry,
+        feast_online,
+        training_set,
+        malware_model,
+    ],
     asset_checks=[kronodroid_raw_checks],
-    jobs=[ingest_kronodroid, build_staging, create_lakefs_branch, delete_lakefs_branch],
+    jobs=[
+        ingest_kronodroid,
+        build_staging,
+        train_malware_model,
+        build_all,
+        create_lakefs_branch,
+        delete_lakefs_branch,
+    ],
     sensors=[lakefs_branch_sensor, lakefs_run_branch_cleanup],
     resources=resources,
     executor=lakefs_wap_executor(resources["lakefs"]),
@@ -45,3 +78,13 @@ def ingest_job() -> dg.JobDefinition:
 def staging_job() -> dg.JobDefinition:
     """Reconstructable handle on `build_staging` (raw + dbt)."""
     return defs.resolve_job_def("build_staging")
+
+
+def model_job() -> dg.JobDefinition:
+    """Reconstructable handle on `train_malware_model` (features + model)."""
+    return defs.resolve_job_def("train_malware_model")
+
+
+def all_job() -> dg.JobDefinition:
+    """Reconstructable handle on `build_all`."""
+    return defs.resolve_job_def("build_all")

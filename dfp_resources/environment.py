@@ -15,8 +15,11 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dfp.settings import DEFAULT_REPOSITORY, PROJECT_ROOT, dfp_home, load_stack_env
+from dfp.tracking import default_tracking_uri
+from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
+from dfp_resources.mlflow import MLflowResource
 from dfp_resources.spark import SparkResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
@@ -54,6 +57,8 @@ def build_resources(env: str | None = None) -> dict[str, Any]:
         catalog = dfp_home() / "iceberg" / "catalog.db"
         catalog.parent.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{catalog}")
+        os.environ.setdefault("MLFLOW_TRACKING_URI", default_tracking_uri())
+        os.environ.setdefault("DFP_FEAST_HOME", str(dfp_home() / "feast"))
     return {
         "iceberg": IcebergCatalogResource(uri=dg.EnvVar("DFP_ICEBERG_CATALOG_URI")),
         # The engine is the dbt target, read when dbt runs: DFP_DBT_TARGET (see dbt_target).
@@ -63,6 +68,9 @@ def build_resources(env: str | None = None) -> dict[str, Any]:
             dbt_executable=dbt_executable(),
         ),
         "spark": SparkResource(catalog_uri=dg.EnvVar("DFP_ICEBERG_CATALOG_URI")),
+        # Online store: DFP_FEAST_ONLINE=sqlite (default, embedded) | redis (DFP_REDIS_URL).
+        "feast": FeastResource(home=dg.EnvVar("DFP_FEAST_HOME")),
+        "mlflow": MLflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
         "lakefs": LakeFSResource(
             endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
             access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),

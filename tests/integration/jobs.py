@@ -65,3 +65,22 @@ def run_job(
         asset_selection=asset_selection,
     ) as result:
         return result
+
+
+def train_model(instance: dg.DagsterInstance, partition: str, model_config: dict | None = None):
+    """Run `train_malware_model` (Feast registry, online, training set, model)."""
+    from dfp_assets.definitions import model_job
+
+    if partition not in instance.get_dynamic_partitions("lakefs_branch"):
+        instance.add_dynamic_partitions("lakefs_branch", [partition])
+    run_config: dict = {"ops": {}, "execution": {"config": {"in_process": {}}}}
+    if model_config:
+        run_config["ops"]["malware_model"] = {"config": model_config}
+    with dg.execute_job(
+        dg.reconstructable(model_job),
+        instance=instance,
+        run_config=run_config,
+        tags={"dagster/partition": partition},
+        raise_on_error=False,
+    ) as result:
+        return result

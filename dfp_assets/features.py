@@ -1,0 +1,217 @@
+"""Feast on each lakeFS branch: the offline table and registry, the online store, and the
+point-in-time training set. Thin glue over `dfp.features` and `dfp.training`.
+
+Under write-audit-publish the offline table and the training set are written on the run
+branch and published by its merge; the branch's registry always names the branch's own
+offline path. The online store is not versioned by lakeFS: `feast_online` writes the
+partition branch's keys when it runs (after the mart's blocking dbt tests passed).
+"""
+
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dfp.features import (
+    EARLIEST_EVENT,
+    FEATURE_GROUPS,
+    SERVICE_NAME,
+    apply_definitions,
+    branch_project,
+    export_offline,
+    mart_to_feast_table,
+    materialize,
+    registry_version,
+)
+from dfp.iceberg import BranchTables
+from dfp.training import TRAINING_SET_OBJECT, build_training_set, training_set_digest
+from dfp_assets.partitions import lakefs_branch_partitions
+from dfp_resources.feast import FeastResource
+from dfp_resources.iceberg import IcebergCatalogResource
+from dfp_resources.lakefs import LakeFSResource
+
+MART = ("marts", "mart_app_features")
+MART_KEY = dg.AssetKey(list(MART))
+
+
+@contextmanager
+def run_branch_tables(tables: BranchTables, run_branch: str) -> Iterator[BranchTables]:
+    """The run branch's catalog index for the duration of a step (lakeFS keeps pointers)."""
+    tables.sync(run_branch)
+    try:
+        yield tables
+    finally:
+        tables.forget(run_branch)
+
+
+def run_branch_mart(
+    client, iceberg: IcebergCatalogResource, run_branch: str
+) -> tuple[pa.Table, dict[str, str], dict[str, int]]:
+    """The run branch's mart as Feast's table, its lineage and every table's snapshot id."""
+    with run_branch_tables(iceberg.tables(client), run_branch) as tables:
+        table, lineage = mart_feast_table(tables, run_branch)
+        snapshots = {k: v["snapshot_id"] for k, v in tables.describe(run_branch).items()}
+    return table, lineage, snapshots
+
+
+def mart_feast_table(tables: BranchTables, ref: str) -> tuple[pa.Table, dict[str, str]]:
+    """The mart on `ref` as Feast's table, plus its Iceberg lineage. `created_timestamp` is
+    the snapshot's commit time, so rebuilding from the same snapshot gives the same table."""
+    mart = tables.catalog(ref).load_table(tables.identifier(ref, *MART))
+    snapshot = mart.current_snapshot()
+    if snapshot is None:
+        raise dg.Failure(f"{'.'.join(MART)} on {ref} has no snapshot: build staging first")
+    created = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, tz=UTC)
+    table = mart_to_feast_table(mart.scan().to_arrow(), created_at=created)
+    lineage = {
+        "iceberg_table": ".".join(MART),
+        "iceberg_snapshot_id": str(snapshot.snapshot_id),
+        "iceberg_snapshot_created": created.isoformat(),
+    }
+    return table, lineage
+
+
+FEATURE_ASSET = {"partitions_def": lakefs_branch_partitions, "group_name": "features"}
+
+
+@dg.asset(
+    **FEATURE_ASSET,
+    deps=[MART_KEY],
+    description="The mart as Feast's offline table on the branch, and the branch's registry "
+    "(entities, the syscalls/permissions/static_metadata views, service malware_model).",
+)
+def feast_registry(
+    context: dg.AssetExecutionContext,
+    lakefs: LakeFSResource,
+    iceberg: IcebergCatalogResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    with lakefs.client() as client:
+        table, lineage, _ = run_branch_mart(client, iceberg, run_branch)
+        uri = export_offline(client, branch, table, io_ref=run_branch)
+        store = feast.store(client, branch)
+        definitions = apply_definitions(store)
+        version = registry_version(store)
+        client.commit(
+            run_branch,
+            f"feast offline table for {branch}",
+            {"dagster_run_id": context.run.run_id, "asset": "feast_registry"},
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "feast_project": branch_project(client.repository, branch),
+            "feast_registry_version": version,
+            "feast_feature_service": SERVICE_NAME,
+            "feature_views": [v.name for v in definitions.feature_views],
+            "offline_uri": uri,
+            "dagster/row_count": table.num_rows,
+            **lineage,
+        }
+    )
+
+
+class FeastOnlineConfig(dg.Config):
+    """The materialization window (ISO timestamps, UTC). Dagster owns it: by default every
+    row up to the run's start, since dfp rebuilds whole mart snapshots."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+def _window(config: FeastOnlineConfig, run_started: datetime) -> tuple[datetime, datetime]:
+    def parse(value: str) -> datetime:
+        moment = datetime.fromisoformat(value)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    start = parse(config.start) if config.start else EARLIEST_EVENT
+    end = parse(config.end) if config.end else run_started
+    if end < start:
+        raise dg.Failure(f"empty materialization window: end {end} is before start {start}")
+    return start, end
+
+
+@dg.asset(
+    **FEATURE_ASSET,
+    deps=[feast_registry],
+    description="The branch's online store (SQLite embedded, Redis for real), materialized "
+    "over a window Dagster passes in.",
+)
+def feast_online(
+    context: dg.AssetExecutionContext,
+    config: FeastOnlineConfig,
+    lakefs: LakeFSResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    run = context.instance.get_run_record_by_id(context.run.run_id)
+    started = run.start_time if run and run.start_time else datetime.now(UTC).timestamp()
+    start, end = _window(config, datetime.fromtimestamp(started, tz=UTC))
+    with lakefs.client() as client, feast.run_store(client, branch, run_branch) as store:
+        began = datetime.now(UTC)
+        materialize(store, start, end)
+        seconds = (datetime.now(UTC) - began).total_seconds()
+    return dg.MaterializeResult(
+        metadata={
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "online_store": feast.online_settings().kind,
+            "feast_project": branch_project(lakefs.repository, branch),
+            "materialize_seconds": round(seconds, 2),
+        }
+    )
+
+
+@dg.asset(
+    **FEATURE_ASSET,
+    deps=[feast_registry],
+    description="Point-in-time training set from Feast's offline store (each app's features "
+    "as of its own event time), as parquet on the branch.",
+)
+def training_set(
+    context: dg.AssetExecutionContext,
+    lakefs: LakeFSResource,
+    iceberg: IcebergCatalogResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    with lakefs.client() as client:
+        table, lineage, snapshots = run_branch_mart(client, iceberg, run_branch)
+        with feast.run_store(client, branch, run_branch) as store:
+            frame = build_training_set(store, table)
+            version = registry_version(feast.store(client, branch))
+        groups = list(FEATURE_GROUPS)
+        digest = training_set_digest(frame, groups)
+        sink = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+        client.upload(run_branch, TRAINING_SET_OBJECT, sink.getvalue())
+        commit = client.commit(
+            run_branch,
+            f"training set for {branch}",
+            {
+                "dagster_run_id": context.run.run_id,
+                "asset": "training_set",
+                "training_set_digest": digest,
+                "feast_registry_version": version,
+                "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+            },
+        )
+    labels = frame["label"]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(frame),
+            "malware_share": round(float(labels.mean()), 4),
+            "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
+            "training_set_digest": digest,
+            "lakefs_commit": commit,
+            "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+            "feast_feature_service": SERVICE_NAME,
+            "feast_registry_version": version,
+            **lineage,
+        }
+    )

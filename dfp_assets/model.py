@@ -1,0 +1,182 @@
+"""`malware_model`: the PyTorch classifier trained on the branch's training set, tracked in
+MLflow with its lineage, saved on the branch, and gated by a blocking F1 check."""
+
+import base64
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+from dfp import tracking
+from dfp.features import FEATURE_GROUPS, SERVICE_NAME
+from dfp.model import TrainConfig, save_model
+from dfp.training import (
+    TRAINING_SET_OBJECT,
+    TrainingOutcome,
+    fit_and_evaluate,
+    training_matrix,
+)
+from dfp_assets.features import training_set
+from dfp_assets.partitions import lakefs_branch_partitions
+from dfp_resources.lakefs import LakeFSResource
+from dfp_resources.mlflow import MLflowResource
+
+MODEL_OBJECT = "models/malware_model/model.pt"
+F1_CHECK = "temporal_f1_floor"
+
+
+class MalwareModelConfig(dg.Config):
+    """Training hyper-parameters and the quality floor (F1 on newer apps)."""
+
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    hidden_sizes: list[int] = [128, 64]
+    seed: int = 0
+    pos_weight: str | None = "balanced"
+    f1_floor: float = 0.8
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            hidden_sizes=tuple(self.hidden_sizes),
+            seed=self.seed,
+            pos_weight=self.pos_weight,
+        )
+
+
+def _metrics_markdown(outcome: TrainingOutcome) -> str:
+    rows = ["| metric | temporal split | random split |", "|---|---|---|"]
+    temporal, random = outcome.temporal.as_dict(), outcome.random.as_dict()
+    for key in ("f1", "precision", "recall", "roc_auc", "accuracy", "tn", "fp", "fn", "tp"):
+        rows.append(f"| {key} | {temporal[key]:.4f} | {random[key]:.4f} |")
+    return "\n".join(rows)
+
+
+def _confusion_plot(outcome: TrainingOutcome) -> bytes:
+    """PNG of both confusion matrices (shown in the UI and logged to MLflow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    for ax, (name, metrics) in zip(
+        axes, (("temporal", outcome.temporal), ("random", outcome.random)), strict=True
+    ):
+        matrix = metrics.confusion_matrix
+        ax.imshow(matrix, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
+        ax.set_xticks([0, 1], ["benign", "malware"])
+        ax.set_yticks([0, 1], ["benign", "malware"])
+        ax.set_xlabel("predicted")
+        ax.set_title(f"{name} split, F1 {metrics.f1:.3f}")
+    axes[0].set_ylabel("actual")
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=80)
+    plt.close(fig)
+    return out.getvalue()
+
+
+@dg.asset(
+    partitions_def=lakefs_branch_partitions,
+    deps=[training_set],
+    group_name="model",
+    check_specs=[
+        dg.AssetCheckSpec(
+            F1_CHECK,
+            asset="malware_model",
+            blocking=True,
+            description="F1 on the temporal test split (newer apps) reaches the floor.",
+        )
+    ],
+    description="PyTorch tabular classifier (normalization folded in), evaluated on a temporal "
+    "and a random split, tracked in MLflow, saved on the branch.",
+)
+def malware_model(
+    context: dg.AssetExecutionContext,
+    config: MalwareModelConfig,
+    lakefs: LakeFSResource,
+    mlflow: MLflowResource,
+):
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    groups = list(FEATURE_GROUPS)
+    with lakefs.client() as client:
+        frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT))).to_pandas()
+        training_commit = client.get_commit(run_branch)
+        features, labels = training_matrix(frame, groups)
+        dates = pd.to_datetime(frame["event_timestamp"], utc=True)
+        outcome = fit_and_evaluate(features, labels, dates, config.train_config())
+        passed = outcome.temporal.f1 >= config.f1_floor
+
+        with tempfile.TemporaryDirectory(prefix="dfp-model-") as tmp:
+            path = save_model(outcome.model, Path(tmp) / "model.pt")
+            client.upload(run_branch, MODEL_OBJECT, path.read_bytes())
+        metadata = training_commit.metadata or {}
+        tags = {
+            tracking.TAG_REPOSITORY: client.repository,
+            tracking.TAG_BRANCH: branch,
+            tracking.TAG_COMMIT: training_commit.id,
+            tracking.TAG_SNAPSHOTS: metadata.get("iceberg_snapshots", "{}"),
+            tracking.TAG_FEATURE_SERVICE: SERVICE_NAME,
+            tracking.TAG_REGISTRY_VERSION: metadata.get("feast_registry_version", ""),
+            tracking.TAG_TRAINING_SET_DIGEST: metadata.get("training_set_digest", ""),
+            tracking.TAG_DAGSTER_RUN: context.run.run_id,
+            tracking.TAG_MODEL_PATH: client.s3_uri(branch, MODEL_OBJECT),
+            tracking.TAG_TRAIN_CONFIG: outcome.config.model_dump_json(),
+            tracking.TAG_QUALITY_GATE: "passed" if passed else "failed",
+        }
+        plot = _confusion_plot(outcome)
+        run_id = mlflow.tracker().log_run(
+            run_name=f"malware_model {branch} {context.run.run_id[:8]}",
+            params=outcome.params(),
+            metrics=outcome.metrics(),
+            tags=tags,
+            model=outcome.model,
+            input_example=features[:2],
+            images={"confusion_matrices.png": plot},
+        )
+        client.commit(
+            run_branch,
+            f"malware_model for {branch}",
+            {"dagster_run_id": context.run.run_id, "mlflow_run_id": run_id},
+        )
+
+    yield dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": run_id,
+            "metrics": dg.MetadataValue.md(_metrics_markdown(outcome)),
+            "confusion_matrices": dg.MetadataValue.md(
+                f"![confusion matrices](data:image/png;base64,{base64.b64encode(plot).decode()})"
+            ),
+            "temporal_f1": outcome.temporal.f1,
+            "random_f1": outcome.random.f1,
+            "temporal_roc_auc": outcome.temporal.roc_auc,
+            "random_roc_auc": outcome.random.roc_auc,
+            "rows": dg.MetadataValue.json(outcome.rows),
+            "model_digest": outcome.digest,
+            "model_uri": client.s3_uri(branch, MODEL_OBJECT),
+            "lakefs_training_commit": training_commit.id,
+            "epoch_seconds": dg.MetadataValue.json([round(s, 3) for s in outcome.epoch_seconds]),
+            "train_config": dg.MetadataValue.json(json.loads(outcome.config.model_dump_json())),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=F1_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"temporal_f1": outcome.temporal.f1, "f1_floor": config.f1_floor},
+        description=(
+            f"temporal-split F1 {outcome.temporal.f1:.4f} "
+            f"{'>=' if passed else '<'} floor {config.f1_floor}"
+        ),
+    )

@@ -1,0 +1,59 @@
+"""Feast: a feature store per lakeFS branch (registry file and online keys per branch)."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dfp.features import RedisOnline, S3Gateway, SqliteOnline, feature_store
+from dfp.lakefs_client import LakeFSClient
+
+
+class FeastResource(dg.ConfigurableResource):
+    """Registries and SQLite online files under `home`. The online store is read from the
+    environment when used: DFP_FEAST_ONLINE=sqlite (default, embedded, one file per branch)
+    or redis (DFP_REDIS_URL, a secret; keys carry the branch's Feast project)."""
+
+    home: str
+
+    def online_settings(self) -> SqliteOnline | RedisOnline:
+        online = os.environ.get("DFP_FEAST_ONLINE", "sqlite")
+        if online == "sqlite":
+            return SqliteOnline(directory=Path(self.home) / "online")
+        if online == "redis":
+            return RedisOnline.from_env()
+        raise dg.Failure(f"DFP_FEAST_ONLINE={online!r} is not one of sqlite, redis")
+
+    def store(self, client: LakeFSClient, branch: str, **kwargs: Any):
+        """The branch's own store: its registry, its online keys, its offline table."""
+        return feature_store(
+            branch,
+            repository=client.repository,
+            online=self.online_settings(),
+            registry_dir=Path(self.home) / "registry",
+            s3=S3Gateway.from_lakefs(client.settings),
+            **kwargs,
+        )
+
+    @contextmanager
+    def run_store(self, client: LakeFSClient, branch: str, io_ref: str) -> Iterator[Any]:
+        """A store that writes `branch`'s online keys but reads the offline table from
+        `io_ref` (the write-audit-publish run branch), with a throwaway registry: the
+        branch's own registry always names the branch's path, valid after the merge."""
+        from dfp.features import apply_definitions, offline_uri
+
+        with tempfile.TemporaryDirectory(prefix="dfp-feast-run-") as scratch:
+            store = feature_store(
+                branch,
+                repository=client.repository,
+                online=self.online_settings(),
+                registry_dir=Path(scratch),
+                offline_path=offline_uri(client.repository, io_ref),
+                s3=S3Gateway.from_lakefs(client.settings),
+            )
+            apply_definitions(store)
+            yield store

@@ -1,0 +1,12 @@
+"""MLflow tracking: a local SQLite store by default, a server when MLFLOW_TRACKING_URI is set."""
+
+import dagster as dg
+
+from dfp.tracking import Tracker
+
+
+class MLflowResource(dg.ConfigurableResource):
+    tracking_uri: str
+
+    def tracker(self) -> Tracker:
+        return Tracker(self.tracking_uri)

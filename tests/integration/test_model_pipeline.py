@@ -1,0 +1,158 @@
+"""Features → training set → malware_model through the real Definitions (lakeFS, Feast,
+MLflow), lineage, reproduction and the blocking quality gate."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dfp import tracking, wap
+from dfp.features import FEATURE_GROUPS, online_features
+from dfp.iceberg import BranchTables
+from dfp.model import load_model
+from dfp.reproduce import reproduce
+from dfp.training import TRAINING_SET_OBJECT
+from dfp_assets.model import F1_CHECK, MODEL_OBJECT
+from dfp_resources.feast import FeastResource
+from tests.integration.jobs import build_staging, train_model
+
+pytestmark = pytest.mark.integration
+
+DATA = {"source": "synthetic", "synthetic_scale": 0.03, "synthetic_seed": 21}
+FAST = {"epochs": 3, "f1_floor": 0.5}
+MART = ("marts", "mart_app_features")
+
+
+def _materializations(result) -> dict:
+    return {
+        m.asset_key.to_user_string(): m.metadata
+        for e in result.get_asset_materialization_events()
+        for m in [e.event_specific_data.materialization]
+    }
+
+
+def _expected_vectors(mart, row: int) -> dict[str, list[float]]:
+    return {
+        group: [float(np.float32(mart[c][row].as_py() or 0)) for c in columns]
+        for group, columns in FEATURE_GROUPS.items()
+    }
+
+
+@pytest.fixture
+def tables(lakefs) -> BranchTables:
+    return BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"])
+
+
+def test_model_pipeline_lineage_online_and_reproduce(lakefs, instance, tables):
+    assert build_staging(instance, "main", DATA).success
+    result = train_model(instance, "main", FAST)
+    assert result.success
+    mats = _materializations(result)
+    run_id = mats["malware_model"]["mlflow_run_id"].value
+
+    # MLflow recorded metrics for both splits and the run's lineage.
+    tracker = tracking.Tracker(os.environ["MLFLOW_TRACKING_URI"])
+    recorded = tracker.read(run_id)
+    assert {"temporal_f1", "random_f1", "temporal_roc_auc", "random_tp"} <= set(recorded.metrics)
+    tags = recorded.tags
+    assert tags[tracking.TAG_BRANCH] == "main"
+    assert tags[tracking.TAG_REPOSITORY] == lakefs.repository
+    assert tags[tracking.TAG_COMMIT] == mats["training_set"]["lakefs_commit"].value
+    assert tags[tracking.TAG_FEATURE_SERVICE] == "malware_model"
+    assert tags[tracking.TAG_REGISTRY_VERSION].startswith("sha256:")
+    mart = tables.load("main", *MART)
+    assert (
+        f'"marts.mart_app_features": {mart.current_snapshot().snapshot_id}'
+        in (tags[tracking.TAG_SNAPSHOTS])
+    )
+    assert tags[tracking.TAG_DAGSTER_RUN] == result.run_id
+    assert tags[tracking.TAG_QUALITY_GATE] == "passed"
+
+    # The model and the training set were published to main by the run's merge.
+    model = load_model_bytes(lakefs.read("main", MODEL_OBJECT))
+    assert model.n_features == sum(len(c) for c in FEATURE_GROUPS.values())
+    assert lakefs.read("main", TRAINING_SET_OBJECT)
+    assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
+
+    # Online features (SQLite) for a known app equal the mart's values.
+    mart_rows = mart.scan().to_arrow()
+    row = 5
+    key = {"sha256": mart_rows["sha256"][row].as_py(), "capture": mart_rows["capture"][row].as_py()}
+    store = FeastResource(home=os.environ["DFP_FEAST_HOME"]).store(lakefs, "main")
+    online = online_features(store, [key])
+    for group, values in _expected_vectors(mart_rows, row).items():
+        assert online[group][0] == values, group
+
+    # dfp reproduce: same commit, same training set, same metrics.
+    again = reproduce(
+        run_id, client=lakefs, catalog_uri=tables.catalog_uri, tracker=tracker, tolerance=1e-6
+    )
+    assert again.commit == tags[tracking.TAG_COMMIT]
+    assert again.training_set_digest == tags[tracking.TAG_TRAINING_SET_DIGEST]
+    assert not again.differences, again.differences
+    assert again.identical
+
+
+def load_model_bytes(data: bytes):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        path.write_bytes(data)
+        return load_model(path)
+
+
+def test_model_below_floor_blocks_and_publishes_nothing(lakefs, instance, tables):
+    assert build_staging(instance, "main", DATA).success
+    head = lakefs.head("main")
+    result = train_model(instance, "main", {**FAST, "f1_floor": 1.01})  # unreachable
+    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks[F1_CHECK].passed is False
+    assert lakefs.head("main") == head
+    for path in (MODEL_OBJECT, TRAINING_SET_OBJECT):
+        with pytest.raises(Exception, match="(?i)not found|404"):
+            lakefs.read("main", path)
+    assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
+    # The rejected run is still visible in MLflow, marked as failed.
+    run_id = _materializations(result)["malware_model"]["mlflow_run_id"].value
+    tracker = tracking.Tracker(os.environ["MLFLOW_TRACKING_URI"])
+    assert tracker.read(run_id).tags[tracking.TAG_QUALITY_GATE] == "failed"
+
+
+def test_online_features_are_per_branch_on_redis(lakefs, instance, tables, redis_url, monkeypatch):
+    monkeypatch.setenv("DFP_FEAST_ONLINE", "redis")
+    monkeypatch.setenv("DFP_REDIS_URL", redis_url)
+    assert build_staging(instance, "main", DATA).success
+    assert train_model(instance, "main", FAST).success
+    lakefs.create_branch("exp-1", "main")
+    # exp-1 gets different raw data (another seed): new apps, rebuilt features.
+    assert build_staging(instance, "exp-1", {**DATA, "synthetic_seed": 22}).success
+    assert train_model(instance, "exp-1", FAST).success
+
+    feast = FeastResource(home=os.environ["DFP_FEAST_HOME"])
+    main_store, exp_store = feast.store(lakefs, "main"), feast.store(lakefs, "exp-1")
+    exp_rows = tables.load("exp-1", *MART).scan().to_arrow()
+    main_ids = set(tables.load("main", *MART).scan().to_arrow()["app_capture_id"].to_pylist())
+    row = next(i for i, v in enumerate(exp_rows["app_capture_id"].to_pylist()) if v not in main_ids)
+    key = {"sha256": exp_rows["sha256"][row].as_py(), "capture": exp_rows["capture"][row].as_py()}
+
+    on_exp = online_features(exp_store, [key])
+    assert on_exp["syscalls"][0] == _expected_vectors(exp_rows, row)["syscalls"]
+    on_main = online_features(main_store, [key])
+    assert on_main["syscalls"][0] is None  # written on exp-1 only
+
+
+def test_real_sample_model(lakefs, instance, tables, shared_sample_dir):
+    """The real Kronodroid sample end to end; the F1 figures go to the closing note."""
+    assert build_staging(
+        instance, "main", {"source": "local", "local_dir": str(shared_sample_dir)}
+    ).success
+    result = train_model(instance, "main", {"f1_floor": 0.0})
+    assert result.success
+    metadata = _materializations(result)["malware_model"]
+    temporal, random = metadata["temporal_f1"].value, metadata["random_f1"].value
+    print(f"real sample: temporal F1 {temporal:.4f}, random F1 {random:.4f}")
+    assert 0.0 <= temporal <= 1.0 and 0.0 <= random <= 1.0
+    rows = metadata["rows"].value
+    assert rows["total"] == 1622

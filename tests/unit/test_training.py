@@ -1,0 +1,100 @@
+"""The training run shared by the asset and `dfp reproduce`: matrix, two evaluations,
+comparison; plus the MLflow tracking defaults and Dagster's materialization window."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dfp.model import TrainConfig
+from dfp.tracking import artifact_root, default_tracking_uri
+from dfp.training import compare_metrics, fit_and_evaluate, training_matrix, training_set_digest
+
+
+def _frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    a = rng.poisson(3, (n, 4)).astype(np.float32) + labels[:, None] * 6
+    b = rng.poisson(1, (n, 2)).astype(np.float32)
+    return pd.DataFrame(
+        {
+            "sha256": [f"{i:064x}" for i in range(n)],
+            "capture": ["emulator"] * n,
+            "event_timestamp": pd.date_range("2015-01-01", periods=n, freq="D", tz="UTC"),
+            "label": labels,
+            "g1": list(a),
+            "g2": list(b),
+        }
+    )
+
+
+def test_matrix_concatenates_groups_in_order():
+    frame = _frame(10)
+    features, labels = training_matrix(frame, ["g1", "g2"])
+    assert features.shape == (10, 6) and features.dtype == np.float32
+    np.testing.assert_array_equal(features[3, :4], frame["g1"][3])
+    np.testing.assert_array_equal(features[3, 4:], frame["g2"][3])
+    np.testing.assert_array_equal(labels, frame["label"])
+
+
+def test_missing_vectors_name_the_entity():
+    frame = _frame(10)
+    frame.loc[2, "g2"] = None
+    with pytest.raises(ValueError, match=r"1 row\(s\) have no 'g2' features.*" + "0" * 63 + "2"):
+        training_matrix(frame, ["g1", "g2"])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['g3'\]"):
+        training_matrix(frame, ["g1", "g3"])
+
+
+def test_fit_and_evaluate_is_deterministic_and_reports_both_splits():
+    frame = _frame()
+    features, labels = training_matrix(frame, ["g1", "g2"])
+    config = TrainConfig(epochs=3, batch_size=64, seed=1)
+    first = fit_and_evaluate(features, labels, frame["event_timestamp"], config)
+    second = fit_and_evaluate(features, labels, frame["event_timestamp"], config)
+    assert first.digest == second.digest
+    assert first.metrics() == second.metrics()
+    assert first.temporal.f1 > 0.9 and first.random.f1 > 0.9
+    assert first.rows["temporal_test"] == 80 and first.rows["random_test"] == 80
+    assert {"temporal_f1", "random_roc_auc", "temporal_tp"} <= set(first.metrics())
+    assert first.params()["hidden_sizes"] == "[128, 64]"
+
+
+def test_digest_changes_with_any_value():
+    frame = _frame(20)
+    digest = training_set_digest(frame, ["g1", "g2"])
+    assert digest == training_set_digest(frame.copy(), ["g1", "g2"])
+    frame.at[4, "g2"] = frame.at[4, "g2"] + 1
+    assert training_set_digest(frame, ["g1", "g2"]) != digest
+
+
+def test_compare_metrics_tolerance_and_missing():
+    assert compare_metrics({"f1": 0.5}, {"f1": 0.5 + 5e-7}) == {}
+    assert compare_metrics({"f1": 0.5}, {"f1": 0.51}) == {"f1": (0.5, 0.51)}
+    assert compare_metrics({"f1": 0.5}, {}) == {"f1": (0.5, None)}
+
+
+def test_tracking_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DFP_HOME", str(tmp_path))
+    uri = default_tracking_uri()
+    assert uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert artifact_root(uri) == (tmp_path / "mlflow" / "artifacts").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert default_tracking_uri() == "http://127.0.0.1:5000"
+    assert artifact_root("http://127.0.0.1:5000") is None
+
+
+def test_materialization_window():
+    from dfp.features import EARLIEST_EVENT
+    from dfp_assets.features import FeastOnlineConfig, _window
+
+    started = datetime(2026, 1, 2, tzinfo=UTC)
+    assert _window(FeastOnlineConfig(), started) == (EARLIEST_EVENT, started)
+    start, end = _window(FeastOnlineConfig(start="2020-01-01", end="2021-01-01T00:00:00"), started)
+    assert start == datetime(2020, 1, 1, tzinfo=UTC) and end == datetime(2021, 1, 1, tzinfo=UTC)
+    import dagster as dg
+
+    with pytest.raises(dg.Failure, match="empty materialization window"):
+        _window(FeastOnlineConfig(start="2021-01-01", end="2020-01-01"), started)
