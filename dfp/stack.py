@@ -12,6 +12,9 @@ Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS alwa
   No persistence (`save ""`, `appendonly no`): the online store is derived data that
   `materialize` rebuilds from the offline store. stack.env gets `DFP_REDIS_PASSWORD` and, while
   redis is part of the stack, `DFP_REDIS_URL` (`redis://:<password>@127.0.0.1:<port>/0`).
+* `mlflow`: an MLflow tracking server (the venv's `mlflow server`) on 127.0.0.1:
+  `DFP_MLFLOW_PORT` (default 5500), SQLite backend and artifacts under
+  `$DFP_HOME/state/mlflow`; stack.env gets `MLFLOW_TRACKING_URI` while it is enabled.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import signal
 import socket
 import string
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -348,6 +352,42 @@ def _redis_ping(port: int, password: str | None) -> bool:
         client.close()
 
 
+# -- MLflow (tracking server from the venv) -------------------------------------------------
+def mlflow_bin() -> Path:
+    """The `mlflow` CLI installed beside this Python."""
+    beside = Path(sys.executable).with_name("mlflow")
+    found = beside if beside.exists() else shutil.which("mlflow")
+    if not found:
+        raise StackError("mlflow not found beside this Python: run `uv sync`")
+    return Path(found)
+
+
+def mlflow_server_argv(port: int, state_dir: Path) -> list[str]:
+    return [
+        str(mlflow_bin()),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{state_dir / 'mlflow.db'}",
+        # Clients upload artifacts through the server (proxied), into this directory.
+        "--artifacts-destination",
+        str(state_dir / "artifacts"),
+        "--workers",
+        "1",
+    ]
+
+
+def mlflow_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, str]:
+    """stack.env with MLFLOW_TRACKING_URI exactly while the server is part of the stack."""
+    out = {k: v for k, v in creds.items() if k != "MLFLOW_TRACKING_URI"}
+    if enabled:
+        out["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    return out
+
+
 # -- the stack ------------------------------------------------------------------------------
 def _random_key(prefix: str, length: int) -> str:
     alphabet = string.ascii_uppercase + string.digits
@@ -414,6 +454,20 @@ class LocalStack:
             prepare=self._prepare_redis,
         )
 
+        self.mlflow_port = int(os.environ.get("DFP_MLFLOW_PORT", "5500"))
+        self.mlflow_dir = self.home / "state" / "mlflow"
+        self.mlflow = ManagedService(
+            name="mlflow",
+            url=f"http://127.0.0.1:{self.mlflow_port}",
+            state_dir=self.mlflow_dir,
+            argv=lambda: mlflow_server_argv(self.mlflow_port, self.mlflow_dir),
+            healthy=lambda: _http_ok(f"http://127.0.0.1:{self.mlflow_port}/health"),
+            prepare=self._prepare_mlflow,
+            # No usage telemetry (and no outside network on dfp's machines).
+            env={"MLFLOW_DISABLE_TELEMETRY": "true"},
+            start_timeout_s=120.0,
+        )
+
     @property
     def enabled(self) -> set[str]:
         """lakeFS always; more via DFP_STACK_SERVICES (e.g. "lakefs,postgres,redis")."""
@@ -422,7 +476,12 @@ class LocalStack:
 
     @property
     def services(self) -> list[ManagedService]:
-        known = {"lakefs": self.lakefs, "postgres": self.postgres, "redis": self.redis}
+        known = {
+            "lakefs": self.lakefs,
+            "postgres": self.postgres,
+            "redis": self.redis,
+            "mlflow": self.mlflow,
+        }
         unknown = self.enabled - set(known)
         if unknown:
             raise StackError(f"unknown services in DFP_STACK_SERVICES: {sorted(unknown)}")
@@ -542,6 +601,11 @@ class LocalStack:
         conf.chmod(0o600)
         conf.write_text(redis_config(self.redis_port, creds["DFP_REDIS_PASSWORD"], self.redis_dir))
 
+    def _prepare_mlflow(self) -> None:
+        _require_free_port(self.mlflow_port, "DFP_MLFLOW_PORT")
+        mlflow_bin()
+        (self.mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+
     def _after_lakefs_start(self) -> None:
         self.ensure_repository()
 
@@ -579,6 +643,13 @@ class LocalStack:
         self.ensure_repository()
         self._export_dagster_postgres()
         self._export_redis()
+        self._write_env(
+            mlflow_env(
+                settings.read_env_file(self.env_file),
+                enabled="mlflow" in self.enabled,
+                port=self.mlflow_port,
+            )
+        )
         log(f"repository '{self.repository}' ready; credentials in {self.env_file}")
 
     def _export_dagster_postgres(self) -> None:

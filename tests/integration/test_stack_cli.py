@@ -143,3 +143,54 @@ def test_stack_up_down_with_redis(tmp_path):
     finally:
         env["DFP_STACK_SERVICES"] = "lakefs,redis"
         dfp("stack", "down", env=env)
+
+
+def test_stack_up_down_with_mlflow_server(tmp_path):
+    import numpy as np
+    import torch
+
+    from dfp.tracking import Tracker
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DFP_HOME": str(tmp_path / "home"),
+        "DFP_LAKEFS_PORT": str(free_port()),
+        "DFP_MLFLOW_PORT": str(port),
+        "DFP_CACHE_DIR": os.environ.get("DFP_CACHE_DIR", str(settings.cache_dir())),
+        "DFP_STACK_SERVICES": "lakefs,mlflow",
+        "LAKEFS_REPOSITORY": "kronodroid",
+    }
+    for key in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"):
+        env.pop(key, None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env_file = tmp_path / "home" / "stack.env"
+    try:
+        up = dfp("stack", "up", env=env)
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert f"mlflow: started at http://127.0.0.1:{port}" in up.stdout
+        uri = settings.read_env_file(env_file)["MLFLOW_TRACKING_URI"]
+        assert uri == f"http://127.0.0.1:{port}"
+
+        # A run with a model goes through the server; artifacts land in the stack's state.
+        tracker = Tracker(uri, experiment="stack-test")
+        run_id = tracker.log_run(
+            run_name="t",
+            params={"p": 1},
+            metrics={"f1": 0.75},
+            tags={"dfp.lakefs.branch": "main"},
+            model=torch.nn.Linear(3, 1),
+            input_example=np.zeros((1, 3), np.float32),
+        )
+        recorded = Tracker(uri, experiment="stack-test").read(run_id)
+        assert recorded.metrics == {"f1": 0.75} and recorded.tags["dfp.lakefs.branch"] == "main"
+        artifacts = tmp_path / "home" / "state" / "mlflow" / "artifacts"
+        assert any(p.name == "MLmodel" for p in artifacts.rglob("*"))
+
+        down = dfp("stack", "down", env=env)
+        assert "mlflow: stopped" in down.stdout
+        env["DFP_STACK_SERVICES"] = "lakefs"
+        assert dfp("stack", "up", env=env).returncode == 0
+        assert "MLFLOW_TRACKING_URI" not in settings.read_env_file(env_file)
+    finally:
+        dfp("stack", "down", env={**env, "DFP_STACK_SERVICES": "lakefs,mlflow"})

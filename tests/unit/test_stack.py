@@ -124,3 +124,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_mlflow_server_settings(tmp_path):
+    from dfp.stack import mlflow_env, mlflow_server_argv
+
+    argv = mlflow_server_argv(5511, tmp_path)
+    assert argv[1:6] == ["server", "--host", "127.0.0.1", "--port", "5511"]
+    assert f"sqlite:///{tmp_path / 'mlflow.db'}" in argv
+    assert str(tmp_path / "artifacts") in argv
+    creds = {"LAKEFS_ENDPOINT": "x", "MLFLOW_TRACKING_URI": "http://old"}
+    assert mlflow_env(creds, enabled=True, port=5511)["MLFLOW_TRACKING_URI"] == (
+        "http://127.0.0.1:5511"
+    )
+    assert "MLFLOW_TRACKING_URI" not in mlflow_env(creds, enabled=False, port=5511)
