@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from dfp import tracking, wap
+from dfp.cli import main
 from dfp.features import FEATURE_GROUPS, online_features
 from dfp.iceberg import BranchTables
 from dfp.model import load_model
@@ -93,6 +95,10 @@ def test_model_pipeline_lineage_online_and_reproduce(lakefs, instance, tables):
     assert again.training_set_digest == tags[tracking.TAG_TRAINING_SET_DIGEST]
     assert not again.differences, again.differences
     assert again.identical
+    # The command line agrees (exit 0 only when everything matches).
+    cli = CliRunner().invoke(main, ["reproduce", run_id])
+    assert cli.exit_code == 0, cli.output
+    assert tags[tracking.TAG_COMMIT] in cli.output and "reproduced: same commit" in cli.output
 
 
 def load_model_bytes(data: bytes):
