@@ -26,10 +26,16 @@ from dfp.features import (
     export_offline,
     mart_to_feast_table,
     materialize,
+    read_offline,
     registry_version,
 )
 from dfp.iceberg import BranchTables
-from dfp.training import TRAINING_SET_OBJECT, build_training_set, training_set_digest
+from dfp.training import (
+    ENTITY_COLUMNS,
+    TRAINING_SET_OBJECT,
+    build_training_set,
+    training_set_digest,
+)
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
@@ -47,16 +53,6 @@ def run_branch_tables(tables: BranchTables, run_branch: str) -> Iterator[BranchT
         yield tables
     finally:
         tables.forget(run_branch)
-
-
-def run_branch_mart(
-    client, iceberg: IcebergCatalogResource, run_branch: str
-) -> tuple[pa.Table, dict[str, str], dict[str, int]]:
-    """The run branch's mart as Feast's table, its lineage and every table's snapshot id."""
-    with run_branch_tables(iceberg.tables(client), run_branch) as tables:
-        table, lineage = mart_feast_table(tables, run_branch)
-        snapshots = {k: v["snapshot_id"] for k, v in tables.describe(run_branch).items()}
-    return table, lineage, snapshots
 
 
 def mart_feast_table(tables: BranchTables, ref: str) -> tuple[pa.Table, dict[str, str]]:
@@ -93,7 +89,8 @@ def feast_registry(
 ) -> dg.MaterializeResult:
     run_branch, branch = lakefs.run_branch(context), context.partition_key
     with lakefs.client() as client:
-        table, lineage, _ = run_branch_mart(client, iceberg, run_branch)
+        with run_branch_tables(iceberg.tables(client), run_branch) as tables:
+            table, lineage = mart_feast_table(tables, run_branch)
         uri = export_offline(client, branch, table, io_ref=run_branch)
         store = feast.store(client, branch)
         definitions = apply_definitions(store)
@@ -181,10 +178,23 @@ def training_set(
 ) -> dg.MaterializeResult:
     run_branch, branch = lakefs.run_branch(context), context.partition_key
     with lakefs.client() as client:
-        table, lineage, snapshots = run_branch_mart(client, iceberg, run_branch)
+        # Snapshot ids straight from the pointers on the run branch (no catalog index needed).
+        snapshots = {
+            k: v["snapshot_id"] for k, v in iceberg.tables(client).describe(run_branch).items()
+        }
         with feast.run_store(client, branch, run_branch) as store:
+            # The mart as feast_registry exported it: the offline table Feast joins against.
+            table = read_offline(store, [*ENTITY_COLUMNS, "created_timestamp"])
             frame = build_training_set(store, table)
             version = registry_version(feast.store(client, branch))
+        lineage = {
+            "iceberg_table": ".".join(MART),
+            "iceberg_snapshot_id": str(snapshots.get(".".join(MART), "")),
+        }
+        if table.num_rows:
+            # mart_feast_table stamps every row with the mart snapshot's commit time.
+            created = table.column("created_timestamp")[0].as_py()
+            lineage["iceberg_snapshot_created"] = created.isoformat()
         groups = list(FEATURE_GROUPS)
         digest = training_set_digest(frame, groups)
         sink = io.BytesIO()
