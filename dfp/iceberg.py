@@ -138,13 +138,19 @@ class BranchTables:
             )
         return out
 
-    def _write_pointer(self, io_ref: str, schema: str, table: str, iceberg_table: Table) -> None:
+    def _write_pointer(
+        self, io_ref: str, schema: str, table: str, iceberg_table: Table
+    ) -> TablePointer:
         snapshot = iceberg_table.current_snapshot()
-        body = {
-            "metadata_location": iceberg_table.metadata_location,
-            "snapshot_id": snapshot.snapshot_id if snapshot else None,
-        }
+        pointer = TablePointer(
+            schema,
+            table,
+            iceberg_table.metadata_location,
+            snapshot.snapshot_id if snapshot else None,
+        )
+        body = {"metadata_location": pointer.metadata_location, "snapshot_id": pointer.snapshot_id}
         self.client.upload(io_ref, pointer_path(schema, table), json.dumps(body).encode())
+        return pointer
 
     # -- catalog index ----------------------------------------------------------------------
     def sync(self, branch: str) -> dict[str, int]:
@@ -248,7 +254,8 @@ class BranchTables:
         self.sync(io_ref)
         catalog = self.catalog(io_ref)
         prepared = []
-        for schema, table in sorted(self.pointers(io_ref)):
+        # After sync the catalog rows mirror the pointers: no second read from lakeFS.
+        for schema, table in sorted(_indexed(catalog, io_ref)):
             iceberg_table = catalog.load_table(self.identifier(io_ref, schema, table))
             self._ensure_write_paths(iceberg_table, self.write_paths(target_branch, schema, table))
             prepared.append(f"{schema}.{table}")
@@ -258,8 +265,7 @@ class BranchTables:
         """Record the catalog's current metadata of a table in lakeFS after a direct commit
         through `catalog(io_ref)` (a Spark build, maintenance such as snapshot expiry)."""
         iceberg_table = self.catalog(io_ref).load_table(self.identifier(io_ref, schema, table))
-        self._write_pointer(io_ref, schema, table, iceberg_table)
-        return self.pointers(io_ref)[(schema, table)]
+        return self._write_pointer(io_ref, schema, table, iceberg_table)
 
     def describe(self, branch: str) -> dict[str, dict[str, Any]]:
         """Per table on `branch`: snapshot id and metadata location (lineage metadata)."""
