@@ -520,12 +520,15 @@ def read_offline(store: FeatureStore, columns: Sequence[str] | None = None) -> p
         return pq.read_table(path, columns=list(columns) if columns else None)
     import s3fs
 
+    from dfp.lakefs_client import s3fs_storage_options
+
     creds = source.resolve_credentials() or {}
     fs = s3fs.S3FileSystem(
-        key=creds.get("AWS_ACCESS_KEY_ID"),
-        secret=creds.get("AWS_SECRET_ACCESS_KEY"),
-        client_kwargs={"endpoint_url": source.s3_endpoint_override, "region_name": "us-east-1"},
-        config_kwargs={"s3": {"addressing_style": "path"}},
+        **s3fs_storage_options(
+            source.s3_endpoint_override,
+            creds.get("AWS_ACCESS_KEY_ID"),
+            creds.get("AWS_SECRET_ACCESS_KEY"),
+        ),
         skip_instance_cache=True,  # a branch's table changes with every run: no stale cache
         use_listings_cache=False,
     )

@@ -34,6 +34,17 @@ class DiffEntry:
     size_bytes: int | None
 
 
+def s3fs_storage_options(endpoint: str, key: str | None, secret: str | None) -> dict[str, Any]:
+    """fsspec/s3fs options for lakeFS's S3 gateway at `endpoint`."""
+    return {
+        "key": key,
+        "secret": secret,
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        # lakeFS's gateway resolves the repository from the path, not the host name.
+        "config_kwargs": {"s3": {"addressing_style": "path"}},
+    }
+
+
 def _api_error(action: str, exc: ApiException) -> LakeFSError:
     body = (exc.body or b"").decode() if isinstance(exc.body, bytes) else (exc.body or "")
     return LakeFSError(f"lakeFS {action} failed ({exc.status}): {body.strip() or exc.reason}")
@@ -246,13 +257,9 @@ class LakeFSClient:
 
     def s3fs_storage_options(self) -> dict[str, Any]:
         """For fsspec/s3fs (pandas, pyarrow via fsspec, dlt's filesystem destination)."""
-        return {
-            "key": self.settings.access_key_id,
-            "secret": self.settings.secret_access_key,
-            "client_kwargs": {"endpoint_url": self.settings.endpoint, "region_name": "us-east-1"},
-            # lakeFS's gateway resolves the repository from the path, not the host name.
-            "config_kwargs": {"s3": {"addressing_style": "path"}},
-        }
+        return s3fs_storage_options(
+            self.settings.endpoint, self.settings.access_key_id, self.settings.secret_access_key
+        )
 
     def pyiceberg_properties(self) -> dict[str, str]:
         """For pyiceberg's FileIO (used by the staging issue's catalogs)."""

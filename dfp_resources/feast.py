@@ -9,7 +9,14 @@ from typing import Any
 
 import dagster as dg
 
-from dfp.features import RedisOnline, S3Gateway, SqliteOnline, feature_store
+from dfp.features import (
+    RedisOnline,
+    S3Gateway,
+    SqliteOnline,
+    apply_definitions,
+    feature_store,
+    offline_uri,
+)
 from dfp.lakefs_client import LakeFSClient
 
 
@@ -28,15 +35,22 @@ class FeastResource(dg.ConfigurableResource):
             return RedisOnline.from_env()
         raise dg.Failure(f"DFP_FEAST_ONLINE={online!r} is not one of sqlite, redis")
 
-    def store(self, client: LakeFSClient, branch: str, **kwargs: Any):
+    def store(
+        self,
+        client: LakeFSClient,
+        branch: str,
+        *,
+        registry_dir: Path | None = None,
+        offline_path: str | None = None,
+    ) -> Any:
         """The branch's own store: its registry, its online keys, its offline table."""
         return feature_store(
             branch,
             repository=client.repository,
             online=self.online_settings(),
-            registry_dir=Path(self.home) / "registry",
+            registry_dir=registry_dir or Path(self.home) / "registry",
+            offline_path=offline_path,
             s3=S3Gateway.from_lakefs(client.settings),
-            **kwargs,
         )
 
     @contextmanager
@@ -44,16 +58,12 @@ class FeastResource(dg.ConfigurableResource):
         """A store that writes `branch`'s online keys but reads the offline table from
         `io_ref` (the write-audit-publish run branch), with a throwaway registry: the
         branch's own registry always names the branch's path, valid after the merge."""
-        from dfp.features import apply_definitions, offline_uri
-
         with tempfile.TemporaryDirectory(prefix="dfp-feast-run-") as scratch:
-            store = feature_store(
+            store = self.store(
+                client,
                 branch,
-                repository=client.repository,
-                online=self.online_settings(),
                 registry_dir=Path(scratch),
                 offline_path=offline_uri(client.repository, io_ref),
-                s3=S3Gateway.from_lakefs(client.settings),
             )
             apply_definitions(store)
             yield store
