@@ -177,10 +177,22 @@ def spark_conf(
     return conf
 
 
+def stop_session_on_other_ref(client: LakeFSClient, io_ref: str) -> None:
+    """Stop the active session if it reads another ref: `getOrCreate` would hand it back
+    unchanged (a catalog's FileIO is fixed when the session first uses it)."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    key = f"spark.sql.catalog.{client.repository}.{IO_REF_PROPERTY}"
+    if active is not None and active.conf.get(key, None) != io_ref:
+        active.stop()
+
+
 def spark_session(client: LakeFSClient, catalog_uri: str, io_ref: str = "main", log=print):
     """A local SparkSession on the repository's Iceberg catalog, reading ref `io_ref`."""
     from pyspark.sql import SparkSession
 
+    stop_session_on_other_ref(client, io_ref)
     jars = [str(p) for p in spark_jars(log=log)]
     builder = SparkSession.builder.appName("dfp")
     for key, value in spark_conf(client, catalog_uri, jars, io_ref).items():

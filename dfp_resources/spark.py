@@ -5,9 +5,8 @@ from typing import Any
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
 
-from dfp.iceberg import IO_REF_PROPERTY
 from dfp.lakefs_client import LakeFSClient
-from dfp.spark import spark_conf, spark_jars
+from dfp.spark import spark_conf, spark_jars, stop_session_on_other_ref
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -26,12 +25,6 @@ class SparkResource(dg.ConfigurableResource):
 
     def session(self, client: LakeFSClient, io_ref: str) -> Any:
         """A SparkSession reading and writing `io_ref` (dagster-pyspark builds it)."""
-        from pyspark.sql import SparkSession
-
         conf = self.conf(client, io_ref)
-        active = SparkSession.getActiveSession()
-        # getOrCreate would hand back a session bound to another ref.
-        key = f"spark.sql.catalog.{client.repository}.{IO_REF_PROPERTY}"
-        if active is not None and active.conf.get(key, None) != io_ref:
-            active.stop()
+        stop_session_on_other_ref(client, io_ref)
         return spark_session_from_config(conf)
