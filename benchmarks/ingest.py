@@ -18,17 +18,9 @@ import uuid
 
 import dagster as dg
 
+from dfp.benchmarking import print_figures, throwaway_client
 from dfp.lakefs_client import LakeFSClient
-from dfp.settings import LakeFSSettings, load_stack_env
-
-
-def _client(repository: str) -> LakeFSClient:
-    base = LakeFSSettings.from_env()
-    client = LakeFSClient(
-        LakeFSSettings(base.endpoint, base.access_key_id, base.secret_access_key, repository)
-    )
-    client.ensure_repository(storage_namespace=f"local://{repository}")
-    return client
+from dfp.settings import load_stack_env
 
 
 def _branch_create_ms(client: LakeFSClient, n: int) -> tuple[float, float]:
@@ -68,7 +60,7 @@ def run(scale: float, seed: int, branch_samples: int, engines: tuple[str, ...]) 
     load_stack_env()
     tag = uuid.uuid4().hex[:6]
     full_repo, tiny_repo = f"bench-full-{tag}", f"bench-tiny-{tag}"
-    full, tiny = _client(full_repo), _client(tiny_repo)
+    full, tiny = throwaway_client(full_repo), throwaway_client(tiny_repo)
     figures: dict[str, float] = {}
     try:
         os.environ["LAKEFS_REPOSITORY"] = full_repo
@@ -147,11 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     engines = tuple(e for e in args.staging.split(",") if e)
     figures = run(args.scale, args.seed, args.branch_samples, engines)
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(
-            f"{key:<{width}}  {value:,}" if isinstance(value, int) else f"{key:<{width}}  {value}"
-        )
+    print_figures(figures)
 
 
 if __name__ == "__main__":

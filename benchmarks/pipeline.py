@@ -17,18 +17,14 @@ import uuid
 
 import dagster as dg
 
-from dfp.lakefs_client import LakeFSClient
-from dfp.settings import LakeFSSettings, load_stack_env
+from dfp.benchmarking import print_figures, throwaway_client
+from dfp.settings import load_stack_env
 
 
 def run(scale: float, seed: int, epochs: int) -> dict[str, object]:
     load_stack_env()
     repository = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
-    base = LakeFSSettings.from_env()
-    client = LakeFSClient(
-        LakeFSSettings(base.endpoint, base.access_key_id, base.secret_access_key, repository)
-    )
-    client.ensure_repository(storage_namespace=f"local://{repository}")
+    client = throwaway_client(repository)
     os.environ["LAKEFS_REPOSITORY"] = repository
     from dfp_assets.definitions import all_job
 
@@ -90,9 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args(argv)
     figures = run(args.scale, args.seed, args.epochs)
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
+    print_figures(figures)
 
 
 if __name__ == "__main__":

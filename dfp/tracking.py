@@ -132,16 +132,3 @@ class Tracker:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
         )
-
-    def load_model(self, run_id: str) -> Any:
-        import mlflow.pytorch
-
-        with tempfile.TemporaryDirectory(prefix="dfp-mlflow-") as tmp:
-            import mlflow
-
-            previous = mlflow.get_tracking_uri()
-            mlflow.set_tracking_uri(self.tracking_uri)
-            try:
-                return mlflow.pytorch.load_model(f"runs:/{run_id}/model", dst_path=tmp)
-            finally:
-                mlflow.set_tracking_uri(previous)
