@@ -232,6 +232,116 @@ def reproduce_command(run_id: str, tolerance: float) -> None:
     click.echo("reproduced: same commit, same training set, same metrics")
 
 
+# -- device farm -------------------------------------------------------------------------
+@main.group()
+def devicefarm() -> None:
+    """Benchmark a branch's mobile exports on a device and upload the results."""
+
+
+@devicefarm.command("run")
+@click.option(
+    "--device",
+    "profile",
+    type=click.Choice(["host", "android"]),
+    required=True,
+    help="device profile: this machine, or a phone over adb",
+)
+@click.option("--branch", required=True, help="lakeFS branch whose exports to benchmark")
+@click.option("--serial", default=None, help="adb serial (android profile)")
+@click.option("--adb", "adb_path", default="adb", show_default=True, help="adb executable")
+@click.option("--iterations", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--warmup", default=50, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--upload",
+    type=click.Choice(["rest", "lakefs", "none"]),
+    default="lakefs",
+    show_default=True,
+    help="rest: via the gateway; lakefs: JSON committed to the branch",
+)
+@click.option(
+    "--gateway",
+    "gateway_url",
+    default="http://127.0.0.1:3100",
+    show_default=True,
+    help="device-farm gateway URL (rest upload; token from DFP_DEVICEFARM_TOKEN)",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="also write the upload JSON here",
+)
+def devicefarm_run(
+    profile: str,
+    branch: str,
+    serial: str | None,
+    adb_path: str,
+    iterations: int,
+    warmup: int,
+    threads: int,
+    upload: str,
+    gateway_url: str,
+    output: Path | None,
+) -> None:
+    """Run the benchmark harness for each export of BRANCH on a device profile."""
+    from dfp import devicefarm as farm
+    from mobile.records import UploadRejected
+
+    if profile == "host":
+        device: farm.DeviceProfile = farm.HostProfile(num_threads=threads)
+    else:
+        from mobile.android import AdbProfile
+
+        device = farm.AndroidProfile(AdbProfile(serial=serial, adb=adb_path, num_threads=threads))
+    try:
+        with _client() as client:
+            result = farm.run(client, branch, device, iterations=iterations, warmup=warmup)
+            for record in result.records:
+                lat = record.latency
+                click.echo(
+                    f"{record.device.name:<20} {record.runtime.name:<12} {record.model.format:<10} "
+                    f"p50 {lat.p50_us or lat.mean_us:9.1f} µs  p99 "
+                    f"{(f'{lat.p99_us:9.1f}' if lat.p99_us is not None else '        -')} µs  "
+                    f"load {record.load_ms or 0:8.1f} ms"
+                )
+            if output is not None:
+                output.write_bytes(farm.upload_json(result))
+            if upload == "lakefs":
+                path, commit = farm.upload_lakefs(client, result)
+                click.echo(f"committed {path} to {branch} @ {commit[:12]}")
+            elif upload == "rest":
+                reply = farm.upload_rest(gateway_url, os.environ.get(farm.TOKEN_ENV, ""), result)
+                click.echo(
+                    f"gateway recorded {reply['recorded']} record(s) for "
+                    f"{reply['asset']} partition {reply['partition']}"
+                )
+    except (farm.DeviceFarmError, UploadRejected, RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@devicefarm.command("gateway")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=3100, show_default=True)
+@click.option(
+    "--dagster-url",
+    default=None,
+    help="Dagster webserver (default: DFP_DAGSTER_URL or http://127.0.0.1:3000)",
+)
+def devicefarm_gateway(host: str, port: int, dagster_url: str | None) -> None:
+    """Serve the authenticating gateway in front of Dagster's report_asset_materialization
+    (token from DFP_DEVICEFARM_TOKEN)."""
+    from dfp.devicefarm import TOKEN_ENV
+    from dfp.devicefarm_gateway import serve
+
+    token = os.environ.get(TOKEN_ENV, "")
+    if len(token) < 16:
+        raise click.ClickException(f"set {TOKEN_ENV} to a secret of at least 16 characters")
+    url = dagster_url or os.environ.get("DFP_DAGSTER_URL", "http://127.0.0.1:3000")
+    client = _client()
+    serve(url, token, client.branch_exists, host, port)
+
+
 # -- benchmarks ----------------------------------------------------------------------------
 @main.group()
 def bench() -> None:

@@ -19,6 +19,8 @@ from dfp.model import train as train_model
 from dfp.model.classifier import MalwareClassifier
 
 TEST_FRACTION = 0.2
+#: Where `malware_model` keeps the trained model on its branch.
+MODEL_OBJECT = "models/malware_model/model.pt"
 
 
 @dataclass(frozen=True)
@@ -146,3 +148,20 @@ def compare_metrics(
         if a is None or b is None or abs(float(a) - float(b)) > tolerance:
             out[key] = (a, b)
     return out
+
+
+def parity_rows(frame: pd.DataFrame, vector_columns: Sequence[str], rows: int = 64) -> np.ndarray:
+    """A fixed batch of real feature rows for export parity checks: up to rows/2 of each class,
+    the first by (sha256, capture), so the batch does not depend on the table's row order and
+    both decisions are exercised."""
+    if rows < 2:
+        raise ValueError(f"parity batch needs at least 2 rows, got {rows}")
+    ordered = frame.sort_values(["sha256", "capture"], kind="mergesort")
+    per_class = rows // 2
+    picked = pd.concat(
+        [ordered[ordered["label"] == label].head(per_class) for label in (1, 0)]
+    ).sort_values(["sha256", "capture"], kind="mergesort")
+    if picked.empty:
+        raise ValueError("parity batch: the training set has no rows")
+    features, _ = training_matrix(picked, vector_columns)
+    return features

@@ -15,6 +15,7 @@ from dfp import tracking
 from dfp.features import FEATURE_GROUPS, SERVICE_NAME
 from dfp.model import TrainConfig, save_model
 from dfp.training import (
+    MODEL_OBJECT,
     TRAINING_SET_OBJECT,
     TrainingOutcome,
     fit_and_evaluate,
@@ -25,7 +26,6 @@ from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.mlflow import MLflowResource
 
-MODEL_OBJECT = "models/malware_model/model.pt"
 F1_CHECK = "temporal_f1_floor"
 
 

@@ -71,16 +71,34 @@ def train_model(instance: dg.DagsterInstance, partition: str, model_config: dict
     """Run `train_malware_model` (Feast registry, online, training set, model)."""
     from dfp_assets.definitions import model_job
 
+    ops = {"malware_model": {"config": model_config}} if model_config else None
+    return _run_partition(model_job, instance, partition, ops)
+
+
+def _run_partition(job_fn, instance: dg.DagsterInstance, partition: str, ops: dict | None = None):
     if partition not in instance.get_dynamic_partitions("lakefs_branch"):
         instance.add_dynamic_partitions("lakefs_branch", [partition])
-    run_config: dict = {"ops": {}, "execution": {"config": {"in_process": {}}}}
-    if model_config:
-        run_config["ops"]["malware_model"] = {"config": model_config}
+    run_config: dict = {"ops": ops or {}, "execution": {"config": {"in_process": {}}}}
     with dg.execute_job(
-        dg.reconstructable(model_job),
+        dg.reconstructable(job_fn),
         instance=instance,
         run_config=run_config,
         tags={"dagster/partition": partition},
         raise_on_error=False,
     ) as result:
         return result
+
+
+def export_models(instance: dg.DagsterInstance, partition: str, config: dict | None = None):
+    """Run `export_mobile_models` (the three exports and their parity checks)."""
+    from dfp_assets.definitions import export_job
+
+    ops = {f"model_{fmt}": {"config": config} for fmt in ("executorch", "tflite", "onnx")}
+    return _run_partition(export_job, instance, partition, ops if config else None)
+
+
+def run_report(instance: dg.DagsterInstance, partition: str):
+    """Run `report_device_benchmarks` for one partition."""
+    from dfp_assets.definitions import report_job
+
+    return _run_partition(report_job, instance, partition)

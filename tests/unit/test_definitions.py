@@ -45,3 +45,23 @@ def test_raw_checks_are_blocking():
 def test_jobs_use_the_write_audit_publish_executor():
     job = defs.resolve_job_def("ingest_kronodroid")
     assert job.executor_def.name == "lakefs_wap_executor"
+
+
+def test_mobile_exports_follow_the_model_behind_blocking_parity_checks():
+    graph = defs.resolve_asset_graph()
+    model = dg.AssetKey("malware_model")
+    exports = {dg.AssetKey(f"model_{f}") for f in ("executorch", "tflite", "onnx")}
+    for key in exports:
+        node = graph.get(key)
+        assert node.parent_keys == {model}, key
+        (check,) = node.check_keys
+        assert check.name == "parity" and graph.get_check_spec(check).blocking
+    benchmarks = graph.get(dg.AssetKey("device_benchmarks"))
+    assert not benchmarks.is_materializable  # only devices report it
+    assert benchmarks.parent_keys == exports
+    report = graph.get(dg.AssetKey("device_benchmark_report"))
+    assert report.parent_keys == {dg.AssetKey("device_benchmarks")}
+    assert report.automation_condition is not None
+    build_all = defs.resolve_job_def("build_all")
+    assert exports <= set(build_all.asset_layer.selected_asset_keys)
+    assert defs.resolve_sensor_def("device_benchmark_sensor")

@@ -1,0 +1,143 @@
+"""A real Dagster webserver / daemon / device-farm gateway as subprocesses on 127.0.0.1,
+sharing a test's instance (its DAGSTER_HOME) and the session's environment."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from dfp.settings import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _process(
+    argv: list[str], env: dict[str, str], log: Path, ready_url: str | None, timeout: float = 120.0
+) -> Iterator[subprocess.Popen]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while ready_url is not None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {log.read_text()[-3000:]}")
+            try:
+                if requests.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{argv[0]} not ready after {timeout}s: {log.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _env(dagster_home: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "DAGSTER_HOME": dagster_home, **(extra or {})}
+
+
+@contextmanager
+def webserver(dagster_home: str, log_dir: Path) -> Iterator[str]:
+    """`dagster-webserver` on the project's workspace; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        str(BIN / "dagster-webserver"),
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with _process(argv, _env(dagster_home), log_dir / "webserver.log", f"{url}/server_info"):
+        yield url
+
+
+@contextmanager
+def daemon(dagster_home: str, log_dir: Path) -> Iterator[subprocess.Popen]:
+    argv = [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    with _process(argv, _env(dagster_home), log_dir / "daemon.log", None) as proc:
+        yield proc
+
+
+@contextmanager
+def gateway(dagster_url: str, token: str, log_dir: Path) -> Iterator[str]:
+    """`dfp devicefarm gateway` in front of `dagster_url`; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        str(BIN / "dfp"),
+        "devicefarm",
+        "gateway",
+        "--port",
+        str(port),
+        "--dagster-url",
+        dagster_url,
+    ]
+    env = {**os.environ, "DFP_DEVICEFARM_TOKEN": token}
+    with _process(argv, env, log_dir / "gateway.log", f"{url}/healthz"):
+        yield url
+
+
+ASSET_MATERIALIZATIONS = """
+query ($path: [String!]!, $partitions: [String!]) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset {
+      assetMaterializations(partitions: $partitions) {
+        partition
+        runId
+        description
+        metadataEntries { label __typename ... on TextMetadataEntry { text } }
+      }
+    }
+  }
+}
+"""
+
+
+def graphql_materializations(url: str, asset: str, partition: str) -> list[dict]:
+    reply = requests.post(
+        f"{url}/graphql",
+        json={
+            "query": ASSET_MATERIALIZATIONS,
+            "variables": {"path": [asset], "partitions": [partition]},
+        },
+        timeout=30,
+    )
+    reply.raise_for_status()
+    body = reply.json()
+    assert "errors" not in body, body
+    node = body["data"]["assetOrError"]
+    assert node["__typename"] == "Asset", node
+    return node["assetMaterializations"]
