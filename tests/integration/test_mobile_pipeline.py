@@ -247,3 +247,35 @@ def test_sensor_rejects_hostile_benchmark_files(lakefs, instance):
     assert event.metadata["source"].value.startswith("lakefs:exp-3/benchmarks/pixel-8/ok.json@")
     # Nothing new since: the next tick records nothing.
     assert not evaluate(result.cursor).asset_events
+
+
+def test_export_that_disagrees_with_eager_is_blocked(lakefs, instance, monkeypatch):
+    """A faulty exporter (here: it exports a model whose output bias is shifted) fails the
+    blocking parity check: the run fails and nothing reaches the branch."""
+    import copy
+
+    import torch
+
+    import dfp_assets.mobile as mobile_assets
+    from mobile.exporters import export_model
+
+    def faulty_export(model, fmt, out_dir):
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            broken.mlp[-1].bias += 6.0  # every probability moves towards malware
+        return export_model(broken, fmt, out_dir)
+
+    assert build_staging(instance, "main", DATA).success
+    assert train_model(instance, "main", FAST).success
+    head = lakefs.head("main")
+    monkeypatch.setattr(mobile_assets, "export_model", faulty_export)
+    result = export_models(instance, "main")
+    assert not result.success
+    checks = _checks(result)
+    assert {k for k, c in checks.items() if not c.passed} == {f"model_{f}" for f in FORMATS}
+    for check in checks.values():
+        assert check.metadata["class_mismatches"].value > 0
+        assert check.metadata["max_abs_diff"].value > 1e-4
+    assert lakefs.head("main") == head
+    assert not list(lakefs.list_objects("main", devicefarm.EXPORTS_PREFIX))
+    assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]

@@ -18,7 +18,7 @@ from dfp.reproduce import reproduce
 from dfp.training import TRAINING_SET_OBJECT
 from dfp_assets.model import F1_CHECK, MODEL_OBJECT
 from dfp_resources.feast import FeastResource
-from tests.integration.jobs import build_staging, train_model
+from tests.integration.jobs import build_staging, export_models, train_model
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +162,11 @@ def test_real_sample_model(lakefs, instance, tables, shared_sample_dir):
     assert 0.0 <= temporal <= 1.0 and 0.0 <= random <= 1.0
     rows = metadata["rows"].value
     assert rows["total"] == 1622
+
+    # The real model's three exports agree with eager PyTorch on real feature rows.
+    exports = export_models(instance, "main")
+    assert exports.success
+    for check in exports.get_asset_check_evaluations():
+        print(f"real sample parity: {check.description}")
+        assert check.passed, check.description
+    assert len(exports.get_asset_check_evaluations()) == 3
