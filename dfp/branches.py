@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from dfp.kronodroid.sources import LANDING_PREFIX
+from dfp.lakefs_client import DiffEntry
 from dfp.wap import RUN_BRANCH_PREFIX, is_run_branch
 
 # lakeFS's rule for branch ids (Go's \w is ASCII-only and its $ is end of text).
@@ -38,3 +40,11 @@ def partition_changes(
     wanted = {b for b in lakefs_branches if not is_run_branch(b)}
     have = set(partitions)
     return sorted(wanted - have), sorted(have - wanted)
+
+
+def landing_changed(diff: Iterable[DiffEntry]) -> bool:
+    """Whether a lakeFS diff adds, changes or removes Kronodroid files in the landing area
+    (where users push new raw files; dfp never writes there)."""
+    return any(
+        entry.path.startswith(LANDING_PREFIX) and not entry.path.endswith("/") for entry in diff
+    )

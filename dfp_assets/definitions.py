@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp_assets.automation import dfp_automation_sensor, following_parents, lakefs_commit_sensor
 from dfp_assets.branches import (
     create_lakefs_branch,
     delete_lakefs_branch,
@@ -9,6 +10,14 @@ from dfp_assets.branches import (
     lakefs_run_branch_cleanup,
 )
 from dfp_assets.features import feast_online, feast_registry, training_set
+from dfp_assets.jobs import (
+    build_all,
+    build_staging,
+    export_mobile_models,
+    ingest_kronodroid,
+    report_device_benchmarks,
+    train_malware_model,
+)
 from dfp_assets.mobile import (
     EXPORT_ASSETS,
     device_benchmark_report,
@@ -23,64 +32,21 @@ from dfp_resources.environment import build_resources
 
 resources = build_resources()
 
-ingest_kronodroid = dg.define_asset_job(
-    "ingest_kronodroid",
-    selection=dg.AssetSelection.assets(kronodroid_raw),
-    description="Load Kronodroid into a branch and audit it (write-audit-publish).",
-)
-
-build_staging = dg.define_asset_job(
-    "build_staging",
-    selection=dg.AssetSelection.assets(kronodroid_raw, kronodroid_dbt),
-    description="Raw → dbt staging and mart (Iceberg) on a branch, write-audit-publish.",
-)
-
-FEATURES_AND_MODEL = dg.AssetSelection.assets(
-    feast_registry, feast_online, training_set, malware_model
-)
-
-train_malware_model = dg.define_asset_job(
-    "train_malware_model",
-    selection=FEATURES_AND_MODEL,
-    description="Mart → Feast registry, online store, training set → malware_model "
-    "(MLflow), on a branch whose mart is built; write-audit-publish.",
-)
-
-MOBILE_EXPORTS = dg.AssetSelection.assets(*EXPORT_ASSETS)
-
-export_mobile_models = dg.define_asset_job(
-    "export_mobile_models",
-    selection=MOBILE_EXPORTS,
-    description="malware_model → ExecuTorch, TFLite and ONNX files on a branch, each gated by "
-    "its blocking parity check; write-audit-publish.",
-)
-
-report_device_benchmarks = dg.define_asset_job(
-    "report_device_benchmarks",
-    selection=dg.AssetSelection.assets(device_benchmark_report),
-    description="Rebuild the branch's device-benchmark table and plot (automation does this "
-    "after each upload).",
-)
-
-build_all = dg.define_asset_job(
-    "build_all",
-    selection=dg.AssetSelection.assets(kronodroid_raw, kronodroid_dbt)
-    | FEATURES_AND_MODEL
-    | MOBILE_EXPORTS,
-    description="Everything on a branch: raw → staging/mart → features → model → mobile exports.",
-)
-
 defs = dg.Definitions(
     assets=[
         kronodroid_raw,
-        kronodroid_dbt,
-        feast_registry,
-        feast_online,
-        training_set,
-        malware_model,
-        *EXPORT_ASSETS,
+        *following_parents(
+            [
+                kronodroid_dbt,
+                feast_registry,
+                feast_online,
+                training_set,
+                malware_model,
+                *EXPORT_ASSETS,
+                device_benchmark_report,
+            ]
+        ),
         device_benchmarks,
-        device_benchmark_report,
     ],
     asset_checks=[kronodroid_raw_checks],
     jobs=[
@@ -93,7 +59,13 @@ defs = dg.Definitions(
         create_lakefs_branch,
         delete_lakefs_branch,
     ],
-    sensors=[lakefs_branch_sensor, lakefs_run_branch_cleanup, device_benchmark_sensor],
+    sensors=[
+        lakefs_branch_sensor,
+        lakefs_run_branch_cleanup,
+        lakefs_commit_sensor,
+        device_benchmark_sensor,
+        dfp_automation_sensor,
+    ],
     resources=resources,
     executor=lakefs_wap_executor(resources["lakefs"]),
 )

@@ -149,7 +149,6 @@ device_benchmarks = dg.AssetSpec(
     partitions_def=lakefs_branch_partitions,
     deps=[device_benchmarks],
     group_name="mobile",
-    automation_condition=dg.AutomationCondition.eager(),
     description="Latest benchmark per (device, runtime) on the branch: a table and a latency "
     "plot, rebuilt whenever a device uploads results.",
 )

@@ -12,7 +12,13 @@ from dfp.kronodroid.load import load_to_lakefs, read_releases
 from dfp.kronodroid.parse import KronodroidInputError
 from dfp.kronodroid.quality import CHECK_DESCRIPTIONS, RawQualityThresholds, audit, to_pandas
 from dfp.kronodroid.schema import LABEL_COLUMN
-from dfp.kronodroid.sources import KAGGLE_DATASET, SourceConfig, collect_files, read_tables
+from dfp.kronodroid.sources import (
+    KAGGLE_DATASET,
+    SourceConfig,
+    collect_files,
+    download_landing,
+    read_tables,
+)
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
 
@@ -20,7 +26,7 @@ RAW_ASSET = dg.AssetKey("kronodroid_raw")
 
 
 class KronodroidRawConfig(dg.Config):
-    source: str = "auto"  # auto | kaggle | local | synthetic (see SourceConfig)
+    source: str = "auto"  # auto | kaggle | local | synthetic | lakefs (see SourceConfig)
     local_dir: str | None = None
     kaggle_dataset: str = KAGGLE_DATASET
     synthetic_scale: float = 1.0
@@ -53,9 +59,19 @@ def kronodroid_raw(
     except ValueError as exc:
         raise dg.Failure(description=f"bad kronodroid_raw config: {exc}") from exc
     started = time.monotonic()
+    branch = lakefs.run_branch(context)
     with tempfile.TemporaryDirectory(prefix="dfp-kronodroid-") as work:
         try:
+            if source_config.source == "lakefs":
+                # The files pushed to the partition's branch (the run branch starts there).
+                with lakefs.client() as client:
+                    landing = download_landing(client, branch, Path(work) / "landing")
+                source_config = source_config.model_copy(
+                    update={"source": "local", "local_dir": str(landing)}
+                )
             source, files = collect_files(source_config, Path(work))
+            if config.source == "lakefs":
+                source = "lakefs"
             tables = read_tables(files)
         except KronodroidInputError as exc:
             raise _input_failure(exc) from exc
@@ -65,7 +81,6 @@ def kronodroid_raw(
             f"in {time.monotonic() - started:.1f}s"
         )
 
-    branch = lakefs.run_branch(context)
     with lakefs.client() as client:
         # The raw dataset is replaced as a whole: a release absent from this load must not
         # linger from an earlier one.

@@ -1,11 +1,12 @@
 """Where raw Kronodroid files come from: Kaggle (kagglehub), a local directory, or the
-synthetic generator. All three end in the same parse path (`parse.read_release`)."""
+synthetic generator, or the landing area of a lakeFS branch. All end in the same parse path
+(`parse.read_release`)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Literal
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
@@ -13,17 +14,24 @@ from pydantic import BaseModel, Field
 from dfp.kronodroid.parse import KronodroidInputError, read_release, release_for_file
 from dfp.kronodroid.schema import Release
 
+if TYPE_CHECKING:
+    from dfp.lakefs_client import LakeFSClient
+
 KAGGLE_DATASET = "dhoogla/kronodroid-2021"
 DATA_SUFFIXES = (".csv", ".parquet")
 
-SourceName = Literal["auto", "kaggle", "local", "synthetic"]
+SourceName = Literal["auto", "kaggle", "local", "synthetic", "lakefs"]
+#: Where users push new Kronodroid files (CSV or parquet, as Kaggle ships them) on a branch,
+#: e.g. with lakectl; source "lakefs" loads them. dfp itself never writes here.
+LANDING_PREFIX = "landing/kronodroid/"
 
 
 class SourceConfig(BaseModel):
     source: SourceName = Field(
         "auto",
         description="auto = kaggle when Kaggle credentials exist, else local when local_dir "
-        "(or DFP_KRONODROID_DIR) is set, else synthetic",
+        "(or DFP_KRONODROID_DIR) is set, else synthetic; lakefs = the files under "
+        "landing/kronodroid/ on the partition's branch",
     )
     local_dir: str | None = Field(None, description="directory of Kronodroid CSV/parquet files")
     kaggle_dataset: str = Field(
@@ -92,6 +100,10 @@ def download_kaggle(dataset: str = KAGGLE_DATASET) -> Path:
 def collect_files(config: SourceConfig, workdir: Path) -> tuple[str, dict[Release, list[Path]]]:
     """Resolve the configured source to data files (the synthetic ones written to workdir)."""
     source, local_dir = resolve_source(config)
+    if source == "lakefs":
+        raise KronodroidInputError(
+            "<config>", "source 'lakefs' is read from the branch: use download_landing first"
+        )
     if source == "kaggle":
         return source, discover_files(download_kaggle(config.kaggle_dataset))
     if source == "local":
@@ -110,3 +122,21 @@ def collect_files(config: SourceConfig, workdir: Path) -> tuple[str, dict[Releas
 
 def read_tables(files: dict[Release, list[Path]]) -> dict[Release, pa.Table]:
     return {release: read_release(paths, release) for release, paths in files.items()}
+
+
+def download_landing(client: LakeFSClient, ref: str, dest: Path) -> Path:
+    """Copy the files under landing/kronodroid/ on `ref` into `dest` (same relative paths)."""
+    objects = [o for o in client.list_objects(ref, LANDING_PREFIX) if not o.path.endswith("/")]
+    if not objects:
+        raise KronodroidInputError(
+            f"lakefs://{client.repository}/{ref}/{LANDING_PREFIX}",
+            "no files to load: push Kronodroid CSV/parquet files there first",
+        )
+    for obj in objects:
+        relative = PurePosixPath(obj.path[len(LANDING_PREFIX) :])
+        if relative.is_absolute() or ".." in relative.parts:
+            raise KronodroidInputError(obj.path, "unsafe path in the landing area")
+        target = dest.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(client.read(ref, obj.path))
+    return dest

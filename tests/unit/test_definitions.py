@@ -61,7 +61,22 @@ def test_mobile_exports_follow_the_model_behind_blocking_parity_checks():
     assert benchmarks.parent_keys == exports
     report = graph.get(dg.AssetKey("device_benchmark_report"))
     assert report.parent_keys == {dg.AssetKey("device_benchmarks")}
-    assert report.automation_condition is not None
     build_all = defs.resolve_job_def("build_all")
     assert exports <= set(build_all.asset_layer.selected_asset_keys)
     assert defs.resolve_sensor_def("device_benchmark_sensor")
+
+
+def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
+    from dfp_assets.automation import FOLLOW_PARENTS
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        condition = graph.get(key).automation_condition
+        if key.to_user_string() in ("kronodroid_raw", "device_benchmarks"):
+            assert condition is None, key  # raw: the commit sensor; benchmarks: devices
+        else:
+            assert condition == FOLLOW_PARENTS, key
+    sensors = {s.name: s for s in defs.sensors}
+    assert {"lakefs_commit_sensor", "dfp_automation", "device_benchmark_sensor"} <= set(sensors)
+    assert sensors["dfp_automation"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["lakefs_commit_sensor"].default_status == dg.DefaultSensorStatus.RUNNING

@@ -249,3 +249,17 @@ def test_postgres_host_alone_names_the_missing_variables(monkeypatch):
         dagster_home.instance_config_source()
     assert "DAGSTER_PG_USERNAME" not in str(exc.value)
     assert "DAGSTER_PG_PASSWORD, DAGSTER_PG_DB" in str(exc.value)
+
+
+def test_landing_changed_looks_only_at_the_landing_area():
+    from dfp.branches import landing_changed
+    from dfp.lakefs_client import DiffEntry
+
+    def entry(path: str, kind: str = "added") -> DiffEntry:
+        return DiffEntry(kind, path, 1)
+
+    assert landing_changed([entry("landing/kronodroid/kronodroid_emulator.csv")])
+    assert landing_changed([entry("raw/x.parquet"), entry("landing/kronodroid/a.csv", "removed")])
+    assert not landing_changed([entry("benchmarks/pixel-8/a.json"), entry("raw/x.parquet")])
+    assert not landing_changed([entry("landing/kronodroid/", "prefix_changed")])
+    assert not landing_changed([])
