@@ -5,6 +5,13 @@ from pathlib import Path
 import pytest
 
 from dfp.settings import PROJECT_ROOT
+from tests.stack_fixtures import (  # noqa: F401  (fixtures, registered here for every layer)
+    instance,
+    lakefs,
+    lakefs_stack,
+    postgres_url,
+    redis_url,
+)
 
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "kronodroid"
 SAMPLE_FILE = SHARED_SAMPLE / "real_device_subset_2019.csv"

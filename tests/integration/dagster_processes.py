@@ -2,7 +2,7 @@
 sharing a test's instance (its DAGSTER_HOME) and the session's environment."""
 
 import os
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -13,14 +13,9 @@ from pathlib import Path
 import requests
 
 from dfp.settings import PROJECT_ROOT
+from tests.stack_fixtures import free_port
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -55,10 +50,14 @@ def _process(
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        try:  # whatever of its process group is left (code servers, run workers)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _env(dagster_home: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -66,21 +65,23 @@ def _env(dagster_home: str, extra: dict[str, str] | None = None) -> dict[str, st
 
 
 @contextmanager
-def webserver(dagster_home: str, log_dir: Path) -> Iterator[str]:
-    """`dagster-webserver` on the project's workspace; yields its base URL."""
+def _ui(command: list[str], dagster_home: str, log: Path, timeout: float) -> Iterator[str]:
+    """A Dagster UI process on the project's workspace at a free loopback port; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [
-        str(BIN / "dagster-webserver"),
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    with _process(argv, _env(dagster_home), log_dir / "webserver.log", f"{url}/server_info"):
+    workspace = ["-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    with _process([*command, *workspace], _env(dagster_home), log, f"{url}/server_info", timeout):
         yield url
+
+
+def webserver(dagster_home: str, log_dir: Path):
+    """`dagster-webserver` alone (no daemon)."""
+    return _ui([str(BIN / "dagster-webserver")], dagster_home, log_dir / "webserver.log", 120)
+
+
+def dagster_dev(dagster_home: str, log_dir: Path):
+    """Real `dagster dev`: webserver + daemon, as a developer starts them."""
+    return _ui([str(BIN / "dagster"), "dev"], dagster_home, log_dir / "dagster-dev.log", 180)
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from dfp import settings
 from dfp.dagster_home import prepare_dagster_home
 from dfp.lakefs_client import LakeFSClient
 from dfp.stack import LocalStack, StackError
-from tests.integration.conftest import free_port
 from tests.integration.jobs import materialize_raw
+from tests.stack_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from dfp import settings
 from dfp.lakefs_client import LakeFSClient
-from tests.integration.conftest import free_port
+from tests.stack_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 

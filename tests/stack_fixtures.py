@@ -1,4 +1,5 @@
-"""The real local stack for integration tests: lakeFS built and started by `dfp stack`.
+"""The real local stack for integration and e2e tests: lakeFS built and started by `dfp stack`.
+Registered for every test layer by tests/conftest.py (fixtures are lazy: unit tests start nothing).
 
 One lakeFS per test session (own DFP_HOME and port, so a developer's running stack is left
 alone); a fresh lakeFS repository and a temporary Dagster instance per test.
