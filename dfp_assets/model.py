@@ -4,6 +4,7 @@ MLflow with its lineage, saved on the branch, and gated by a blocking F1 check."
 import base64
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,19 @@ from dfp_resources.mlflow import MLflowResource
 F1_CHECK = "temporal_f1_floor"
 
 
+def _default_f1_floor() -> float:
+    """The deployment's quality floor for runs without config (sensor/automation runs):
+    DFP_F1_FLOOR, default 0.8."""
+    raw = os.environ.get("DFP_F1_FLOOR", "0.8")
+    try:
+        floor = float(raw)
+    except ValueError:
+        floor = -1.0
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"DFP_F1_FLOOR={raw!r} is not a number in [0, 1]")
+    return floor
+
+
 class MalwareModelConfig(dg.Config):
     """Training hyper-parameters and the quality floor (F1 on newer apps)."""
 
@@ -38,7 +52,7 @@ class MalwareModelConfig(dg.Config):
     hidden_sizes: list[int] = [128, 64]
     seed: int = 0
     pos_weight: str | None = "balanced"
-    f1_floor: float = 0.8
+    f1_floor: float = _default_f1_floor()
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(

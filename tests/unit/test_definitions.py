@@ -80,3 +80,18 @@ def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
     assert {"lakefs_commit_sensor", "dfp_automation", "device_benchmark_sensor"} <= set(sensors)
     assert sensors["dfp_automation"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["lakefs_commit_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_f1_floor_default_comes_from_the_deployment(monkeypatch):
+    import pytest
+
+    from dfp_assets.model import _default_f1_floor
+
+    monkeypatch.delenv("DFP_F1_FLOOR", raising=False)
+    assert _default_f1_floor() == 0.8
+    monkeypatch.setenv("DFP_F1_FLOOR", "0.65")
+    assert _default_f1_floor() == 0.65
+    for bad in ("high", "1.5", "-0.1"):
+        monkeypatch.setenv("DFP_F1_FLOOR", bad)
+        with pytest.raises(ValueError, match="DFP_F1_FLOOR"):
+            _default_f1_floor()
