@@ -8,8 +8,8 @@ against eager PyTorch; then, through the same harness `dfp devicefarm run --devi
 latency, throughput and peak RSS next to eager PyTorch. It reports figures; it asserts
 nothing about them. No local stack is needed.
 
-Run: `uv run python benchmarks/mobile.py` (2,000 timed calls per runtime) or e.g.
-`uv run python benchmarks/mobile.py --iterations 500 --rows 5000`.
+Run: `uv run python benchmarks/mobile_exports.py` (2,000 timed calls per runtime) or e.g.
+`uv run python benchmarks/mobile_exports.py --iterations 500 --rows 5000`.
 """
 
 from __future__ import annotations
