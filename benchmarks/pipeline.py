@@ -3,7 +3,9 @@
 Prints each step's seconds, Feast's online materialization, the training set's size, the
 training seconds per epoch and both F1 figures. Needs the local stack (`dfp stack up`; with
 DFP_FEAST_ONLINE=redis also DFP_STACK_SERVICES=lakefs,redis). Uses a throwaway repository.
-Run: `uv run python benchmarks/pipeline.py [--scale 1.0] [--epochs 10]`.
+With --new-branch it then rebuilds a branch made from main with no data change and prints that
+run's steps and its share of the cold build's wall time.
+Run: `uv run python benchmarks/pipeline.py [--scale 1.0] [--epochs 10] [--new-branch]`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,38 @@ from dfp.benchmarking import print_figures, throwaway_client
 from dfp.settings import load_stack_env
 
 
-def run(scale: float, seed: int, epochs: int) -> dict[str, object]:
+def _build(instance: dg.DagsterInstance, partition: str, config: dict):
+    """One in-process build_all of `partition`: (wall seconds, step seconds, metadata)."""
+    from dfp_assets.definitions import all_job
+
+    started = time.perf_counter()
+    with dg.execute_job(
+        dg.reconstructable(all_job),
+        instance=instance,
+        run_config=config,
+        tags={"dagster/partition": partition},
+    ) as result:
+        assert result.success, f"build_all on {partition} failed"
+        wall = time.perf_counter() - started
+        steps = {
+            event.step_key: round(event.event_specific_data.duration_ms / 1000, 1)
+            for event in result.all_events
+            if event.event_type_value == "STEP_SUCCESS"
+        }
+        metadata = {
+            e.event_specific_data.materialization.asset_key.to_user_string(): (
+                e.event_specific_data.materialization.metadata
+            )
+            for e in result.get_asset_materialization_events()
+        }
+    return wall, steps, metadata
+
+
+def run(scale: float, seed: int, epochs: int, new_branch: bool) -> dict[str, object]:
     load_stack_env()
     repository = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
     client = throwaway_client(repository)
     os.environ["LAKEFS_REPOSITORY"] = repository
-    from dfp_assets.definitions import all_job
 
     figures: dict[str, object] = {"online_store": os.environ.get("DFP_FEAST_ONLINE", "sqlite")}
     try:
@@ -45,25 +73,8 @@ def run(scale: float, seed: int, epochs: int) -> dict[str, object]:
             },
             "execution": {"config": {"in_process": {}}},
         }
-        started = time.perf_counter()
-        with dg.execute_job(
-            dg.reconstructable(all_job),
-            instance=instance,
-            run_config=config,
-            tags={"dagster/partition": "main"},
-        ) as result:
-            assert result.success, "build_all failed"
-            wall = time.perf_counter() - started
-            for event in result.all_events:
-                if event.event_type_value == "STEP_SUCCESS":
-                    seconds = event.event_specific_data.duration_ms / 1000
-                    figures[f"step_{event.step_key}_s"] = round(seconds, 1)
-            metadata = {
-                e.event_specific_data.materialization.asset_key.to_user_string(): (
-                    e.event_specific_data.materialization.metadata
-                )
-                for e in result.get_asset_materialization_events()
-            }
+        wall, steps, metadata = _build(instance, "main", config)
+        figures.update({f"step_{k}_s": v for k, v in steps.items()})
         figures["run_wall_s"] = round(wall, 1)
         figures["raw_rows"] = metadata["kronodroid_raw"]["dagster/row_count"].value
         figures["training_rows"] = metadata["training_set"]["dagster/row_count"].value
@@ -72,6 +83,17 @@ def run(scale: float, seed: int, epochs: int) -> dict[str, object]:
         figures["train_epoch_s_median"] = round(statistics.median(epochs_s), 2)
         figures["temporal_f1"] = round(metadata["malware_model"]["temporal_f1"].value, 4)
         figures["random_f1"] = round(metadata["malware_model"]["random_f1"].value, 4)
+        if new_branch:
+            # A branch made from main with no data change, rebuilt whole: what memos save.
+            client.create_branch("bench-copy", "main")
+            instance.add_dynamic_partitions("lakefs_branch", ["bench-copy"])
+            copy_wall, copy_steps, copy_meta = _build(instance, "bench-copy", config)
+            figures.update({f"new_branch_step_{k}_s": v for k, v in copy_steps.items()})
+            figures["new_branch_run_wall_s"] = round(copy_wall, 1)
+            figures["new_branch_share_of_cold"] = f"{copy_wall / wall:.1%}"
+            figures["new_branch_reused"] = ",".join(
+                sorted(k for k, m in copy_meta.items() if "reused_from_run" in m)
+            )
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     finally:
         client.repositories.delete_repository(repository, force=True)
@@ -84,8 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 142,128 raw rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--new-branch",
+        action="store_true",
+        help="then rebuild a branch made from main with no data change, and compare",
+    )
     args = parser.parse_args(argv)
-    figures = run(args.scale, args.seed, args.epochs)
+    figures = run(args.scale, args.seed, args.epochs, args.new_branch)
     print_figures(figures)
 
 

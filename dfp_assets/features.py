@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dfp import memo
 from dfp.features import (
     EARLIEST_EVENT,
     FEATURE_GROUPS,
@@ -43,6 +44,8 @@ from dfp_resources.lakefs import LakeFSResource
 
 MART = ("marts", "mart_app_features")
 MART_KEY = dg.AssetKey(list(MART))
+#: Bump when the training-set logic changes: memos from older code are then not reused.
+TRAINING_SET_CODE_VERSION = "training_set/1"
 
 
 @contextmanager
@@ -99,6 +102,8 @@ def feast_registry(
             run_branch,
             f"feast offline table for {branch}",
             {"dagster_run_id": context.run.run_id, "asset": "feast_registry"},
+            # The same mart exports the same bytes (a branch rebuilt with no data change).
+            allow_empty=True,
         )
     return dg.MaterializeResult(
         metadata={
@@ -182,11 +187,40 @@ def training_set(
         snapshots = {
             k: v["snapshot_id"] for k, v in iceberg.tables(client).describe(run_branch).items()
         }
+        groups = list(FEATURE_GROUPS)
+        version = registry_version(feast.store(client, branch))
+        inputs = memo.input_version(TRAINING_SET_CODE_VERSION, snapshots, groups)
+        reused = memo.lookup(client, run_branch, "training_set", inputs)
+        if reused is not None:
+            # Same mart snapshots as a build this branch inherited: the join's result is the
+            # object already here. Commit anyway: the commit is the model's lineage anchor.
+            commit = client.commit(
+                run_branch,
+                f"training set for {branch} (inputs unchanged since run {reused.run_id[:8]})",
+                {
+                    "dagster_run_id": context.run.run_id,
+                    "asset": "training_set",
+                    "training_set_digest": reused.metadata["training_set_digest"],
+                    "feast_registry_version": version,
+                    "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+                    "reused_from_run": reused.run_id,
+                },
+                allow_empty=True,
+            )
+            return dg.MaterializeResult(
+                metadata={
+                    **reused.metadata,
+                    "lakefs_commit": commit,
+                    "feast_registry_version": version,
+                    "reused_from_run": reused.run_id,
+                    "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
+                },
+                data_version=dg.DataVersion(reused.metadata["training_set_digest"]),
+            )
         with feast.run_store(client, branch, run_branch) as store:
             # The mart as feast_registry exported it: the offline table Feast joins against.
             table = read_offline(store, [*ENTITY_COLUMNS, "created_timestamp"])
             frame = build_training_set(store, table)
-            version = registry_version(feast.store(client, branch))
         lineage = {
             "iceberg_table": ".".join(MART),
             "iceberg_snapshot_id": str(snapshots.get(".".join(MART), "")),
@@ -195,11 +229,27 @@ def training_set(
             # mart_feast_table stamps every row with the mart snapshot's commit time.
             created = table.column("created_timestamp")[0].as_py()
             lineage["iceberg_snapshot_created"] = created.isoformat()
-        groups = list(FEATURE_GROUPS)
         digest = training_set_digest(frame, groups)
         sink = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
         client.upload(run_branch, TRAINING_SET_OBJECT, sink.getvalue())
+        reported = {
+            "dagster/row_count": len(frame),
+            "malware_share": round(float(frame["label"].mean()), 4),
+            "training_set_digest": digest,
+            "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+            "feast_feature_service": SERVICE_NAME,
+            **lineage,
+        }
+        memo.record(
+            client,
+            run_branch,
+            "training_set",
+            inputs,
+            [TRAINING_SET_OBJECT],
+            reported,
+            context.run.run_id,
+        )
         commit = client.commit(
             run_branch,
             f"training set for {branch}",
@@ -210,18 +260,14 @@ def training_set(
                 "feast_registry_version": version,
                 "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
             },
+            allow_empty=True,  # the same join can write the same bytes
         )
-    labels = frame["label"]
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(frame),
-            "malware_share": round(float(labels.mean()), 4),
+            **reported,
             "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
-            "training_set_digest": digest,
             "lakefs_commit": commit,
-            "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
-            "feast_feature_service": SERVICE_NAME,
             "feast_registry_version": version,
-            **lineage,
-        }
+        },
+        data_version=dg.DataVersion(digest),
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
+from dfp import memo
 from dfp.devicefarm import (
     BENCHMARK_ASSET,
     export_info_object,
@@ -34,13 +35,15 @@ from dfp.training import MODEL_OBJECT, TRAINING_SET_OBJECT, parity_rows
 from dfp_assets.model import malware_model
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
-from mobile.exporters import FORMATS, export_model
+from mobile.exporters import FILE_NAMES, FORMATS, ExportInfo, export_model, exporter_versions
 from mobile.parity import check_parity
 from mobile.records import BenchmarkRecord, UploadRejected
 from mobile.runtimes import load_runner
 
 PARITY_CHECK = "parity"
 PARITY_ROWS = 64
+#: Bump when the export logic changes: memos of older exports are then not reused.
+EXPORT_CODE_VERSION = "mobile_export/1"
 
 
 class ExportConfig(dg.Config):
@@ -80,23 +83,49 @@ def _export_asset(fmt: str) -> dg.AssetsDefinition:
             frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT)))
             batch = parity_rows(frame.to_pandas(), list(FEATURE_GROUPS), config.rows)
 
-            path, info = export_model(model, fmt, Path(tmp) / "export")
-            report = check_parity(model, load_runner(fmt, path), batch, config.tolerance)
-            model_commit = client.get_commit(run_branch).id
-            client.upload(run_branch, export_object(fmt), path.read_bytes())
-            client.upload(
-                run_branch,
-                export_info_object(fmt),
-                info.model_copy(
+            inputs = memo.input_version(
+                EXPORT_CODE_VERSION,
+                fmt,
+                memo.checksum(client, run_branch, MODEL_OBJECT),
+                exporter_versions(fmt),
+            )
+            reused = memo.lookup(client, run_branch, name, inputs)
+            if reused is not None:
+                # This model was exported by the same toolchain already: reuse the file, but
+                # still check it with its runtime.
+                path = Path(tmp) / FILE_NAMES[fmt]
+                path.write_bytes(client.read(run_branch, export_object(fmt)))
+                info = ExportInfo.model_validate_json(
+                    client.read(run_branch, export_info_object(fmt))
+                )
+                model_commit = str(info.details.get("source_model_commit", ""))
+            else:
+                path, info = export_model(model, fmt, Path(tmp) / "export")
+                model_commit = client.get_commit(run_branch).id
+                info = info.model_copy(
                     update={"details": {**info.details, "source_model_commit": model_commit}}
                 )
-                .model_dump_json(indent=2)
-                .encode(),
-            )
+                client.upload(run_branch, export_object(fmt), path.read_bytes())
+                client.upload(
+                    run_branch, export_info_object(fmt), info.model_dump_json(indent=2).encode()
+                )
+            report = check_parity(model, load_runner(fmt, path), batch, config.tolerance)
+            if reused is None and report.passed:
+                memo.record(
+                    client,
+                    run_branch,
+                    name,
+                    inputs,
+                    [export_object(fmt), export_info_object(fmt)],
+                    {"sha256": info.sha256},
+                    context.run.run_id,
+                )
             client.commit(
                 run_branch,
-                f"{name} for {branch}",
+                f"{name} for {branch}"
+                + (f" (model unchanged since run {reused.run_id[:8]})" if reused else ""),
                 {"dagster_run_id": context.run.run_id, "asset": name, "sha256": info.sha256},
+                allow_empty=True,
             )
             uri = client.s3_uri(branch, export_object(fmt))
 
@@ -111,6 +140,7 @@ def _export_asset(fmt: str) -> dg.AssetsDefinition:
                 "details": dg.MetadataValue.json(info.details),
                 "source_model_commit": model_commit,
                 "parity": report.summary(),
+                **({"reused_from_run": reused.run_id} if reused else {}),
             },
             data_version=dg.DataVersion(info.sha256),
         )

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dfp import tracking
+from dfp import memo, tracking
 from dfp.features import FEATURE_GROUPS, SERVICE_NAME
 from dfp.model import TrainConfig, save_model
 from dfp.training import (
@@ -28,6 +28,8 @@ from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.mlflow import MLflowResource
 
 F1_CHECK = "temporal_f1_floor"
+#: Bump when training changes: memos of older models are then not reused.
+MODEL_CODE_VERSION = "malware_model/1"
 
 
 def _default_f1_floor() -> float:
@@ -125,8 +127,39 @@ def malware_model(
     run_branch, branch = lakefs.run_branch(context), context.partition_key
     groups = list(FEATURE_GROUPS)
     with lakefs.client() as client:
-        frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT))).to_pandas()
         training_commit = client.get_commit(run_branch)
+        metadata = training_commit.metadata or {}
+        inputs = memo.input_version(
+            MODEL_CODE_VERSION,
+            metadata.get("training_set_digest", ""),
+            config.train_config().model_dump_json(),
+        )
+        reused = (
+            memo.lookup(client, run_branch, "malware_model", inputs)
+            if metadata.get("training_set_digest")
+            else None
+        )
+        if reused is not None:
+            # Same training set and config as a model this branch inherited; training is
+            # deterministic, so that model is the one training would produce again.
+            client.commit(
+                run_branch,
+                f"malware_model for {branch} (inputs unchanged since run {reused.run_id[:8]})",
+                {
+                    "dagster_run_id": context.run.run_id,
+                    "mlflow_run_id": reused.metadata["mlflow_run_id"],
+                    "reused_from_run": reused.run_id,
+                },
+                allow_empty=True,
+            )
+            yield dg.MaterializeResult(
+                metadata={**_shown(reused.metadata), "reused_from_run": reused.run_id},
+                data_version=dg.DataVersion(reused.metadata["model_digest"]),
+            )
+            yield _f1_check(reused.metadata["temporal_f1"], config.f1_floor)
+            return
+
+        frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT))).to_pandas()
         features, labels = training_matrix(frame, groups)
         dates = pd.to_datetime(frame["event_timestamp"], utc=True)
         outcome = fit_and_evaluate(features, labels, dates, config.train_config())
@@ -135,7 +168,6 @@ def malware_model(
         with tempfile.TemporaryDirectory(prefix="dfp-model-") as tmp:
             path = save_model(outcome.model, Path(tmp) / "model.pt")
             client.upload(run_branch, MODEL_OBJECT, path.read_bytes())
-        metadata = training_commit.metadata or {}
         tags = {
             tracking.TAG_REPOSITORY: client.repository,
             tracking.TAG_BRANCH: branch,
@@ -159,38 +191,62 @@ def malware_model(
             input_example=features[:2],
             images={"confusion_matrices.png": plot},
         )
-        client.commit(
-            run_branch,
-            f"malware_model for {branch}",
-            {"dagster_run_id": context.run.run_id, "mlflow_run_id": run_id},
-        )
-
-    yield dg.MaterializeResult(
-        metadata={
+        reported = {
             "mlflow_run_id": run_id,
-            "metrics": dg.MetadataValue.md(_metrics_markdown(outcome)),
-            "confusion_matrices": dg.MetadataValue.md(
-                f"![confusion matrices](data:image/png;base64,{base64.b64encode(plot).decode()})"
-            ),
+            "metrics": _metrics_markdown(outcome),
+            "confusion_matrices": "![confusion matrices](data:image/png;base64,"
+            f"{base64.b64encode(plot).decode()})",
             "temporal_f1": outcome.temporal.f1,
             "random_f1": outcome.random.f1,
             "temporal_roc_auc": outcome.temporal.roc_auc,
             "random_roc_auc": outcome.random.roc_auc,
-            "rows": dg.MetadataValue.json(outcome.rows),
+            "rows": outcome.rows,
             "model_digest": outcome.digest,
             "model_uri": client.s3_uri(branch, MODEL_OBJECT),
             "lakefs_training_commit": training_commit.id,
-            "epoch_seconds": dg.MetadataValue.json([round(s, 3) for s in outcome.epoch_seconds]),
-            "train_config": dg.MetadataValue.json(json.loads(outcome.config.model_dump_json())),
+            "epoch_seconds": [round(s, 3) for s in outcome.epoch_seconds],
+            "train_config": json.loads(outcome.config.model_dump_json()),
         }
+        if passed:
+            # Only a model that passed its gate can be reused (a failed run publishes nothing).
+            memo.record(
+                client,
+                run_branch,
+                "malware_model",
+                inputs,
+                [MODEL_OBJECT],
+                reported,
+                context.run.run_id,
+            )
+        client.commit(
+            run_branch,
+            f"malware_model for {branch}",
+            {"dagster_run_id": context.run.run_id, "mlflow_run_id": run_id},
+            allow_empty=True,  # deterministic training can write the same bytes
+        )
+
+    yield dg.MaterializeResult(
+        metadata=_shown(reported), data_version=dg.DataVersion(outcome.digest)
     )
-    yield dg.AssetCheckResult(
+    yield _f1_check(outcome.temporal.f1, config.f1_floor)
+
+
+def _shown(reported: dict) -> dict:
+    """The plain values a run reported (and its memo keeps), typed for the UI."""
+    shown = dict(reported)
+    for key in ("metrics", "confusion_matrices"):
+        shown[key] = dg.MetadataValue.md(reported[key])
+    for key in ("rows", "epoch_seconds", "train_config"):
+        shown[key] = dg.MetadataValue.json(reported[key])
+    return shown
+
+
+def _f1_check(temporal_f1: float, floor: float) -> dg.AssetCheckResult:
+    passed = temporal_f1 >= floor
+    return dg.AssetCheckResult(
         check_name=F1_CHECK,
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"temporal_f1": outcome.temporal.f1, "f1_floor": config.f1_floor},
-        description=(
-            f"temporal-split F1 {outcome.temporal.f1:.4f} "
-            f"{'>=' if passed else '<'} floor {config.f1_floor}"
-        ),
+        metadata={"temporal_f1": temporal_f1, "f1_floor": floor},
+        description=f"temporal-split F1 {temporal_f1:.4f} {'>=' if passed else '<'} floor {floor}",
     )

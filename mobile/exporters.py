@@ -91,6 +91,11 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
+def exporter_versions(fmt: str) -> dict[str, str]:
+    """The installed versions of the packages that export ``fmt``."""
+    return {name: package_version(name) for name in _EXPORTER_PACKAGES[fmt]}
+
+
 def export_model(model: torch.nn.Module, fmt: str, out_dir: Path) -> tuple[Path, ExportInfo]:
     """Export ``model`` (put in eval mode) as ``out_dir/FILE_NAMES[fmt]``; return path and info.
 
@@ -134,7 +139,7 @@ def export_model(model: torch.nn.Module, fmt: str, out_dir: Path) -> tuple[Path,
         export_seconds=export_seconds,
         input_shape=[1, n_features],
         output_shape=[1, 1],
-        exporter={name: package_version(name) for name in _EXPORTER_PACKAGES[fmt]},
+        exporter=exporter_versions(fmt),
         details=details,
     )
     return target, info
