@@ -195,11 +195,28 @@ def feature_matrix(features: Mapping[str, Sequence[Any]]) -> np.ndarray:
 
 # -- where the offline table lives ----------------------------------------------------------
 OFFLINE_OBJECT = "feast/app_features.parquet"
+#: `offline_digest` of the table in OFFLINE_OBJECT (what the training set is made from).
+OFFLINE_DIGEST_OBJECT = "feast/app_features.digest"
 
 
 def offline_uri(repository: str, branch: str) -> str:
     """`s3://<repo>/<branch>/feast/app_features.parquet`: the branch's offline table."""
     return f"s3://{repository}/{branch}/{OFFLINE_OBJECT}"
+
+
+def offline_digest(table: pa.Table) -> str:
+    """A content hash of the offline table that ignores row order and `created_timestamp`
+    (the snapshot's time): the same mart rebuilt by dbt gets the same digest."""
+    body = (
+        table.cast(FEAST_SCHEMA)
+        .drop_columns(["created_timestamp"])
+        .sort_by([("sha256", "ascending"), ("capture", "ascending")])
+        .combine_chunks()
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, body.schema) as writer:
+        writer.write_table(body, max_chunksize=65536)
+    return "sha256:" + hashlib.sha256(sink.getvalue()).hexdigest()
 
 
 def export_offline(
@@ -218,6 +235,7 @@ def export_offline(
     sink = pa.BufferOutputStream()
     pq.write_table(table.cast(FEAST_SCHEMA), sink, compression="zstd")
     client.upload(io_ref or branch, OFFLINE_OBJECT, sink.getvalue().to_pybytes())
+    client.upload(io_ref or branch, OFFLINE_DIGEST_OBJECT, offline_digest(table).encode())
     return offline_uri(client.repository, branch)
 
 

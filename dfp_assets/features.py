@@ -21,6 +21,7 @@ from dfp import memo
 from dfp.features import (
     EARLIEST_EVENT,
     FEATURE_GROUPS,
+    OFFLINE_DIGEST_OBJECT,
     SERVICE_NAME,
     apply_definitions,
     branch_project,
@@ -31,6 +32,7 @@ from dfp.features import (
     registry_version,
 )
 from dfp.iceberg import BranchTables
+from dfp.lakefs_client import LakeFSError
 from dfp.training import (
     ENTITY_COLUMNS,
     TRAINING_SET_OBJECT,
@@ -189,8 +191,13 @@ def training_set(
         }
         groups = list(FEATURE_GROUPS)
         version = registry_version(feast.store(client, branch))
-        inputs = memo.input_version(TRAINING_SET_CODE_VERSION, snapshots, groups)
-        reused = memo.lookup(client, run_branch, "training_set", inputs)
+        try:
+            # The offline table's content (dbt gives a rebuilt mart new snapshot ids).
+            offline = client.read(run_branch, OFFLINE_DIGEST_OBJECT).decode()
+        except LakeFSError:
+            offline = None
+        inputs = memo.input_version(TRAINING_SET_CODE_VERSION, offline, groups)
+        reused = memo.lookup(client, run_branch, "training_set", inputs) if offline else None
         if reused is not None:
             # Same mart snapshots as a build this branch inherited: the join's result is the
             # object already here. Commit anyway: the commit is the model's lineage anchor.

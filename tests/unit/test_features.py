@@ -293,3 +293,29 @@ def test_materialize_window_and_latest_row_per_key(tmp_path):
     assert view.materialization_intervals == [(start, end)]
     with pytest.raises(ValueError, match="timezone"):
         features.materialize(store, datetime(2012, 1, 1), end)
+
+
+def test_offline_digest_ignores_row_order_and_snapshot_time():
+    from datetime import UTC, datetime
+
+    from dfp.features import FEAST_SCHEMA, offline_digest
+
+    def table(rows, created):
+        data = {
+            "sha256": [r[0] for r in rows],
+            "capture": ["real_device"] * len(rows),
+            "event_timestamp": [datetime(2020, 1, 1, tzinfo=UTC)] * len(rows),
+            "created_timestamp": [created] * len(rows),
+            "label": [r[1] for r in rows],
+        }
+        for field in FEAST_SCHEMA:
+            if field.name not in data:
+                data[field.name] = [[float(r[1])] * 3 for r in rows]
+        return pa.table(data).cast(FEAST_SCHEMA)
+
+    rows = [("a" * 64, 1), ("b" * 64, 0), ("c" * 64, 1)]
+    t1 = datetime(2026, 1, 1, tzinfo=UTC)
+    t2 = datetime(2026, 2, 1, tzinfo=UTC)
+    base = offline_digest(table(rows, t1))
+    assert offline_digest(table(list(reversed(rows)), t2)) == base
+    assert offline_digest(table([("a" * 64, 0), *rows[1:]], t1)) != base
