@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from dfp.kronodroid.sources import LANDING_PREFIX
 from dfp.lakefs_client import DiffEntry
@@ -48,3 +48,15 @@ def landing_changed(diff: Iterable[DiffEntry]) -> bool:
     return any(
         entry.path.startswith(LANDING_PREFIX) and not entry.path.endswith("/") for entry in diff
     )
+
+
+def moved_heads(
+    heads: Mapping[str, str], partitions: Iterable[str], seen: Mapping[str, str]
+) -> tuple[list[tuple[str, str, str | None]], dict[str, str]]:
+    """For a sensor that keeps the last head it saw per branch: the partition branches whose
+    head moved, as (branch, head, previous head or None), and the new cursor. Branches without
+    a partition yet are left out of both, so they are looked at again once it exists."""
+    wanted = set(partitions)
+    cursor = {branch: head for branch, head in sorted(heads.items()) if branch in wanted}
+    moved = [(b, h, seen.get(b)) for b, h in cursor.items() if seen.get(b) != h]
+    return moved, cursor

@@ -342,8 +342,6 @@ def new_benchmark_files(
     """JSON files under benchmarks/ added or changed on `branch` since `seen_commit`. A branch
     seen for the first time counts what it has that `default_branch` lacks (all of it, for
     the default branch itself)."""
-    if seen_commit == head:
-        return []
     if seen_commit is not None:
         entries = client.diff(seen_commit, head, prefix=BENCHMARKS_PREFIX)
         paths = [e.path for e in entries if e.type in ("added", "changed")]

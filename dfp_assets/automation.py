@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from dfp.branches import landing_changed
+from dfp.branches import landing_changed, moved_heads
 from dfp.settings import DEFAULT_BRANCH
 from dfp_assets.jobs import build_all
 from dfp_assets.mobile import device_benchmarks
@@ -31,15 +31,11 @@ COMMIT_TAG = "dfp/lakefs_commit"
 def lakefs_commit_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResource):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     partitions = set(context.instance.get_dynamic_partitions(lakefs_branch_partitions.name))
-    requests, cursor = [], {}
+    requests = []
     with lakefs.client() as client:
-        for branch, head in sorted(client.list_branches().items()):
-            if branch not in partitions:
-                continue  # lakefs_branch_sensor adds the partition first; look again next tick
-            cursor[branch] = head
-            previous = seen.get(branch)
-            if previous == head:
-                continue
+        # Branches without a partition yet wait for lakefs_branch_sensor to add it.
+        moved, cursor = moved_heads(client.list_branches(), partitions, seen)
+        for branch, head, previous in moved:
             if previous is None and branch == DEFAULT_BRANCH:
                 continue  # nothing to compare with: only later commits count
             # A branch seen for the first time counts what it changed since it left main.

@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from dfp import memo
+from dfp.branches import moved_heads
 from dfp.devicefarm import (
     BENCHMARK_ASSET,
     export_info_object,
@@ -230,13 +231,11 @@ def device_benchmark_report(context: dg.AssetExecutionContext) -> dg.Materialize
 def device_benchmark_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResource):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     partitions = set(context.instance.get_dynamic_partitions(lakefs_branch_partitions.name))
-    events, cursor, rejected = [], {}, 0
+    events, rejected = [], 0
     with lakefs.client() as client:
-        for branch, head in sorted(client.list_branches().items()):
-            if branch not in partitions:
-                continue  # lakefs_branch_sensor adds the partition first; look again next tick
-            cursor[branch] = head
-            for path in new_benchmark_files(client, branch, head, seen.get(branch), DEFAULT_BRANCH):
+        moved, cursor = moved_heads(client.list_branches(), partitions, seen)
+        for branch, head, previous in moved:
+            for path in new_benchmark_files(client, branch, head, previous, DEFAULT_BRANCH):
                 try:
                     upload = read_upload(client, head, path)
                 except UploadRejected as exc:

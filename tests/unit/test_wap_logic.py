@@ -263,3 +263,14 @@ def test_landing_changed_looks_only_at_the_landing_area():
     assert not landing_changed([entry("benchmarks/pixel-8/a.json"), entry("raw/x.parquet")])
     assert not landing_changed([entry("landing/kronodroid/", "prefix_changed")])
     assert not landing_changed([])
+
+
+def test_moved_heads_keeps_one_head_per_partition_branch():
+    from dfp.branches import moved_heads
+
+    heads = {"main": "c2", "exp-1": "e1", "new": "n1"}
+    moved, cursor = moved_heads(heads, ["main", "exp-1"], {"main": "c1", "exp-1": "e1"})
+    assert moved == [("main", "c2", "c1")]
+    assert cursor == {"exp-1": "e1", "main": "c2"}  # "new" waits for its partition
+    moved, _ = moved_heads(heads, ["main", "new"], {})
+    assert moved == [("main", "c2", None), ("new", "n1", None)]
