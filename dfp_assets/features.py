@@ -214,9 +214,13 @@ def training_set(
                 },
                 allow_empty=True,
             )
+            shown = {k: v for k, v in reused.metadata.items() if k != "iceberg_snapshot_created"}
             return dg.MaterializeResult(
                 metadata={
-                    **reused.metadata,
+                    **shown,
+                    # This branch's own mart snapshots, not those of the reused build.
+                    "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+                    "iceberg_snapshot_id": str(snapshots.get(".".join(MART), "")),
                     "lakefs_commit": commit,
                     "feast_registry_version": version,
                     "reused_from_run": reused.run_id,

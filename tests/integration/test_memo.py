@@ -1,9 +1,12 @@
 """Unchanged inputs skip work: a branch made from main with no data change reuses main's
 training set, model and exports (memos travel with the data); any change recomputes."""
 
+import os
+
 import pytest
 
 from dfp import memo
+from dfp.iceberg import BranchTables
 from dfp.training import TRAINING_SET_OBJECT
 from tests.integration.jobs import build_staging, export_models, train_model
 
@@ -43,6 +46,13 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance):
         == (built["training_set"]["training_set_digest"])
     )
     assert all(c.passed for c in warm.get_asset_check_evaluations())
+    # Lineage names this branch's rebuilt mart, not the snapshot of the reused build.
+    mart = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"]).load(
+        "exp-same", "marts", "mart_app_features"
+    )
+    current = str(mart.current_snapshot().snapshot_id)
+    assert reused["training_set"]["iceberg_snapshot_id"] == current
+    assert current != built["training_set"]["iceberg_snapshot_id"]
     exports = export_models(instance, "exp-same")
     assert exports.success
     for asset, values in _metadata(exports).items():
