@@ -48,15 +48,32 @@ def checksum(client: LakeFSClient, ref: str, path: str) -> str | None:
     return None
 
 
-def lookup(client: LakeFSClient, ref: str, asset: str, version: str) -> Memo | None:
-    """The memo on `ref` if it was made from the same inputs and its outputs are unchanged."""
+def listing(client: LakeFSClient, ref: str, prefix: str) -> dict[str, str]:
+    """Every object under `prefix` on `ref`: path -> checksum (an input's content version)."""
+    return {info.path: info.checksum for info in client.list_objects(ref, prefix)}
+
+
+def lookup(
+    client: LakeFSClient, ref: str, asset: str, version: str, *, exact_prefix: str | None = None
+) -> Memo | None:
+    """The memo on `ref` if it was made from the same inputs and its outputs are unchanged.
+
+    With `exact_prefix`, the objects under that prefix must be exactly the memo's outputs
+    there: an object added beside them (a dataset replaced as a whole) also means recompute.
+    """
     try:
         memo = Memo.model_validate_json(client.read(ref, memo_path(asset)))
     except (LakeFSError, ValueError):
         return None
     if memo.asset != asset or memo.input_version != version:
         return None
+    if exact_prefix is not None:
+        recorded = {p: c for p, c in memo.outputs.items() if p.startswith(exact_prefix)}
+        if listing(client, ref, exact_prefix) != recorded:
+            return None
     for path, expected in memo.outputs.items():
+        if exact_prefix is not None and path.startswith(exact_prefix):
+            continue  # compared above
         if checksum(client, ref, path) != expected:
             return None  # an output was rewritten since: recompute
     return memo
@@ -67,17 +84,20 @@ def record(
     branch: str,
     asset: str,
     version: str,
-    outputs: Iterable[str],
+    outputs: Iterable[str] | Mapping[str, str],
     metadata: Mapping[str, Any],
     run_id: str,
 ) -> Memo:
     """Write the memo for outputs already uploaded to `branch` (commit it with them)."""
-    sums = {}
-    for path in outputs:
-        found = checksum(client, branch, path)
-        if found is None:
-            raise LakeFSError(f"memo for {asset}: output {path} is not on {branch}")
-        sums[path] = found
+    if isinstance(outputs, Mapping):
+        sums = dict(outputs)  # checksums the caller just listed (`listing`)
+    else:
+        sums = {}
+        for path in outputs:
+            found = checksum(client, branch, path)
+            if found is None:
+                raise LakeFSError(f"memo for {asset}: output {path} is not on {branch}")
+            sums[path] = found
     memo = Memo(
         asset=asset, input_version=version, outputs=sums, metadata=dict(metadata), run_id=run_id
     )

@@ -9,30 +9,36 @@ partition branch's keys when it runs (after the mart's blocking dbt tests passed
 
 import io
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dfp import memo
+from dfp import memo, online_reuse
 from dfp.features import (
     EARLIEST_EVENT,
+    ENTITY_KEYS,
     FEATURE_GROUPS,
     OFFLINE_DIGEST_OBJECT,
+    OFFLINE_OBJECT,
     SERVICE_NAME,
     apply_definitions,
     branch_project,
     export_offline,
     mart_to_feast_table,
     materialize,
+    offline_uri,
     read_offline,
     registry_version,
 )
 from dfp.iceberg import BranchTables
-from dfp.lakefs_client import LakeFSError
+from dfp.lakefs_client import LakeFSClient, LakeFSError
 from dfp.training import (
     ENTITY_COLUMNS,
     TRAINING_SET_OBJECT,
@@ -48,6 +54,10 @@ MART = ("marts", "mart_app_features")
 MART_KEY = dg.AssetKey(list(MART))
 #: Bump when the training-set logic changes: memos from older code are then not reused.
 TRAINING_SET_CODE_VERSION = "training_set/1"
+#: Bump when materialization changes: online rows written by older code are not copied.
+FEAST_ONLINE_CODE_VERSION = "feast_online/1"
+#: Bump when the mart -> offline table export changes.
+OFFLINE_CODE_VERSION = "feast_offline/1"
 
 
 @contextmanager
@@ -94,9 +104,30 @@ def feast_registry(
 ) -> dg.MaterializeResult:
     run_branch, branch = lakefs.run_branch(context), context.partition_key
     with lakefs.client() as client:
-        with run_branch_tables(iceberg.tables(client), run_branch) as tables:
-            table, lineage = mart_feast_table(tables, run_branch)
-        uri = export_offline(client, branch, table, io_ref=run_branch)
+        pointer = iceberg.tables(client).pointers(run_branch).get(MART)
+        inputs = memo.input_version(
+            OFFLINE_CODE_VERSION, pointer.metadata_location if pointer else None
+        )
+        reused = memo.lookup(client, run_branch, "feast_registry", inputs) if pointer else None
+        if reused is not None:
+            # The mart this offline table was exported from is the one on the branch.
+            lineage = {k: v for k, v in reused.metadata.items() if k != "dagster/row_count"}
+            rows = reused.metadata["dagster/row_count"]
+            uri = offline_uri(client.repository, branch)
+        else:
+            with run_branch_tables(iceberg.tables(client), run_branch) as tables:
+                table, lineage = mart_feast_table(tables, run_branch)
+            rows = table.num_rows
+            uri = export_offline(client, branch, table, io_ref=run_branch)
+            memo.record(
+                client,
+                run_branch,
+                "feast_registry",
+                inputs,
+                [OFFLINE_OBJECT, OFFLINE_DIGEST_OBJECT],
+                {**lineage, "dagster/row_count": rows},
+                context.run.run_id,
+            )
         store = feast.store(client, branch)
         definitions = apply_definitions(store)
         version = registry_version(store)
@@ -114,8 +145,9 @@ def feast_registry(
             "feast_feature_service": SERVICE_NAME,
             "feature_views": [v.name for v in definitions.feature_views],
             "offline_uri": uri,
-            "dagster/row_count": table.num_rows,
+            "dagster/row_count": rows,
             **lineage,
+            **({"reused_from_run": reused.run_id} if reused else {}),
         }
     )
 
@@ -156,19 +188,121 @@ def feast_online(
     run = context.instance.get_run_record_by_id(context.run.run_id)
     started = run.start_time if run and run.start_time else datetime.now(UTC).timestamp()
     start, end = _window(config, datetime.fromtimestamp(started, tz=UTC))
+    kind = feast.online_settings().kind
     with lakefs.client() as client, feast.run_store(client, branch, run_branch) as store:
-        began = datetime.now(UTC)
-        materialize(store, start, end)
-        seconds = (datetime.now(UTC) - began).total_seconds()
+        try:
+            digest = client.read(run_branch, OFFLINE_DIGEST_OBJECT).decode()
+        except LakeFSError:
+            digest = None  # an offline table exported before digests: materialize
+        entities = read_offline(store, [*ENTITY_KEYS, "event_timestamp"])
+        stamps = entities.column("event_timestamp")
+        # A window holding every row gives the same online rows whatever its exact ends.
+        complete = entities.num_rows == 0 or (
+            start <= pc.min(stamps).as_py() and pc.max(stamps).as_py() <= end
+        )
+        inputs = memo.input_version(FEAST_ONLINE_CODE_VERSION, digest, kind)
+        state = dict(
+            project=store.project,
+            offline_digest=digest or "",
+            window_start=start,
+            window_end=end,
+            complete=complete,
+            rows=entities.num_rows,
+            run_id=context.run.run_id,
+        )
+        began = time.monotonic()
+        reused = _reuse_online(
+            context, client, feast, store, run_branch, inputs, digest, complete, entities
+        )
+        if reused is None:
+            online_reuse.clear_state(store)  # rows are about to change: no longer a source
+            materialize(store, start, end)
+            online_reuse.write_state(store, _online_state(**state))
+        else:
+            online_reuse.write_state(store, _online_state(**{**state, "run_id": reused["run"]}))
+        seconds = time.monotonic() - began
+        memo.record(
+            client, run_branch, "feast_online", inputs, [], {"branch": branch}, context.run.run_id
+        )
+        client.commit(
+            run_branch,
+            f"feast online store of {branch}",
+            {"dagster_run_id": context.run.run_id, "asset": "feast_online"},
+            allow_empty=True,  # the memo is unchanged when the same branch is refreshed
+        )
+    shown = (
+        {"materialize_seconds": round(seconds, 2)}
+        if reused is None
+        else {
+            "online_rows_from": reused["how"],
+            "reuse_seconds": round(seconds, 2),
+            "reused_from_run": reused["run"],
+        }
+    )
     return dg.MaterializeResult(
         metadata={
             "window_start": start.isoformat(),
             "window_end": end.isoformat(),
-            "online_store": feast.online_settings().kind,
+            "online_store": kind,
             "feast_project": branch_project(lakefs.repository, branch),
-            "materialize_seconds": round(seconds, 2),
+            "offline_digest": digest or "",
+            "dagster/row_count": entities.num_rows,
+            **shown,
         }
     )
+
+
+def _online_state(**fields) -> online_reuse.OnlineState:
+    return online_reuse.OnlineState(**fields, nonce=uuid.uuid4().hex, written_at=datetime.now(UTC))
+
+
+def _reuse_online(
+    context: dg.AssetExecutionContext,
+    client: LakeFSClient,
+    feast: FeastResource,
+    store,
+    run_branch: str,
+    inputs: str,
+    digest: str | None,
+    complete: bool,
+    entities: pa.Table,
+) -> dict[str, str] | None:
+    """Online rows for this offline table without materializing: the branch's own project
+    already holds them (a refresh), or the project of the branch whose memo this branch
+    inherited does (a new branch), and is copied. None: materialize."""
+    if digest is None or not complete:
+        return None
+    own = online_reuse.read_state(store)
+    if own and own.complete and own.offline_digest == digest:
+        context.log.info(f"online rows of {store.project} are this offline table's: kept")
+        return {"how": f"kept ({store.project})", "run": own.run_id}
+    found = memo.lookup(client, run_branch, "feast_online", inputs)
+    if found is None or found.metadata.get("branch") == context.partition_key:
+        return None
+    try:
+        source = feast.store(client, found.metadata["branch"])
+    except Exception as exc:  # the source branch's registry is gone: materialize instead
+        context.log.info(f"no store for {found.metadata['branch']}: {exc}")
+        return None
+    before = online_reuse.read_state(source)
+    if not before or not before.complete or before.offline_digest != digest:
+        return None
+    online_reuse.clear_state(store)
+    try:
+        copied = online_reuse.copy_online(source, store, entities)
+    except ValueError as exc:  # e.g. the source lacks some keys after all
+        context.log.warning(f"no copy from {source.project} ({exc}): materializing")
+        return None
+    after = online_reuse.read_state(source)
+    if after is None or after.nonce != before.nonce:
+        # The source was rewritten while we copied: what we have may be mixed.
+        context.log.warning(f"{source.project} changed during the copy: materializing")
+        return None
+    context.log.info(f"copied {copied:,} entities' online rows from {source.project}")
+    return {
+        "how": f"copied from {found.metadata['branch']} ({source.project})",
+        "run": before.run_id,
+    }
 
 
 @dg.asset(

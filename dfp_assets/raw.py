@@ -1,6 +1,7 @@
 """kronodroid_raw: the Kronodroid releases as parquet on the run's lakeFS branch, and the
 blocking checks that audit them before anything is published."""
 
+import hashlib
 import tempfile
 import time
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from dfp.kronodroid.load import load_to_lakefs, read_releases
+from dfp import memo
+from dfp.kronodroid.load import RAW_OBJECTS_PREFIX, load_to_lakefs, read_releases
 from dfp.kronodroid.parse import KronodroidInputError
 from dfp.kronodroid.quality import CHECK_DESCRIPTIONS, RawQualityThresholds, audit, to_pandas
 from dfp.kronodroid.schema import LABEL_COLUMN
@@ -23,6 +25,21 @@ from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
 
 RAW_ASSET = dg.AssetKey("kronodroid_raw")
+#: Bump when parsing or loading changes: memos of older loads are then not reused.
+RAW_CODE_VERSION = "kronodroid_raw/1"
+
+
+def source_files_version(files: dict) -> str:
+    """The content version of a load: every source file's release, name and sha256."""
+    digests = []
+    for release, paths in sorted(files.items(), key=lambda item: str(item[0])):
+        for path in sorted(paths, key=lambda p: p.name):
+            sha = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    sha.update(block)
+            digests.append((str(release), path.name, sha.hexdigest()))
+    return memo.input_version(RAW_CODE_VERSION, digests)
 
 
 class KronodroidRawConfig(dg.Config):
@@ -72,6 +89,13 @@ def kronodroid_raw(
             source, files = collect_files(source_config, Path(work))
             if config.source == "lakefs":
                 source = "lakefs"
+            inputs = source_files_version(files)
+            with lakefs.client() as client:
+                reused = memo.lookup(
+                    client, branch, "kronodroid_raw", inputs, exact_prefix=RAW_OBJECTS_PREFIX
+                )
+                if reused is not None:
+                    return _reused_raw(context, client, branch, source, reused, started)
             tables = read_tables(files)
         except KronodroidInputError as exc:
             raise _input_failure(exc) from exc
@@ -84,12 +108,34 @@ def kronodroid_raw(
     with lakefs.client() as client:
         # The raw dataset is replaced as a whole: a release absent from this load must not
         # linger from an earlier one.
-        client.delete_prefix(branch, "raw/kronodroid/")
+        client.delete_prefix(branch, RAW_OBJECTS_PREFIX)
         result = load_to_lakefs(
             tables,
             repository=client.repository,
             branch=branch,
             credentials=lakefs.dlt_credentials(),
+        )
+        rows = sum(result.rows.values())
+        malware_share = {
+            str(r): round(float(t.column(LABEL_COLUMN).to_numpy().mean()), 4)
+            for r, t in tables.items()
+        }
+        union_schema = pa.unify_schemas([t.schema for t in tables.values()])
+        reported = {
+            "dagster/row_count": rows,
+            **{f"rows_{r}": n for r, n in result.rows.items()},
+            **{f"malware_share_{r}": s for r, s in malware_share.items()},
+            "dlt_load_id": result.load_id,
+            "columns": [[f.name, str(f.type)] for f in union_schema],
+        }
+        memo.record(
+            client,
+            branch,
+            "kronodroid_raw",
+            inputs,
+            memo.listing(client, branch, RAW_OBJECTS_PREFIX),
+            reported,
+            context.run.run_id,
         )
         commit = client.commit(
             branch,
@@ -102,25 +148,53 @@ def kronodroid_raw(
                 **{f"rows.{r}": str(n) for r, n in result.rows.items()},
             },
         )
-    rows = sum(result.rows.values())
-    malware_share = {
-        str(r): round(float(t.column(LABEL_COLUMN).to_numpy().mean()), 4) for r, t in tables.items()
-    }
-    union_schema = pa.unify_schemas([t.schema for t in tables.values()])
+    return _raw_result(reported, source, commit, branch, started)
+
+
+def _raw_result(
+    reported: dict, source: str, commit: str, branch: str, started: float, **extra
+) -> dg.MaterializeResult:
+    shown = {k: v for k, v in reported.items() if k != "columns"}
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            **{f"rows_{r}": n for r, n in result.rows.items()},
-            **{f"malware_share_{r}": s for r, s in malware_share.items()},
+            **shown,
             "source": source,
             "lakefs_commit": commit,
             "lakefs_run_branch": branch,
-            "dlt_load_id": result.load_id,
             "seconds": round(time.monotonic() - started, 2),
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(f.name, str(f.type)) for f in union_schema]
+                columns=[dg.TableColumn(name, kind) for name, kind in reported["columns"]]
             ),
+            **extra,
         }
+    )
+
+
+def _reused_raw(
+    context: dg.AssetExecutionContext,
+    client,
+    branch: str,
+    source: str,
+    reused: memo.Memo,
+    started: float,
+) -> dg.MaterializeResult:
+    """The same source files were loaded into exactly the raw objects on the branch: keep
+    them (a reload would write the same rows under new dlt file names, and every table
+    downstream would be rebuilt)."""
+    context.log.info(f"source files unchanged since run {reused.run_id}: raw objects kept")
+    commit = client.commit(
+        branch,
+        f"kronodroid_raw: {source} files unchanged since run {reused.run_id[:8]}",
+        {
+            "dagster_run_id": context.run.run_id,
+            "asset": "kronodroid_raw",
+            "source": source,
+            "reused_from_run": reused.run_id,
+        },
+        allow_empty=True,  # the commit is the lineage anchor of this materialization
+    )
+    return _raw_result(
+        reused.metadata, source, commit, branch, started, reused_from_run=reused.run_id
     )
 
 

@@ -5,8 +5,13 @@ Iceberg table (`dfp.iceberg`), on one of two engines (DFP_DBT_TARGET): DuckDB th
 dbt-duckdb plugin (default, embedded) or Spark through dbt-spark's session method (local[2],
 S3A, dfp's branch FileIO). dbt tests are blocking
 asset checks: a failing test stops the build, so the run fails and nothing is published.
+
+A build whose inputs are unchanged (the same raw objects, dbt project and engine) is not run
+again: the tables on the branch are the ones that build wrote (a memo checks their pointers),
+so their materializations and test results are reported from the memo.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +24,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from dfp import memo
+from dfp.iceberg import pointer_path
+from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable, dbt_target
 from dfp_resources.iceberg import IcebergCatalogResource
@@ -26,6 +34,26 @@ from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.spark import SparkResource
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+#: Bump when this glue or the Iceberg writing changes: memos of older builds are not reused.
+STAGING_CODE_VERSION = "kronodroid_dbt/1"
+_NOT_PROJECT = {"target", "logs", "dbt_packages", "__pycache__"}
+_DBT_PLUGIN = Path(__file__).resolve().parents[1] / "dfp" / "dbt_lakefs_plugin.py"
+
+
+def dbt_project_version() -> str:
+    """A content hash of the dbt project (models, tests, macros, profiles) and dfp's plugin."""
+    sha = hashlib.sha256()
+    files = [
+        p
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.is_file()
+        and not _NOT_PROJECT & set(p.relative_to(DBT_PROJECT_DIR).parts)
+        and p.name != ".user.yml"
+    ]
+    named = [(str(p.relative_to(DBT_PROJECT_DIR)), p) for p in files]
+    for name, path in [*sorted(named), ("dfp/dbt_lakefs_plugin.py", _DBT_PLUGIN)]:
+        sha.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return sha.hexdigest()
 
 
 def _manifest_is_stale() -> bool:
@@ -96,6 +124,18 @@ def kronodroid_dbt(
     }
     with lakefs.client() as client, tempfile.TemporaryDirectory(prefix="dfp-dbt-") as root:
         tables = iceberg.tables(client)
+        inputs = memo.input_version(
+            STAGING_CODE_VERSION,
+            dbt_project_version(),
+            engine,
+            memo.listing(client, run_branch, RAW_OBJECTS_PREFIX),
+        )
+        reused = memo.lookup(client, run_branch, "kronodroid_dbt", inputs)
+        if reused is not None and _memo_covers(context, reused):
+            yield from _reused_build(context, client, tables, run_branch, target_branch, reused)
+            return
+        built: dict[str, dict[str, Any]] = {}
+        checked: dict[str, dict[str, Any]] = {}
         dbt_vars = {
             "lakefs_io_ref": run_branch,
             "lakefs_branch": target_branch,
@@ -130,7 +170,27 @@ def kronodroid_dbt(
                         event = event.with_metadata(
                             {**event.metadata, **_iceberg_metadata(tables, run_branch, node)}
                         )
+                        built[context.asset_key_for_output(event.output_name).to_user_string()] = (
+                            _plain(event.metadata)
+                        )
+                    elif isinstance(event, dg.AssetCheckResult):
+                        checked[_check_id(event.asset_key, event.check_name)] = {
+                            "passed": event.passed,
+                            "metadata": _plain(event.metadata),
+                        }
                     yield event
+            complete = len(built) == len(models) and len(checked) == len(kronodroid_dbt.check_keys)
+            if complete and all(c["passed"] for c in checked.values()):
+                # Only a whole build that passed every test can stand in for a later one.
+                memo.record(
+                    client,
+                    run_branch,
+                    "kronodroid_dbt",
+                    inputs,
+                    [pointer_path(_schema(n), n["name"]) for n in models.values()],
+                    {"models": built, "checks": checked},
+                    context.run.run_id,
+                )
             described = tables.describe(run_branch)
             client.commit(
                 run_branch,
@@ -165,3 +225,68 @@ def _iceberg_metadata(tables, run_branch: str, node: Mapping[str, Any]) -> dict[
         "iceberg_metadata_location": table.metadata_location,
         "dagster/row_count": int(summary.get("total-records", 0)),
     }
+
+
+def _check_id(asset_key: dg.AssetKey, check_name: str) -> str:
+    return f"{asset_key.to_user_string()}:{check_name}"
+
+
+def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-representable entries of event metadata (what a memo can show again)."""
+    out = {}
+    for key, value in metadata.items():
+        raw = value.value if isinstance(value, dg.MetadataValue) else value
+        if isinstance(raw, str | int | float | bool) or raw is None:
+            out[key] = raw
+    return out
+
+
+def _memo_covers(context: dg.AssetExecutionContext, reused: memo.Memo) -> bool:
+    models, checks = reused.metadata.get("models", {}), reused.metadata.get("checks", {})
+    return all(k.to_user_string() in models for k in context.selected_asset_keys) and all(
+        _check_id(k.asset_key, k.name) in checks for k in context.selected_asset_check_keys
+    )
+
+
+def _reused_build(
+    context: dg.AssetExecutionContext,
+    client,
+    tables,
+    run_branch: str,
+    target_branch: str,
+    reused: memo.Memo,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Report the build the memo describes: its tables are the ones on the branch."""
+    context.log.info(
+        f"raw objects, dbt project and engine unchanged since run {reused.run_id}: "
+        "tables and test results reused, dbt not run"
+    )
+    described = tables.describe(run_branch)
+    client.commit(
+        run_branch,
+        f"dbt build for {target_branch} (inputs unchanged since run {reused.run_id[:8]})",
+        {
+            "dagster_run_id": context.run.run_id,
+            "asset": "kronodroid_dbt",
+            "reused_from_run": reused.run_id,
+            **{f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
+        },
+        allow_empty=True,  # the commit is the lineage anchor of these materializations
+    )
+    models, checks = reused.metadata["models"], reused.metadata["checks"]
+    selected = {k.to_user_string(): k for k in context.selected_asset_keys}
+    for name, reported in models.items():  # in dbt's build order: parents first
+        if name in selected:
+            yield dg.MaterializeResult(
+                asset_key=selected[name], metadata={**reported, "reused_from_run": reused.run_id}
+            )
+    for key in sorted(
+        context.selected_asset_check_keys, key=lambda k: _check_id(k.asset_key, k.name)
+    ):
+        outcome = checks[_check_id(key.asset_key, key.name)]
+        yield dg.AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=outcome["passed"],
+            metadata={**outcome["metadata"], "reused_from_run": reused.run_id},
+        )

@@ -21,6 +21,8 @@ from dfp.lakefs_client import LakeFSClient
 
 RAW_PREFIX = "raw"
 DATASET = "kronodroid"
+#: Every raw object of the dataset on a branch (all releases, dlt's files included).
+RAW_OBJECTS_PREFIX = f"{RAW_PREFIX}/{DATASET}/"
 
 
 def release_prefix(release: Release) -> str:

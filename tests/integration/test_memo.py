@@ -1,19 +1,25 @@
 """Unchanged inputs skip work: a branch made from main with no data change reuses main's
-training set, model and exports (memos travel with the data); any change recomputes."""
+raw objects, dbt tables and test results, training set, model and exports (memos travel with
+the data); any change recomputes."""
 
 import os
 
+import pyarrow.parquet as pq
 import pytest
 
-from dfp import memo
+from dfp import memo, online_reuse
+from dfp.features import online_features
 from dfp.iceberg import BranchTables
+from dfp.kronodroid.synthetic import write_release_files
 from dfp.training import TRAINING_SET_OBJECT
-from tests.integration.jobs import build_staging, export_models, train_model
+from dfp_resources.feast import FeastResource
+from tests.integration.jobs import build_staging, export_models, materialize_raw, train_model
 
 pytestmark = pytest.mark.integration
 
 DATA = {"source": "synthetic", "synthetic_scale": 0.03, "synthetic_seed": 21}
 FAST = {"epochs": 3, "f1_floor": 0.5}
+MART = ("marts", "mart_app_features")
 
 
 def _metadata(result) -> dict[str, dict]:
@@ -24,35 +30,69 @@ def _metadata(result) -> dict[str, dict]:
     }
 
 
-def test_new_branch_reuses_and_changes_recompute(lakefs, instance):
-    assert build_staging(instance, "main", DATA).success
+def _mart_snapshot(lakefs, branch: str) -> str:
+    tables = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"])
+    return str(tables.load(branch, *MART).current_snapshot().snapshot_id)
+
+
+def _shuffled_copy(tmp_path) -> dict:
+    """DATA's synthetic files with their rows in another order: the same apps, other bytes."""
+    files = write_release_files(tmp_path / "ordered", scale=0.03, seed=21, fmt="parquet")
+    out = tmp_path / "shuffled"
+    out.mkdir()
+    for paths in files.values():
+        for path in paths:
+            table = pq.read_table(path)
+            pq.write_table(table.take(list(range(table.num_rows))[::-1]), out / path.name)
+    return {"source": "local", "local_dir": str(out)}
+
+
+def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
+    staged = build_staging(instance, "main", DATA)
+    assert staged.success
     cold = train_model(instance, "main", FAST)
     assert cold.success
     assert export_models(instance, "main").success
     built = _metadata(cold)
     assert "reused_from_run" not in built["training_set"]
+    assert not any("reused_from_run" in m for m in _metadata(staged).values())
+    main_mart = _mart_snapshot(lakefs, "main")
 
     lakefs.create_branch("exp-same", "main")
-    # Rebuilding raw and staging gives the mart new Iceberg snapshots but the same content.
-    assert build_staging(instance, "exp-same", DATA).success
+    # The same source files: raw objects, dbt tables and test results are main's.
+    restaged = build_staging(instance, "exp-same", DATA)
+    assert restaged.success
+    staging = _metadata(restaged)
+    assert set(staging) == set(_metadata(staged))
+    for asset, values in staging.items():
+        assert values["reused_from_run"] == staged.run_id, asset
+    checks = restaged.get_asset_check_evaluations()
+    assert len(checks) == len(staged.get_asset_check_evaluations()) > 20
+    assert all(c.passed for c in checks)
+    dbt_checks = [c for c in checks if "reused_from_run" in c.metadata]
+    assert len(dbt_checks) == 21  # every dbt test, not the raw audit (run again)
+    assert _mart_snapshot(lakefs, "exp-same") == main_mart
+    assert lakefs.read("exp-same", "_dfp/memo/kronodroid_dbt.json") == lakefs.read(
+        "main", "_dfp/memo/kronodroid_dbt.json"
+    )
+
     warm = train_model(instance, "exp-same", FAST)
     assert warm.success
     reused = _metadata(warm)
     for asset in ("training_set", "malware_model"):
         assert reused[asset]["reused_from_run"] == cold.run_id, asset
     assert reused["malware_model"]["model_digest"] == built["malware_model"]["model_digest"]
-    assert (
-        reused["training_set"]["training_set_digest"]
-        == (built["training_set"]["training_set_digest"])
-    )
     assert all(c.passed for c in warm.get_asset_check_evaluations())
-    # Lineage names this branch's rebuilt mart, not the snapshot of the reused build.
-    mart = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"]).load(
-        "exp-same", "marts", "mart_app_features"
-    )
-    current = str(mart.current_snapshot().snapshot_id)
-    assert reused["training_set"]["iceberg_snapshot_id"] == current
-    assert current != built["training_set"]["iceberg_snapshot_id"]
+    # The new branch's online store: main's rows, copied instead of materialized.
+    assert "materialize_seconds" in built["feast_online"]
+    assert reused["feast_online"]["online_rows_from"].startswith("copied from main")
+    assert reused["feast_online"]["reused_from_run"] == cold.run_id
+    feast = FeastResource(home=os.environ["DFP_FEAST_HOME"])
+    mart = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"]).load("main", *MART)
+    keys = mart.scan(selected_fields=("sha256", "capture")).to_arrow().slice(0, 25).to_pylist()
+    on_main = online_features(feast.store(lakefs, "main"), keys)
+    assert all(v is not None for v in on_main["syscalls"])
+    assert online_features(feast.store(lakefs, "exp-same"), keys) == on_main
     exports = export_models(instance, "exp-same")
     assert exports.success
     for asset, values in _metadata(exports).items():
@@ -62,8 +102,36 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance):
     # Another config: the model is trained again (the training set is still reused).
     again = _metadata(train_model(instance, "exp-same", {**FAST, "epochs": 4}))
     assert "reused_from_run" in again["training_set"]
+    assert again["feast_online"]["online_rows_from"].startswith("kept")
     assert "reused_from_run" not in again["malware_model"]
     assert again["malware_model"]["model_digest"] != built["malware_model"]["model_digest"]
+
+    # The same apps in another row order: raw is loaded and dbt runs again (new snapshots),
+    # but the offline table has the same content, so the training set and model are reused.
+    lakefs.create_branch("exp-shuffled", "main")
+    shuffled = build_staging(instance, "exp-shuffled", _shuffled_copy(tmp_path))
+    assert shuffled.success
+    assert not any("reused_from_run" in m for m in _metadata(shuffled).values())
+    mart = _mart_snapshot(lakefs, "exp-shuffled")
+    assert mart != main_mart
+    rebuilt = _metadata(train_model(instance, "exp-shuffled", FAST))
+    assert rebuilt["feast_online"]["online_rows_from"].startswith("copied from main")
+    assert rebuilt["training_set"]["reused_from_run"] == cold.run_id
+    assert rebuilt["malware_model"]["reused_from_run"] == cold.run_id
+    # Lineage names this branch's rebuilt mart, not the snapshot of the reused build.
+    assert rebuilt["training_set"]["iceberg_snapshot_id"] == mart
+    assert (
+        rebuilt["training_set"]["training_set_digest"]
+        == (built["training_set"]["training_set_digest"])
+    )
+
+    # A source whose online rows are no longer known (its marker cleared, as a
+    # materialization in progress does) is not copied: the new branch materializes.
+    online_reuse.clear_state(feast.store(lakefs, "main"))
+    lakefs.create_branch("exp-unknown-online", "main")
+    fresh = _metadata(train_model(instance, "exp-unknown-online", FAST))["feast_online"]
+    assert "materialize_seconds" in fresh and "reused_from_run" not in fresh
+    assert online_features(feast.store(lakefs, "exp-unknown-online"), keys) == on_main
 
     # An output rewritten behind dfp's back is not trusted: the join runs again.
     lakefs.create_branch("exp-tampered", "main")
@@ -75,3 +143,25 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance):
     rebuilt = train_model(instance, "exp-tampered", FAST)
     assert rebuilt.success
     assert "reused_from_run" not in _metadata(rebuilt)["training_set"]
+
+
+def test_raw_is_reloaded_when_its_objects_are_not_the_memos(lakefs, instance):
+    small = DATA
+    first = materialize_raw(instance, "main", small)
+    assert first.success
+    again = _metadata(materialize_raw(instance, "main", small))["kronodroid_raw"]
+    assert again["reused_from_run"] == first.run_id
+    assert again["dagster/row_count"] == _metadata(first)["kronodroid_raw"]["dagster/row_count"]
+
+    # A stray object beside the load: the dataset is replaced as a whole, so reload.
+    lakefs.create_branch("exp-stray", "main")
+    lakefs.upload("exp-stray", "raw/kronodroid/emulator/stray.parquet", b"not dlt's")
+    lakefs.commit("exp-stray", "a file pushed by hand")
+    reloaded = _metadata(materialize_raw(instance, "exp-stray", small))["kronodroid_raw"]
+    assert "reused_from_run" not in reloaded
+    paths = [o.path for o in lakefs.list_objects("exp-stray", "raw/kronodroid/")]
+    assert "raw/kronodroid/emulator/stray.parquet" not in paths
+
+    # Other source files (another seed): loaded again.
+    other = _metadata(materialize_raw(instance, "main", {**small, "synthetic_seed": 22}))
+    assert "reused_from_run" not in other["kronodroid_raw"]
