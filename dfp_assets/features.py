@@ -45,6 +45,7 @@ from dfp.training import (
     build_training_set,
     training_set_digest,
 )
+from dfp_assets import reuse
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
@@ -108,7 +109,9 @@ def feast_registry(
         inputs = memo.input_version(
             OFFLINE_CODE_VERSION, pointer.metadata_location if pointer else None
         )
-        reused = memo.lookup(client, run_branch, "feast_registry", inputs) if pointer else None
+        reused = (
+            reuse.lookup(context, client, run_branch, "feast_registry", inputs) if pointer else None
+        )
         if reused is not None:
             # The mart this offline table was exported from is the one on the branch.
             lineage = {k: v for k, v in reused.metadata.items() if k != "dagster/row_count"}
@@ -270,13 +273,13 @@ def _reuse_online(
     """Online rows for this offline table without materializing: the branch's own project
     already holds them (a refresh), or the project of the branch whose memo this branch
     inherited does (a new branch), and is copied. None: materialize."""
-    if digest is None or not complete:
+    if digest is None or not complete or not reuse.reuse_allowed(context):
         return None
     own = online_reuse.read_state(store)
     if own and own.complete and own.offline_digest == digest:
         context.log.info(f"online rows of {store.project} are this offline table's: kept")
         return {"how": f"kept ({store.project})", "run": own.run_id}
-    found = memo.lookup(client, run_branch, "feast_online", inputs)
+    found = reuse.lookup(context, client, run_branch, "feast_online", inputs)
     if found is None or found.metadata.get("branch") == context.partition_key:
         return None
     try:
@@ -331,7 +334,9 @@ def training_set(
         except LakeFSError:
             offline = None
         inputs = memo.input_version(TRAINING_SET_CODE_VERSION, offline, groups)
-        reused = memo.lookup(client, run_branch, "training_set", inputs) if offline else None
+        reused = (
+            reuse.lookup(context, client, run_branch, "training_set", inputs) if offline else None
+        )
         if reused is not None:
             # Same mart snapshots as a build this branch inherited: the join's result is the
             # object already here. Commit anyway: the commit is the model's lineage anchor.

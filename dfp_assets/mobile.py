@@ -33,6 +33,7 @@ from dfp.features import FEATURE_GROUPS
 from dfp.model import load_model
 from dfp.settings import DEFAULT_BRANCH
 from dfp.training import MODEL_OBJECT, TRAINING_SET_OBJECT, parity_rows
+from dfp_assets import reuse
 from dfp_assets.model import malware_model
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
@@ -90,7 +91,7 @@ def _export_asset(fmt: str) -> dg.AssetsDefinition:
                 memo.checksum(client, run_branch, MODEL_OBJECT),
                 exporter_versions(fmt),
             )
-            reused = memo.lookup(client, run_branch, name, inputs)
+            reused = reuse.lookup(context, client, run_branch, name, inputs)
             if reused is not None:
                 # This model was exported by the same toolchain already: reuse the file, but
                 # still check it with its runtime.

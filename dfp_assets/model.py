@@ -22,6 +22,7 @@ from dfp.training import (
     fit_and_evaluate,
     training_matrix,
 )
+from dfp_assets import reuse
 from dfp_assets.features import training_set
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
@@ -135,7 +136,7 @@ def malware_model(
             config.train_config().model_dump_json(),
         )
         reused = (
-            memo.lookup(client, run_branch, "malware_model", inputs)
+            reuse.lookup(context, client, run_branch, "malware_model", inputs)
             if metadata.get("training_set_digest")
             else None
         )

@@ -21,6 +21,7 @@ from dfp.kronodroid.sources import (
     download_landing,
     read_tables,
 )
+from dfp_assets import reuse
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
 
@@ -91,8 +92,13 @@ def kronodroid_raw(
                 source = "lakefs"
             inputs = source_files_version(files)
             with lakefs.client() as client:
-                reused = memo.lookup(
-                    client, branch, "kronodroid_raw", inputs, exact_prefix=RAW_OBJECTS_PREFIX
+                reused = reuse.lookup(
+                    context,
+                    client,
+                    branch,
+                    "kronodroid_raw",
+                    inputs,
+                    exact_prefix=RAW_OBJECTS_PREFIX,
                 )
                 if reused is not None:
                     return _reused_raw(context, client, branch, source, reused, started)

@@ -27,6 +27,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from dfp import memo
 from dfp.iceberg import pointer_path
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
+from dfp_assets import reuse
 from dfp_assets.partitions import lakefs_branch_partitions
 from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable, dbt_target
 from dfp_resources.iceberg import IcebergCatalogResource
@@ -130,7 +131,7 @@ def kronodroid_dbt(
             engine,
             memo.listing(client, run_branch, RAW_OBJECTS_PREFIX),
         )
-        reused = memo.lookup(client, run_branch, "kronodroid_dbt", inputs)
+        reused = reuse.lookup(context, client, run_branch, "kronodroid_dbt", inputs)
         if reused is not None and _memo_covers(context, reused):
             yield from _reused_build(context, client, tables, run_branch, target_branch, reused)
             return

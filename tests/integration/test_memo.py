@@ -162,6 +162,15 @@ def test_raw_is_reloaded_when_its_objects_are_not_the_memos(lakefs, instance):
     paths = [o.path for o in lakefs.list_objects("exp-stray", "raw/kronodroid/")]
     assert "raw/kronodroid/emulator/stray.parquet" not in paths
 
+    # The run tag dfp/reuse=off recomputes (and a bad value is refused, naming the tag).
+    forced = materialize_raw(instance, "main", small, tags={"dfp/reuse": "off"})
+    assert forced.success
+    assert "reused_from_run" not in _metadata(forced)["kronodroid_raw"]
+    refused = materialize_raw(instance, "main", small, tags={"dfp/reuse": "maybe"})
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "dfp/reuse='maybe'" in failure.event_specific_data.error.message
+
     # Other source files (another seed): loaded again.
     other = _metadata(materialize_raw(instance, "main", {**small, "synthetic_seed": 22}))
     assert "reused_from_run" not in other["kronodroid_raw"]
