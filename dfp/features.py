@@ -219,6 +219,17 @@ def offline_digest(table: pa.Table) -> str:
     return "sha256:" + hashlib.sha256(sink.getvalue()).hexdigest()
 
 
+def read_offline_digest(client: LakeFSClient, ref: str) -> str | None:
+    """The digest `export_offline` stored beside the offline table on `ref`; None when there
+    is none (no table yet, or one exported before digests existed)."""
+    from dfp.lakefs_client import LakeFSError
+
+    try:
+        return client.read(ref, OFFLINE_DIGEST_OBJECT).decode()
+    except LakeFSError:
+        return None
+
+
 def export_offline(
     client: LakeFSClient, branch: str, table: pa.Table, *, io_ref: str | None = None
 ) -> str:

@@ -35,10 +35,11 @@ from dfp.features import (
     materialize,
     offline_uri,
     read_offline,
+    read_offline_digest,
     registry_version,
 )
 from dfp.iceberg import BranchTables
-from dfp.lakefs_client import LakeFSClient, LakeFSError
+from dfp.lakefs_client import LakeFSClient
 from dfp.training import (
     ENTITY_COLUMNS,
     TRAINING_SET_OBJECT,
@@ -193,10 +194,7 @@ def feast_online(
     start, end = _window(config, datetime.fromtimestamp(started, tz=UTC))
     kind = feast.online_settings().kind
     with lakefs.client() as client, feast.run_store(client, branch, run_branch) as store:
-        try:
-            digest = client.read(run_branch, OFFLINE_DIGEST_OBJECT).decode()
-        except LakeFSError:
-            digest = None  # an offline table exported before digests: materialize
+        digest = read_offline_digest(client, run_branch)  # None: materialize
         entities = read_offline(store, [*ENTITY_KEYS, "event_timestamp"])
         stamps = entities.column("event_timestamp")
         # A window holding every row gives the same online rows whatever its exact ends.
@@ -328,11 +326,8 @@ def training_set(
         }
         groups = list(FEATURE_GROUPS)
         version = registry_version(feast.store(client, branch))
-        try:
-            # The offline table's content (dbt gives a rebuilt mart new snapshot ids).
-            offline = client.read(run_branch, OFFLINE_DIGEST_OBJECT).decode()
-        except LakeFSError:
-            offline = None
+        # The offline table's content (dbt gives a rebuilt mart new snapshot ids).
+        offline = read_offline_digest(client, run_branch)
         inputs = memo.input_version(TRAINING_SET_CODE_VERSION, offline, groups)
         reused = (
             reuse.lookup(context, client, run_branch, "training_set", inputs) if offline else None
