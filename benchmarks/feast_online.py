@@ -1,12 +1,12 @@
 """Benchmark: Feast at Kronodroid size (142,128 apps x 476 features) with dfp's vector views.
 
 1. builds a full-size synthetic mart (`marts.mart_app_features` columns, int64, some nulls)
-   directly with numpy and times `dfp.features.mart_to_feast_table` on it;
+   directly with numpy and times `dfp.kronodroid.features.mart_to_feast_table` on it;
 2. writes the Feast table to a LOCAL parquet file: this benchmark measures Feast, not
    lakeFS, so the offline source is a local path (the integration tests cover reading the
    branch's table through lakeFS's S3 gateway);
 3. per online store (Redis, SQLite), in a fresh child process so peak RSS is per store:
-   `apply_definitions` + one full `dfp.features.materialize` (3 views x 142k entities);
+   `apply_definitions` + one full `dfp.kronodroid.features.materialize` (3 views x 142k entities);
    prints seconds, entities/s and the child's peak RSS; then 1,000 single-entity
    `online_features` calls (random apps, after 20 warm-up calls) and their p50 / p99 latency.
    `--engine feast` times Feast's own `FeatureStore.materialize` (file/Dask offline store)
@@ -51,7 +51,7 @@ def _peak_rss_mb() -> float:
 def synthetic_mart(rows: int, seed: int = 0) -> pa.Table:
     """A mart-shaped table: both captures in Kronodroid's proportions, sparse syscall counts,
     0/1 permission flags, metadata with ~1.5 % nulls, ~3 % null event dates."""
-    from dfp.features import FEATURE_GROUPS
+    from dfp.kronodroid.features import FEATURE_GROUPS
     from dfp.kronodroid.schema import sql_feature_columns
 
     rng = np.random.default_rng(seed)
@@ -85,7 +85,7 @@ def synthetic_mart(rows: int, seed: int = 0) -> pa.Table:
 
 # -- child: one store -----------------------------------------------------------------------
 def run_store(kind: str, parquet: Path, work: Path, redis_url: str | None, engine: str) -> dict:
-    from dfp import features
+    from dfp.kronodroid import features
 
     online: features.SqliteOnline | features.RedisOnline
     if kind == "redis":
@@ -160,7 +160,7 @@ def _free_port() -> int:
 
 def _start_redis(home: Path):
     from dfp import settings
-    from dfp.stack import LocalStack, redis_url
+    from dfp.stack.services import LocalStack, redis_url
 
     os.environ["DFP_REDIS_PORT"] = str(_free_port())
     stack = LocalStack(home)
@@ -197,7 +197,7 @@ def main() -> None:
         print("RESULT " + json.dumps(result), flush=True)
         return
 
-    from dfp.features import mart_to_feast_table
+    from dfp.kronodroid.features import mart_to_feast_table
 
     with tempfile.TemporaryDirectory(prefix="dfp-feast-bench-") as tmp:
         work = Path(tmp)

@@ -18,9 +18,9 @@ import uuid
 
 import dagster as dg
 
-from dfp.benchmarking import print_figures, throwaway_client
-from dfp.lakefs_client import LakeFSClient
+from dfp.lake.lakefs_client import LakeFSClient
 from dfp.settings import load_stack_env
+from dfp.stack.benchmarking import print_figures, throwaway_client
 
 
 def _branch_create_ms(client: LakeFSClient, n: int) -> tuple[float, float]:
@@ -55,7 +55,7 @@ def _execute(job_fn, instance, run_config: dict, asset_selection=None, partition
 
 def run(scale: float, seed: int, branch_samples: int, engines: tuple[str, ...]) -> dict[str, float]:
     from dfp_assets.definitions import ingest_job, staging_job
-    from dfp_assets.staging import kronodroid_dbt
+    from dfp_assets.kronodroid.staging import kronodroid_dbt
 
     load_stack_env()
     tag = uuid.uuid4().hex[:6]

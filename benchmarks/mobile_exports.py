@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from train import synthetic_mart  # the sibling benchmark script
 
-from dfp.benchmarking import print_figures
-from dfp.model import TrainConfig, save_model, train
+from dfp.kronodroid.model import TrainConfig, save_model, train
+from dfp.stack.benchmarking import print_figures
 from mobile.exporters import FORMATS, export_model
 from mobile.harness import measure_in_subprocess
 from mobile.parity import check_parity

@@ -19,8 +19,8 @@ import uuid
 
 import dagster as dg
 
-from dfp.benchmarking import print_figures, throwaway_client
 from dfp.settings import load_stack_env
+from dfp.stack.benchmarking import print_figures, throwaway_client
 
 
 def _build(instance: dg.DagsterInstance, partition: str, config: dict):

@@ -2,7 +2,7 @@
 
 Generates a synthetic float32 matrix shaped like the Kronodroid mart (default 142,128 rows x
 476 features: sparse non-negative counts and 0/1 flags, with a learnable malware signal on a
-subset of columns), trains `dfp.model.train` with the default `TrainConfig` (except
+subset of columns), trains `dfp.kronodroid.model.train` with the default `TrainConfig` (except
 ``--epochs``/``--threads``) and prints the rows, features, seconds per epoch (each and the
 median), the final training loss and the process's peak RSS. It reports figures; it asserts
 nothing about them. No local stack is needed.
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from dfp.model import TrainConfig, train
+from dfp.kronodroid.model import TrainConfig, train
 
 
 def synthetic_mart(

@@ -95,7 +95,7 @@ def ensure_buckets(plan: Plan) -> None:
 
 
 def ensure_repository(plan: Plan) -> None:
-    from dfp.lakefs_client import LakeFSClient
+    from dfp.lake.lakefs_client import LakeFSClient
     from dfp.settings import DEFAULT_BRANCH, LakeFSSettings
 
     client = LakeFSClient(LakeFSSettings.from_env())

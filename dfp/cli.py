@@ -21,7 +21,7 @@ def stack() -> None:
 
 
 def _stack_or_exit():
-    from dfp.stack import LocalStack
+    from dfp.stack.services import LocalStack
 
     return LocalStack()
 
@@ -29,7 +29,7 @@ def _stack_or_exit():
 @stack.command("build")
 def stack_build() -> None:
     """Build the pinned lakeFS from the Go module proxy into the cache (if missing)."""
-    from dfp.stack import StackError, ensure_lakefs_binary
+    from dfp.stack.services import StackError, ensure_lakefs_binary
 
     try:
         click.echo(ensure_lakefs_binary())
@@ -41,8 +41,8 @@ def stack_build() -> None:
 def stack_jars() -> None:
     """Fetch the Spark jars (Iceberg runtime, S3A, JDBC drivers) into the cache and compile
     dfp's branch FileIO."""
-    from dfp.jars import JarError
-    from dfp.spark import spark_jars
+    from dfp.lake.spark import spark_jars
+    from dfp.stack.jars import JarError
 
     try:
         for path in spark_jars():
@@ -54,7 +54,7 @@ def stack_jars() -> None:
 @stack.command("up")
 def stack_up() -> None:
     """Build (once) and start the local services; create the lakeFS repository."""
-    from dfp.stack import StackError
+    from dfp.stack.services import StackError
 
     try:
         _stack_or_exit().up()
@@ -83,7 +83,7 @@ PARTITIONS_NAME = "lakefs_branch"
 
 
 def _client():
-    from dfp.lakefs_client import LakeFSClient
+    from dfp.lake.lakefs_client import LakeFSClient
     from dfp.settings import LakeFSSettings
 
     try:
@@ -95,7 +95,7 @@ def _client():
 def _instance():
     from dagster import DagsterInstance
 
-    from dfp.dagster_home import prepare_dagster_home
+    from dfp.stack.dagster_home import prepare_dagster_home
 
     prepare_dagster_home()
     return DagsterInstance.get()
@@ -103,7 +103,7 @@ def _instance():
 
 def sync_partitions(client, instance) -> tuple[list[str], list[str]]:
     """Make lakefs_branch partitions mirror lakeFS's user branches now (the sensor's job)."""
-    from dfp.branches import partition_changes
+    from dfp.lake.branches import partition_changes
 
     to_add, to_remove = partition_changes(
         client.list_branches(), instance.get_dynamic_partitions(PARTITIONS_NAME)
@@ -125,8 +125,8 @@ def branch() -> None:
 @click.option("--from", "source", default="main", show_default=True, help="source branch/ref")
 def branch_create(name: str, source: str) -> None:
     """Create lakeFS branch NAME (zero-copy) and its Dagster partition."""
-    from dfp.branches import BranchNameError, validate_user_branch_name
-    from dfp.lakefs_client import LakeFSError
+    from dfp.lake.branches import BranchNameError, validate_user_branch_name
+    from dfp.lake.lakefs_client import LakeFSError
 
     try:
         validate_user_branch_name(name)
@@ -141,7 +141,7 @@ def branch_create(name: str, source: str) -> None:
 @click.argument("name")
 def branch_delete(name: str) -> None:
     """Delete lakeFS branch NAME and its Dagster partition."""
-    from dfp.branches import BranchNameError, validate_user_branch_name
+    from dfp.lake.branches import BranchNameError, validate_user_branch_name
 
     try:
         validate_user_branch_name(name)
@@ -200,8 +200,8 @@ def dev(port: int) -> None:
 def reproduce_command(run_id: str, tolerance: float) -> None:
     """Rebuild an MLflow run's training set from its lakeFS commit and Iceberg snapshot,
     retrain, and compare metrics (exit 1 when anything differs)."""
-    from dfp.lakefs_client import LakeFSClient
-    from dfp.reproduce import ReproduceError, reproduce
+    from dfp.kronodroid.reproduce import ReproduceError, reproduce
+    from dfp.lake.lakefs_client import LakeFSClient
     from dfp.settings import LakeFSSettings
     from dfp.tracking import Tracker
     from dfp_resources.environment import build_resources
@@ -285,7 +285,7 @@ def devicefarm_run(
     output: Path | None,
 ) -> None:
     """Run the benchmark harness for each export of BRANCH on a device profile."""
-    from dfp import devicefarm as farm
+    from dfp.devicefarm import farm
     from mobile.records import UploadRejected
 
     if profile == "host":
@@ -331,8 +331,8 @@ def devicefarm_run(
 def devicefarm_gateway(host: str, port: int, dagster_url: str | None) -> None:
     """Serve the authenticating gateway in front of Dagster's report_asset_materialization
     (token from DFP_DEVICEFARM_TOKEN)."""
-    from dfp.devicefarm import TOKEN_ENV
-    from dfp.devicefarm_gateway import serve
+    from dfp.devicefarm.farm import TOKEN_ENV
+    from dfp.devicefarm.gateway import serve
 
     token = os.environ.get(TOKEN_ENV, "")
     if len(token) < 16:

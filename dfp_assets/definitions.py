@@ -2,15 +2,9 @@
 
 import dagster as dg
 
-from dfp_assets.automation import dfp_automation_sensor, following_parents, lakefs_commit_sensor
-from dfp_assets.branches import (
-    create_lakefs_branch,
-    delete_lakefs_branch,
-    lakefs_branch_sensor,
-    lakefs_run_branch_cleanup,
-)
-from dfp_assets.features import feast_online, feast_registry, training_set
-from dfp_assets.jobs import (
+from dfp_assets.kronodroid.automation import dfp_automation_sensor, lakefs_commit_sensor
+from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
+from dfp_assets.kronodroid.jobs import (
     build_all,
     build_staging,
     export_mobile_models,
@@ -18,16 +12,23 @@ from dfp_assets.jobs import (
     report_device_benchmarks,
     train_malware_model,
 )
-from dfp_assets.mobile import (
+from dfp_assets.kronodroid.mobile import (
     EXPORT_ASSETS,
     device_benchmark_report,
     device_benchmark_sensor,
     device_benchmarks,
 )
-from dfp_assets.model import malware_model
-from dfp_assets.raw import kronodroid_raw, kronodroid_raw_checks
-from dfp_assets.staging import kronodroid_dbt
-from dfp_assets.wap_executor import lakefs_wap_executor
+from dfp_assets.kronodroid.model import malware_model
+from dfp_assets.kronodroid.raw import kronodroid_raw, kronodroid_raw_checks
+from dfp_assets.kronodroid.staging import kronodroid_dbt
+from dfp_assets.platform.automation import following_parents
+from dfp_assets.platform.branches import (
+    create_lakefs_branch,
+    delete_lakefs_branch,
+    lakefs_branch_sensor,
+    lakefs_run_branch_cleanup,
+)
+from dfp_assets.platform.wap_executor import lakefs_wap_executor
 from dfp_resources.environment import build_resources
 
 resources = build_resources()

@@ -22,7 +22,7 @@ from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.mlflow import MLflowResource
 from dfp_resources.spark import SparkResource
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt" / "kronodroid"
 
 ENVIRONMENTS = ("local", "compose", "k8s")
 DBT_TARGETS = ("duckdb", "spark")

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from dfp.features import (
+from dfp.kronodroid.features import (
     RedisOnline,
     S3Gateway,
     SqliteOnline,
@@ -17,7 +17,7 @@ from dfp.features import (
     feature_store,
     offline_uri,
 )
-from dfp.lakefs_client import LakeFSClient
+from dfp.lake.lakefs_client import LakeFSClient
 
 
 class FeastResource(dg.ConfigurableResource):

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from dfp.iceberg import BranchTables
-from dfp.lakefs_client import LakeFSClient
+from dfp.lake.iceberg import BranchTables
+from dfp.lake.lakefs_client import LakeFSClient
 
 
 class IcebergCatalogResource(dg.ConfigurableResource):

@@ -4,8 +4,8 @@ from typing import Any
 
 import dagster as dg
 
-from dfp import wap
-from dfp.lakefs_client import LakeFSClient
+from dfp.lake import wap
+from dfp.lake.lakefs_client import LakeFSClient
 from dfp.settings import DEFAULT_REPOSITORY, LakeFSSettings
 
 

@@ -5,8 +5,8 @@ from typing import Any
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
 
-from dfp.lakefs_client import LakeFSClient
-from dfp.spark import spark_conf, spark_jars, stop_session_on_other_ref
+from dfp.lake.lakefs_client import LakeFSClient
+from dfp.lake.spark import spark_conf, spark_jars, stop_session_on_other_ref
 
 
 class SparkResource(dg.ConfigurableResource):

@@ -1,9 +1,10 @@
 """dfp's Feast project as code: entities, one vector view per feature group, one service.
 
 Built by `build_definitions(source)` because the offline source differs per lakeFS branch
-(`s3://<repo>/<branch>/feast/app_features.parquet`); `dfp.features.apply_definitions` applies
-them to a branch's store. Not a `feast apply` repository: there is no feature_store.yaml,
-the store is configured in code by `dfp.features.feature_store`.
+(`s3://<repo>/<branch>/feast/app_features.parquet`);
+`dfp.kronodroid.features.apply_definitions` applies them to a branch's store. Not a
+`feast apply` repository: there is no feature_store.yaml, the store is configured in code by
+`dfp.kronodroid.features.feature_store`.
 
 Features are keyed by (app, capture), two entities: Kronodroid measured many apps twice, on a
 real device and on an emulator, with different syscall counts (and possibly different static
@@ -20,7 +21,7 @@ from datetime import timedelta
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float32, String
 
-from dfp.features import FEATURE_GROUPS, SERVICE_NAME
+from dfp.kronodroid.features import FEATURE_GROUPS, SERVICE_NAME
 
 #: Tag holding a view's column order (JSON list of mart column names).
 COLUMNS_TAG = "dfp.columns"

@@ -38,7 +38,7 @@ _RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     "executorch": ("torch", "executorch.extension.pybindings._C"),
     "tflite": ("ai_edge_litert.interpreter",),
     "onnx": ("onnxruntime",),
-    "pytorch": ("torch", "dfp.model.io"),
+    "pytorch": ("torch", "dfp.kronodroid.model.io"),
 }
 
 
@@ -231,12 +231,13 @@ class OnnxRuntimeRunner(Runner):
 
 
 class PyTorchRunner(Runner):
-    """A saved ``.pt`` model (`dfp.model.load_model`) run eagerly: the reference runtime."""
+    """A saved ``.pt`` model (`dfp.kronodroid.model.load_model`) run eagerly: the reference
+    runtime."""
 
     def __init__(self, path: Path, num_threads: int, n_features: int | None) -> None:
         import torch
 
-        from dfp.model.io import load_model
+        from dfp.kronodroid.model.io import load_model
 
         torch.set_num_threads(num_threads)
         model = load_model(path)

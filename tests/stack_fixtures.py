@@ -14,8 +14,8 @@ import dagster as dg
 import pytest
 
 from dfp import settings
-from dfp.lakefs_client import LakeFSClient
-from dfp.stack import LocalStack
+from dfp.lake.lakefs_client import LakeFSClient
+from dfp.stack.services import LocalStack
 
 
 def free_port() -> int:
@@ -99,7 +99,7 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     """A real Redis (Debian's redis-server, via the stack manager) for Feast's online store."""
     import shutil
 
-    from dfp.stack import StackError, redis_server_bin, redis_url
+    from dfp.stack.services import StackError, redis_server_bin, redis_url
 
     try:
         redis_server_bin()

@@ -17,7 +17,7 @@ import pyarrow as pa
 from dlt.common.schema import Schema
 
 from dfp.kronodroid.schema import Release
-from dfp.lakefs_client import LakeFSClient
+from dfp.lake.lakefs_client import LakeFSClient
 
 RAW_PREFIX = "raw"
 DATASET = "kronodroid"

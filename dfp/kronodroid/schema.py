@@ -186,7 +186,8 @@ def resolve_columns(release: Release, present: list[str], file: str) -> tuple[st
 
 
 def dbt_columns_macro() -> str:
-    """The dbt macro file `dbt/macros/kronodroid_columns.sql`, generated from this module."""
+    """The dbt macro file `dbt/kronodroid/macros/kronodroid_columns.sql`, generated from
+    this module."""
 
     def listing(columns: tuple[str, ...]) -> str:
         return "[" + ", ".join(f'"{c}"' for c in columns) + "]"
@@ -230,6 +231,6 @@ if __name__ == "__main__":
 
     from dfp.settings import PROJECT_ROOT
 
-    target = PROJECT_ROOT / "dbt" / "macros" / "kronodroid_columns.sql"
+    target = PROJECT_ROOT / "dbt" / "kronodroid" / "macros" / "kronodroid_columns.sql"
     target.write_text(dbt_columns_macro())
     sys.stdout.write(f"wrote {target}\n")

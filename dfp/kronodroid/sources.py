@@ -15,7 +15,7 @@ from dfp.kronodroid.parse import KronodroidInputError, read_release, release_for
 from dfp.kronodroid.schema import Release
 
 if TYPE_CHECKING:
-    from dfp.lakefs_client import LakeFSClient
+    from dfp.lake.lakefs_client import LakeFSClient
 
 KAGGLE_DATASET = "dhoogla/kronodroid-2021"
 DATA_SUFFIXES = (".csv", ".parquet")

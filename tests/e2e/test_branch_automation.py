@@ -9,12 +9,12 @@ import lakefs_sdk
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
-from dfp import wap
 from dfp.kronodroid.sources import LANDING_PREFIX
 from dfp.kronodroid.synthetic import write_release_files
-from dfp.lakefs_client import LakeFSClient
-from dfp_assets.automation import COMMIT_TAG, TRIGGER_TAG
-from dfp_assets.jobs import build_all
+from dfp.lake import wap
+from dfp.lake.lakefs_client import LakeFSClient
+from dfp_assets.kronodroid.automation import COMMIT_TAG, TRIGGER_TAG
+from dfp_assets.kronodroid.jobs import build_all
 from tests.integration import dagster_processes as procs
 
 pytestmark = pytest.mark.e2e

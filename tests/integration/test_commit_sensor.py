@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from dfp.kronodroid.sources import LANDING_PREFIX
-from dfp_assets.automation import COMMIT_TAG, RAW_FROM_LANDING, lakefs_commit_sensor
+from dfp_assets.kronodroid.automation import COMMIT_TAG, RAW_FROM_LANDING, lakefs_commit_sensor
 from dfp_resources.environment import build_resources
 
 pytestmark = pytest.mark.integration

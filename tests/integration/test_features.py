@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dfp import features
-from dfp.iceberg import BranchTables
-from dfp.lakefs_client import LakeFSClient
+from dfp.kronodroid import features
+from dfp.lake.iceberg import BranchTables
+from dfp.lake.lakefs_client import LakeFSClient
 from tests.unit.test_features import small_mart
 
 pytestmark = pytest.mark.integration

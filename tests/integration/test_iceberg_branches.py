@@ -3,9 +3,9 @@
 import pyarrow as pa
 import pytest
 
-from dfp import wap
-from dfp.iceberg import BranchTables, pointer_path
-from dfp.lakefs_client import LakeFSError
+from dfp.lake import wap
+from dfp.lake.iceberg import BranchTables, pointer_path
+from dfp.lake.lakefs_client import LakeFSError
 
 pytestmark = pytest.mark.integration
 

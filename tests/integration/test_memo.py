@@ -7,11 +7,12 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from dfp import memo, online_reuse
-from dfp.features import online_features
-from dfp.iceberg import BranchTables
+from dfp.kronodroid import online_reuse
+from dfp.kronodroid.features import online_features
 from dfp.kronodroid.synthetic import write_release_files
-from dfp.training import TRAINING_SET_OBJECT
+from dfp.kronodroid.training import TRAINING_SET_OBJECT
+from dfp.lake import memo
+from dfp.lake.iceberg import BranchTables
 from dfp_resources.feast import FeastResource
 from tests.integration.jobs import build_staging, export_models, materialize_raw, train_model
 

@@ -11,10 +11,11 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from dfp import devicefarm, wap
 from dfp.cli import main
-from dfp.devicefarm import BENCHMARK_ASSET, export_info_object, export_object
-from dfp_assets.mobile import PARITY_CHECK, device_benchmark_sensor
+from dfp.devicefarm import farm as devicefarm
+from dfp.devicefarm.farm import BENCHMARK_ASSET, export_info_object, export_object
+from dfp.lake import wap
+from dfp_assets.kronodroid.mobile import PARITY_CHECK, device_benchmark_sensor
 from dfp_resources.environment import build_resources
 from mobile.exporters import FORMATS, ExportInfo
 from tests.integration import dagster_processes as procs
@@ -256,7 +257,7 @@ def test_export_that_disagrees_with_eager_is_blocked(lakefs, instance, monkeypat
 
     import torch
 
-    import dfp_assets.mobile as mobile_assets
+    import dfp_assets.kronodroid.mobile as mobile_assets
     from mobile.exporters import export_model
 
     def faulty_export(model, fmt, out_dir):

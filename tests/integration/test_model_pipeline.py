@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dfp import tracking, wap
+from dfp import tracking
 from dfp.cli import main
-from dfp.features import FEATURE_GROUPS, online_features
-from dfp.iceberg import BranchTables
-from dfp.model import load_model
-from dfp.reproduce import reproduce
-from dfp.training import TRAINING_SET_OBJECT
-from dfp_assets.model import F1_CHECK, MODEL_OBJECT
+from dfp.kronodroid.features import FEATURE_GROUPS, online_features
+from dfp.kronodroid.model import load_model
+from dfp.kronodroid.reproduce import reproduce
+from dfp.kronodroid.training import TRAINING_SET_OBJECT
+from dfp.lake import wap
+from dfp.lake.iceberg import BranchTables
+from dfp_assets.kronodroid.model import F1_CHECK, MODEL_OBJECT
 from dfp_resources.feast import FeastResource
 from tests.integration.jobs import build_staging, export_models, train_model
 

@@ -10,8 +10,14 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from dfp import features
-from dfp.online_reuse import OnlineState, clear_state, copy_online, read_state, write_state
+from dfp.kronodroid import features
+from dfp.kronodroid.online_reuse import (
+    OnlineState,
+    clear_state,
+    copy_online,
+    read_state,
+    write_state,
+)
 from tests.integration import test_features
 from tests.integration.test_features import (
     branch_store,

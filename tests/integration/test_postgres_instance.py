@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 
 from dfp import settings
-from dfp.dagster_home import prepare_dagster_home
-from dfp.lakefs_client import LakeFSClient
-from dfp.stack import LocalStack, StackError
+from dfp.lake.lakefs_client import LakeFSClient
+from dfp.stack.dagster_home import prepare_dagster_home
+from dfp.stack.services import LocalStack, StackError
 from tests.integration.jobs import materialize_raw
 from tests.stack_fixtures import free_port
 

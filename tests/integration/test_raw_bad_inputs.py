@@ -8,9 +8,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from dfp import wap
 from dfp.kronodroid.schema import Release
 from dfp.kronodroid.synthetic import generate_release
+from dfp.lake import wap
 from tests.integration.jobs import materialize_raw
 
 pytestmark = pytest.mark.integration

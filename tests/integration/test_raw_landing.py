@@ -3,10 +3,10 @@ partition's branch, loaded and audited like any other source; bad ones publish n
 
 import pytest
 
-from dfp import wap
 from dfp.kronodroid.load import read_releases
 from dfp.kronodroid.sources import LANDING_PREFIX
 from dfp.kronodroid.synthetic import write_release_files
+from dfp.lake import wap
 from tests.integration.jobs import materialize_raw
 from tests.integration.test_raw_bad_inputs import REAL, good_table, write_csv
 

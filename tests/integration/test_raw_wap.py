@@ -4,9 +4,9 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
-from dfp import wap
 from dfp.kronodroid.load import release_prefix
 from dfp.kronodroid.schema import Release
+from dfp.lake import wap
 from tests.integration.jobs import materialize_raw
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ import lakefs_sdk
 import pyarrow as pa
 import pytest
 
-from dfp import wap
-from dfp.iceberg import BranchTables
+from dfp.lake import wap
+from dfp.lake.iceberg import BranchTables
 from dfp.settings import PROJECT_ROOT
-from dfp_assets.branches import lakefs_run_branch_cleanup
 from dfp_assets.definitions import defs
+from dfp_assets.platform.branches import lakefs_run_branch_cleanup
 from tests.integration.jobs import materialize_raw
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dfp import wap
-from dfp.iceberg import BranchTables
+from dfp.lake import wap
+from dfp.lake.iceberg import BranchTables
 from dfp_resources.spark import SparkResource
 from tests.integration.jobs import build_staging
 from tests.integration.test_staging import DBT_ASSETS, MART, SMALL

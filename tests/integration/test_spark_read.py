@@ -5,8 +5,8 @@ import os
 import pyarrow.compute as pc
 import pytest
 
-from dfp.iceberg import BranchTables
-from dfp.spark import spark_session, table_name
+from dfp.lake.iceberg import BranchTables
+from dfp.lake.spark import spark_session, table_name
 from tests.integration.jobs import build_staging
 
 pytestmark = pytest.mark.integration

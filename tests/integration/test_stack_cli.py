@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from dfp import settings
-from dfp.lakefs_client import LakeFSClient
+from dfp.lake.lakefs_client import LakeFSClient
 from tests.stack_fixtures import free_port
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dfp import wap
-from dfp.iceberg import BranchTables
 from dfp.kronodroid.schema import LABEL_LEAKING_COLUMNS, Release, sql_feature_columns
 from dfp.kronodroid.synthetic import generate_release
+from dfp.lake import wap
+from dfp.lake.iceberg import BranchTables
 from tests.integration.jobs import build_staging
 
 pytestmark = pytest.mark.integration

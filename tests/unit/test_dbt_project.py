@@ -12,7 +12,7 @@ from dfp.settings import PROJECT_ROOT
 
 
 def test_generated_macro_is_current():
-    macro = PROJECT_ROOT / "dbt" / "macros" / "kronodroid_columns.sql"
+    macro = PROJECT_ROOT / "dbt" / "kronodroid" / "macros" / "kronodroid_columns.sql"
     assert macro.read_text() == dbt_columns_macro(), (
         "regenerate with `uv run python -m dfp.kronodroid.schema`"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from dfp_assets.definitions import defs
-from dfp_assets.partitions import lakefs_branch_partitions
+from dfp_assets.platform.partitions import lakefs_branch_partitions
 
 
 def test_dagster_definitions_validate():
@@ -67,7 +67,7 @@ def test_mobile_exports_follow_the_model_behind_blocking_parity_checks():
 
 
 def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
-    from dfp_assets.automation import FOLLOW_PARENTS
+    from dfp_assets.platform.automation import FOLLOW_PARENTS
 
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
@@ -85,7 +85,7 @@ def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
 def test_f1_floor_default_comes_from_the_deployment(monkeypatch):
     import pytest
 
-    from dfp_assets.model import _default_f1_floor
+    from dfp_assets.kronodroid.model import _default_f1_floor
 
     monkeypatch.delenv("DFP_F1_FLOOR", raising=False)
     assert _default_f1_floor() == 0.8

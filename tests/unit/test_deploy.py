@@ -316,7 +316,7 @@ def test_lakefs_config_is_the_same_on_compose_and_kubernetes():
 
 
 def lakefs_binary() -> Path:
-    from dfp.stack import lakefs_binary_path
+    from dfp.stack.services import lakefs_binary_path
 
     binary = Path(os.environ.get("LAKEFS_BIN") or lakefs_binary_path())
     if not binary.is_file():
@@ -622,7 +622,7 @@ def test_connection_urls_are_what_dfp_accepts():
     from pydantic import SecretStr
     from sqlalchemy.engine import make_url
 
-    from dfp.features import RedisOnline
+    from dfp.kronodroid.features import RedisOnline
 
     values = example_env()
     k8s_env = rendered_secrets(values)["dfp-secrets"]

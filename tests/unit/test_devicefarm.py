@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.testclient import TestClient
 
-from dfp import devicefarm as farm
-from dfp.devicefarm_gateway import create_app
+from dfp.devicefarm import farm
+from dfp.devicefarm.gateway import create_app
 from mobile.records import BenchmarkUpload, parse_upload
 
 TOKEN = "unit-test-token-0123456789"

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from dfp import features
+from dfp.kronodroid import features
 from dfp.kronodroid.schema import sql_feature_columns
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -298,7 +298,7 @@ def test_materialize_window_and_latest_row_per_key(tmp_path):
 def test_offline_digest_ignores_row_order_and_snapshot_time():
     from datetime import UTC, datetime
 
-    from dfp.features import FEAST_SCHEMA, offline_digest
+    from dfp.kronodroid.features import FEAST_SCHEMA, offline_digest
 
     def table(rows, created):
         data = {

@@ -7,7 +7,7 @@ import pytest
 
 from dfp.kronodroid.schema import Release
 from dfp.settings import PROJECT_ROOT
-from dfp_assets import raw, staging
+from dfp_assets.kronodroid import raw, staging
 
 
 def test_source_files_version_follows_content_not_location(tmp_path):
@@ -33,7 +33,9 @@ def test_source_files_version_follows_content_not_location(tmp_path):
 @pytest.fixture
 def dbt_copy(tmp_path, monkeypatch):
     copy = tmp_path / "dbt"
-    shutil.copytree(PROJECT_ROOT / "dbt", copy, ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.copytree(
+        PROJECT_ROOT / "dbt" / "kronodroid", copy, ignore=shutil.ignore_patterns("target", "logs")
+    )
     monkeypatch.setattr(staging, "DBT_PROJECT_DIR", copy)
     return copy
 

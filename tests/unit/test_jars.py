@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from dfp.jars import JarError, MavenJar, ensure_jars
+from dfp.stack.jars import JarError, MavenJar, ensure_jars
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_missing_artifact_and_bad_coordinate(maven_repo):
 
 
 def test_catalog_uri_to_jdbc():
-    from dfp.spark import jdbc_catalog_properties
+    from dfp.lake.spark import jdbc_catalog_properties
 
     assert jdbc_catalog_properties("sqlite:////tmp/x/catalog.db") == {
         "uri": "jdbc:sqlite:/tmp/x/catalog.db"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from dfp.model import MalwareClassifier, save_model
+from dfp.kronodroid.model import MalwareClassifier, save_model
 from mobile.exporters import FILE_NAMES, FORMATS, ExportInfo, export_model
 from mobile.parity import ParityReport, check_parity
 from mobile.runtimes import RUNTIME_OF, Runner, load_runner

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dfp.model import MalwareClassifier, save_model
+from dfp.kronodroid.model import MalwareClassifier, save_model
 from mobile.exporters import export_model
 from mobile.harness import benchmark_row, main, measure, measure_in_subprocess, peak_rss_bytes
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-import dfp.model
-from dfp.model import (
+import dfp.kronodroid.model
+from dfp.kronodroid.model import (
     MalwareClassifier,
     Metrics,
     TrainConfig,
@@ -26,7 +26,7 @@ from dfp.model import (
     temporal_split,
     train,
 )
-from dfp.model.classifier import STD_FLOOR
+from dfp.kronodroid.model.classifier import STD_FLOOR
 
 # Small and fast: a few hundred rows, a few hundred optimizer steps.
 FAST = TrainConfig(hidden_sizes=(16, 8), epochs=20, batch_size=32, learning_rate=1e-2, seed=0)
@@ -165,8 +165,9 @@ def test_exported_graph_uses_only_simple_ops(data) -> None:
 
 
 def test_model_package_imports_no_dagster() -> None:
-    """Statically: no module of dfp/model imports dagster, nor any dfp module outside it."""
-    package = Path(dfp.model.__file__).parent
+    """Statically: no module of dfp/kronodroid/model imports dagster, nor any dfp module
+    outside it."""
+    package = Path(dfp.kronodroid.model.__file__).parent
     offenders = []
     for source in sorted(package.glob("*.py")):
         for node in ast.walk(ast.parse(source.read_text())):
@@ -178,7 +179,7 @@ def test_model_package_imports_no_dagster() -> None:
                 continue
             for name in names:
                 if "dagster" in name or (
-                    name.startswith("dfp") and not name.startswith("dfp.model")
+                    name.startswith("dfp") and not name.startswith("dfp.kronodroid.model")
                 ):
                     offenders.append(f"{source.name}: {name}")
     assert len(list(package.glob("*.py"))) >= 6

@@ -3,12 +3,12 @@
 import pyarrow as pa
 import pytest
 
-from dfp import spark
-from dfp.jars import JarError, MavenJar
 from dfp.kronodroid.parse import canonical_columns, empty_release_table
 from dfp.kronodroid.schema import Release, source_columns, sql_name
-from dfp.lakefs_client import LakeFSClient
+from dfp.lake import spark
+from dfp.lake.lakefs_client import LakeFSClient
 from dfp.settings import LakeFSSettings
+from dfp.stack.jars import JarError, MavenJar
 from dfp_resources.environment import dbt_target
 
 

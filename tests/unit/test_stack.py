@@ -2,7 +2,7 @@
 
 import pytest
 
-from dfp import stack
+from dfp.stack import services as stack
 
 
 def test_no_go_and_no_binary_says_how_to_get_lakefs(tmp_path, monkeypatch):
@@ -52,7 +52,7 @@ def test_redis_config_is_loopback_protected_and_not_persistent(tmp_path):
 
 
 def test_redis_password_and_url_suit_redis_py_and_feast():
-    from dfp.features import RedisOnline
+    from dfp.kronodroid.features import RedisOnline
 
     password = stack.redis_password()
     assert password.isalnum() and password.startswith("dfp") and len(password) >= 40
@@ -127,7 +127,7 @@ def _free_port() -> int:
 
 
 def test_mlflow_server_settings(tmp_path):
-    from dfp.stack import mlflow_env, mlflow_server_argv
+    from dfp.stack.services import mlflow_env, mlflow_server_argv
 
     argv = mlflow_server_argv(5511, tmp_path)
     assert argv[1:6] == ["server", "--host", "127.0.0.1", "--port", "5511"]

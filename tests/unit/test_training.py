@@ -7,9 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfp.model import TrainConfig
+from dfp.kronodroid.model import TrainConfig
+from dfp.kronodroid.training import (
+    compare_metrics,
+    fit_and_evaluate,
+    training_matrix,
+    training_set_digest,
+)
 from dfp.tracking import artifact_root, default_tracking_uri
-from dfp.training import compare_metrics, fit_and_evaluate, training_matrix, training_set_digest
 
 
 def _frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -87,8 +92,8 @@ def test_tracking_defaults(tmp_path, monkeypatch):
 
 
 def test_materialization_window():
-    from dfp.features import EARLIEST_EVENT
-    from dfp_assets.features import FeastOnlineConfig, _window
+    from dfp.kronodroid.features import EARLIEST_EVENT
+    from dfp_assets.kronodroid.features import FeastOnlineConfig, _window
 
     started = datetime(2026, 1, 2, tzinfo=UTC)
     assert _window(FeastOnlineConfig(), started) == (EARLIEST_EVENT, started)

@@ -6,10 +6,9 @@ import os
 
 import pytest
 
-from dfp import dagster_home, settings
-from dfp.branches import BranchNameError, partition_changes, validate_user_branch_name
-from dfp.settings import LakeFSSettings, read_env_file
-from dfp.wap import (
+from dfp import settings
+from dfp.lake.branches import BranchNameError, partition_changes, validate_user_branch_name
+from dfp.lake.wap import (
     LAKEFS_UI_LINK_KEY,
     RUN_BRANCH_PREFIX,
     RunAudit,
@@ -18,6 +17,8 @@ from dfp.wap import (
     run_branch_name,
     run_id_of,
 )
+from dfp.settings import LakeFSSettings, read_env_file
+from dfp.stack import dagster_home
 
 RUN_ID = "3f2a9c1e-0b7d-4e4f-9a51-8c0d2e6b7a10"
 LAKEFS_ENV = ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY")
@@ -252,21 +253,26 @@ def test_postgres_host_alone_names_the_missing_variables(monkeypatch):
 
 
 def test_landing_changed_looks_only_at_the_landing_area():
-    from dfp.branches import landing_changed
-    from dfp.lakefs_client import DiffEntry
+    from dfp.kronodroid.sources import LANDING_PREFIX
+    from dfp.lake.branches import landing_changed
+    from dfp.lake.lakefs_client import DiffEntry
 
     def entry(path: str, kind: str = "added") -> DiffEntry:
         return DiffEntry(kind, path, 1)
 
-    assert landing_changed([entry("landing/kronodroid/kronodroid_emulator.csv")])
-    assert landing_changed([entry("raw/x.parquet"), entry("landing/kronodroid/a.csv", "removed")])
-    assert not landing_changed([entry("benchmarks/pixel-8/a.json"), entry("raw/x.parquet")])
-    assert not landing_changed([entry("landing/kronodroid/", "prefix_changed")])
-    assert not landing_changed([])
+    assert landing_changed([entry("landing/kronodroid/kronodroid_emulator.csv")], LANDING_PREFIX)
+    assert landing_changed(
+        [entry("raw/x.parquet"), entry("landing/kronodroid/a.csv", "removed")], LANDING_PREFIX
+    )
+    assert not landing_changed(
+        [entry("benchmarks/pixel-8/a.json"), entry("raw/x.parquet")], LANDING_PREFIX
+    )
+    assert not landing_changed([entry("landing/kronodroid/", "prefix_changed")], LANDING_PREFIX)
+    assert not landing_changed([], LANDING_PREFIX)
 
 
 def test_moved_heads_keeps_one_head_per_partition_branch():
-    from dfp.branches import moved_heads
+    from dfp.lake.branches import moved_heads
 
     heads = {"main": "c2", "exp-1": "e1", "new": "n1"}
     moved, cursor = moved_heads(heads, ["main", "exp-1"], {"main": "c1", "exp-1": "e1"})

@@ -1,0 +1,76 @@
+"""dbt-duckdb plugin: dbt reads raw Kronodroid from a lakeFS ref and writes its models as
+branch-isolated Iceberg tables (`dfp.lake.iceberg.BranchTables`). No Dagster import.
+
+Profile config (`dbt/kronodroid/profiles.yml`): `io_ref` (the branch dbt reads and writes: a
+write-audit-publish run branch) and `target_branch` (the branch the tables are written for).
+Secrets and the catalog URI come from the environment (LAKEFS_*, DFP_ICEBERG_CATALOG_URI).
+
+Why a plugin: DuckDB's httpfs extension is downloaded at run time from DuckDB's servers, which
+a locked-down deployment cannot reach; pyarrow + s3fs talk to lakeFS's S3 gateway directly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dbt.adapters.duckdb.plugins import BasePlugin
+from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
+
+from dfp.kronodroid.load import read_releases
+from dfp.kronodroid.parse import conform, empty_release_table
+from dfp.kronodroid.schema import Release, sql_name
+from dfp.lake.iceberg import BranchTables
+from dfp.lake.lakefs_client import LakeFSClient
+from dfp.settings import LakeFSSettings
+
+
+def catalog_uri() -> str:
+    uri = os.environ.get("DFP_ICEBERG_CATALOG_URI")
+    if not uri:
+        raise RuntimeError("DFP_ICEBERG_CATALOG_URI is not set (the Iceberg SQL catalog)")
+    return uri
+
+
+class Plugin(BasePlugin):
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        self.io_ref = plugin_config["io_ref"]
+        self.target_branch = plugin_config.get("target_branch") or self.io_ref
+        self.client = LakeFSClient(LakeFSSettings.from_env())
+        self.tables = BranchTables(self.client, catalog_uri())
+
+    def load(self, source_config: SourceConfig):
+        """Source `releases`: every raw release on `io_ref`, canonical columns (SQL-safe names,
+        see `schema.sql_name`), plus `release`."""
+        if source_config.identifier != "releases":
+            raise ValueError(f"unknown Kronodroid source table {source_config.identifier!r}")
+        found = read_releases(self.client, self.io_ref)
+        tables = []
+        for release in Release:
+            table = (
+                conform(found[release], release)
+                if release in found
+                else empty_release_table(release)
+            )
+            table = table.rename_columns([sql_name(c) for c in table.column_names])
+            tables.append(
+                table.append_column(
+                    "release", pa.array([str(release)] * table.num_rows, pa.string())
+                )
+            )
+        return pa.concat_tables(tables, promote_options="default")
+
+    def store(self, target_config: TargetConfig) -> None:
+        """The model's parquet (written by dbt-duckdb) → Iceberg `<schema>.<model>`."""
+        relation = target_config.relation
+        data = pq.read_table(target_config.location.path)
+        self.tables.write(
+            data,
+            schema=relation.schema,
+            table=relation.identifier,
+            target_branch=self.target_branch,
+            io_ref=self.io_ref,
+            snapshot_properties={"dbt_model": relation.identifier, "lakefs_io_ref": self.io_ref},
+        )

@@ -1,0 +1,720 @@
+"""The Feast layer: Kronodroid features per lakeFS branch, as pure logic (no Dagster).
+
+Layout (see `feature_repo/README.md`):
+
+* The mart `marts.mart_app_features` has one row per (app, capture) and 476 integer feature
+  columns. `mart_to_feast_table` turns it into Feast's offline table: the keys `sha256` and
+  `capture`, `event_timestamp`, `created_timestamp`, `label` and ONE `list<float32>` column per
+  feature group (`FEATURE_GROUPS`): three vectors instead of 476 scalar features, because
+  Feast's online stores pay per field (measured: 617 s vs ~40 s to materialize into Redis).
+* `export_offline` writes that table as parquet to `s3://<repo>/<branch>/feast/
+  app_features.parquet` on the branch (the caller commits). It is read back through lakeFS's
+  S3 gateway: by Feast's file (Dask) offline store for `historical_features` (a FileSource
+  whose `ConnectionRef` resolves the credentials in-process, `offline_source`), and by
+  pyarrow + s3fs with the same credentials for `materialize` and `read_offline`.
+* `feature_store` builds a `feast.FeatureStore` in code for one branch: its own Feast project
+  (`branch_project`), its own registry file and its own online keys (a SQLite file per branch,
+  or Redis keys, which Feast prefixes per project).
+
+Conventions (documented here once, relied upon by training and serving):
+
+* vectors are float32 in `FEATURE_GROUPS` order; a missing (null) value becomes 0. Counts
+  above 2**24 (file sizes) are rounded to the nearest float32, as the model sees them;
+* `event_timestamp` is midnight UTC of `event_date`; apps without a date get
+  `NULL_EVENT_TIMESTAMP` (1970-01-01T00:00:00Z), older than any real date, so a point-in-time
+  join at any later time finds them and a full materialization window starts there;
+* `created_timestamp` is when the table was built (one value per export): it only breaks ties
+  between rows of equal `event_timestamp`;
+* `label` travels in the offline table (for building training sets) but is not a feature.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import re
+import sys
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from dfp.kronodroid.columns import PERMISSION_COLUMNS, SYSCALL_COLUMNS
+from dfp.kronodroid.schema import PERMISSION_TOTAL_COLUMNS, Release, sql_feature_columns, sql_name
+from dfp.settings import PROJECT_ROOT, LakeFSSettings, load_stack_env
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FileSource
+
+    from dfp.lake.lakefs_client import LakeFSClient
+
+# -- feature groups -------------------------------------------------------------------------
+_SYSCALLS = (*SYSCALL_COLUMNS, "nr_syscalls")
+_PERMISSIONS = (*(sql_name(c) for c in PERMISSION_COLUMNS), *PERMISSION_TOTAL_COLUMNS)
+
+#: Feature group -> its columns (mart names), each in `sql_feature_columns()` order. One
+#: `Array(Float32)` Feast field per group; the model's input is their concatenation.
+#: syscalls: 288 syscall counts + nr_syscalls (289); permissions: 166 flags (SQL names, e.g.
+#: REBOOT_permission) + the 7 permission totals (173); static_metadata: the other 14 (file
+#: sizes, submissions, component and intent-filter counts).
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "syscalls": _SYSCALLS,
+    "permissions": _PERMISSIONS,
+    "static_metadata": tuple(
+        c for c in sql_feature_columns() if c not in set(_SYSCALLS) | set(_PERMISSIONS)
+    ),
+}
+
+
+def model_feature_order() -> tuple[str, ...]:
+    """The model's input columns: the groups' columns concatenated, in `FEATURE_GROUPS` order."""
+    return tuple(c for columns in FEATURE_GROUPS.values() for c in columns)
+
+
+# -- the offline table ----------------------------------------------------------------------
+MART_KEY_COLUMNS = ("sha256", "capture", "event_date", "label")
+#: Event time of apps without an `event_date`: older than every real date (see module doc).
+NULL_EVENT_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+#: The start of a window that materializes every row.
+EARLIEST_EVENT = NULL_EVENT_TIMESTAMP
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+VECTOR_TYPE = pa.list_(pa.float32())
+FEAST_SCHEMA = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("capture", pa.string(), nullable=False),
+        pa.field("event_timestamp", TIMESTAMP_TYPE, nullable=False),
+        pa.field("created_timestamp", TIMESTAMP_TYPE, nullable=False),
+        pa.field("label", pa.int64()),
+        *(pa.field(group, VECTOR_TYPE, nullable=False) for group in FEATURE_GROUPS),
+    ]
+)
+CAPTURES = frozenset(str(r) for r in Release)
+
+
+class FeatureDataError(ValueError):
+    """The mart (or an entity frame) does not have the shape the Feast layer needs."""
+
+
+def _check_mart(mart: pa.Table) -> None:
+    present = set(mart.column_names)
+    missing = [c for c in (*MART_KEY_COLUMNS, *sql_feature_columns()) if c not in present]
+    if missing:
+        more = f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""
+        raise FeatureDataError(f"mart_app_features lacks column(s) {missing[:10]}{more}")
+    for key in ("sha256", "capture"):
+        if mart.column(key).null_count:
+            raise FeatureDataError(f"mart column '{key}' has {mart.column(key).null_count} nulls")
+    unknown = set(pc.unique(mart.column("capture")).to_pylist()) - CAPTURES
+    if unknown:
+        raise FeatureDataError(f"mart column 'capture' has unknown values {sorted(unknown)}")
+    for column in sql_feature_columns():
+        kind = mart.schema.field(column).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            raise FeatureDataError(f"mart feature column '{column}' is {kind}, not numeric")
+    keys = mart.select(["sha256", "capture"]).group_by(["sha256", "capture"]).aggregate([])
+    if keys.num_rows != mart.num_rows:
+        raise FeatureDataError(
+            f"mart has {mart.num_rows - keys.num_rows} duplicate (sha256, capture) rows"
+        )
+
+
+def _event_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        column = pc.assume_timezone(column, "UTC")
+    stamps = pc.cast(column, TIMESTAMP_TYPE)
+    return pc.fill_null(stamps, pa.scalar(NULL_EVENT_TIMESTAMP, TIMESTAMP_TYPE))
+
+
+def _vectors(mart: pa.Table, columns: tuple[str, ...]) -> pa.ListArray:
+    """(n, k) float32 values of `columns`, nulls as 0, as a list<float32> array."""
+    n, k = mart.num_rows, len(columns)
+    by_column = np.empty((k, n), dtype=np.float32)
+    for j, name in enumerate(columns):
+        values = mart.column(name)
+        if values.null_count:
+            values = pc.fill_null(values, 0)
+        by_column[j] = values.to_numpy()
+    flat = pa.array(np.ascontiguousarray(by_column.T).reshape(-1), pa.float32())
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32), pa.int32())
+    return pa.ListArray.from_arrays(offsets, flat, type=VECTOR_TYPE)
+
+
+def mart_to_feast_table(mart: pa.Table, *, created_at: datetime | None = None) -> pa.Table:
+    """Feast's offline table (`FEAST_SCHEMA`) from `marts.mart_app_features`.
+
+    Vectorised with numpy: the full 142k-row mart takes about a second. Raises
+    `FeatureDataError` naming the problem (missing columns, null keys, duplicates, ...).
+    """
+    _check_mart(mart)
+    created_at = created_at or datetime.now(UTC)
+    if created_at.tzinfo is None:
+        raise FeatureDataError("created_at must be timezone-aware")
+    mart = mart.combine_chunks()
+    n = mart.num_rows
+    created = pa.array(
+        np.full(n, np.datetime64(created_at.astimezone(UTC).replace(tzinfo=None), "us")),
+        TIMESTAMP_TYPE,
+    )
+    arrays = [
+        mart.column("sha256").cast(pa.string()),
+        mart.column("capture").cast(pa.string()),
+        _event_timestamps(mart.column("event_date")),
+        created,
+        mart.column("label").cast(pa.int64()),
+        *(_vectors(mart, columns) for columns in FEATURE_GROUPS.values()),
+    ]
+    return pa.Table.from_arrays(arrays, schema=FEAST_SCHEMA)
+
+
+def feature_matrix(features: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    """The (n, 476) float32 model input from group vectors (an `online_features` answer or
+    a `historical_features` frame), in `model_feature_order()`."""
+    blocks = []
+    for group, columns in FEATURE_GROUPS.items():
+        rows = list(features[group])
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing:
+            raise FeatureDataError(f"no '{group}' features for row(s) {missing[:10]}")
+        block = np.asarray([np.asarray(row, dtype=np.float32) for row in rows], np.float32)
+        if block.shape[1:] != (len(columns),):
+            raise FeatureDataError(f"'{group}' vectors have shape {block.shape[1:]}")
+        blocks.append(block.reshape(len(rows), len(columns)))
+    return np.concatenate(blocks, axis=1)
+
+
+# -- where the offline table lives ----------------------------------------------------------
+OFFLINE_OBJECT = "feast/app_features.parquet"
+#: `offline_digest` of the table in OFFLINE_OBJECT (what the training set is made from).
+OFFLINE_DIGEST_OBJECT = "feast/app_features.digest"
+
+
+def offline_uri(repository: str, branch: str) -> str:
+    """`s3://<repo>/<branch>/feast/app_features.parquet`: the branch's offline table."""
+    return f"s3://{repository}/{branch}/{OFFLINE_OBJECT}"
+
+
+def offline_digest(table: pa.Table) -> str:
+    """A content hash of the offline table that ignores row order and `created_timestamp`
+    (the snapshot's time): the same mart rebuilt by dbt gets the same digest."""
+    body = (
+        table.cast(FEAST_SCHEMA)
+        .drop_columns(["created_timestamp"])
+        .sort_by([("sha256", "ascending"), ("capture", "ascending")])
+        .combine_chunks()
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, body.schema) as writer:
+        writer.write_table(body, max_chunksize=65536)
+    return "sha256:" + hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def read_offline_digest(client: LakeFSClient, ref: str) -> str | None:
+    """The digest `export_offline` stored beside the offline table on `ref`; None when there
+    is none (no table yet, or one exported before digests existed)."""
+    from dfp.lake.lakefs_client import LakeFSError
+
+    try:
+        return client.read(ref, OFFLINE_DIGEST_OBJECT).decode()
+    except LakeFSError:
+        return None
+
+
+def export_offline(
+    client: LakeFSClient, branch: str, table: pa.Table, *, io_ref: str | None = None
+) -> str:
+    """Write the offline table for `branch` (uncommitted: the caller commits `io_ref`).
+
+    As with Iceberg tables, the object is written on `io_ref` (a write-audit-publish run
+    branch; defaults to `branch`) and reaches `branch` when that is merged. Returns the URI
+    on `branch`, which Feast reads after the merge.
+    """
+    if table.schema.names != FEAST_SCHEMA.names:
+        raise FeatureDataError(
+            f"not a Feast table: columns {table.schema.names[:8]}, want {FEAST_SCHEMA.names}"
+        )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.cast(FEAST_SCHEMA), sink, compression="zstd")
+    client.upload(io_ref or branch, OFFLINE_OBJECT, sink.getvalue().to_pybytes())
+    client.upload(io_ref or branch, OFFLINE_DIGEST_OBJECT, offline_digest(table).encode())
+    return offline_uri(client.repository, branch)
+
+
+# -- settings -------------------------------------------------------------------------------
+class S3Gateway(BaseModel):
+    """lakeFS's S3 gateway, as Feast's file offline store (Dask + s3fs) reads it. s3fs sends
+    path-style requests to a custom endpoint, which is what the gateway wants (checked with
+    `http://127.0.0.1:<port>` and `http://localhost:<port>`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoint: str
+    access_key_id: str
+    secret_access_key: SecretStr
+
+    @classmethod
+    def from_lakefs(cls, lakefs: LakeFSSettings) -> S3Gateway:
+        return cls(
+            endpoint=lakefs.endpoint,
+            access_key_id=lakefs.access_key_id,
+            secret_access_key=SecretStr(lakefs.secret_access_key),
+        )
+
+    @classmethod
+    def from_env(cls) -> S3Gateway:
+        """LAKEFS_* from the environment (or the local stack's stack.env)."""
+        return cls.from_lakefs(LakeFSSettings.from_env())
+
+
+class SqliteOnline(BaseModel):
+    """Feast's SQLite online store: one database file per branch under `directory`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["sqlite"] = "sqlite"
+    directory: Path
+
+    def feast_config(self, project: str) -> dict[str, Any]:
+        return {"type": "sqlite", "path": str(self.directory.resolve() / f"{project}.db")}
+
+
+_REDIS_TOKEN = re.compile(r"^[A-Za-z0-9_.~-]*$")
+
+
+class RedisOnline(BaseModel):
+    """Feast's Redis online store. `url` is `redis://[:password@]host:port[/db]` (`rediss://`
+    for TLS), e.g. the local stack's `DFP_REDIS_URL`. Keys carry the Feast project, so
+    branches share one Redis without seeing each other's values.
+
+    `skip_dedup` (default True) writes every materialized row. Feast's default reads each
+    key's stored event time first and skips rows that are not newer, which would keep stale
+    values when a mart is rebuilt with changed features but the same `event_date`; dfp always
+    materializes whole snapshots (one row per key), so last write is the right rule.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["redis"] = "redis"
+    url: SecretStr
+    skip_dedup: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, url: SecretStr) -> SecretStr:
+        parts = urllib.parse.urlsplit(url.get_secret_value())
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or not parts.port:
+            raise ValueError("want redis://[:password@]host:port[/db]")
+        for piece in (parts.username or "", parts.password or "", parts.path.strip("/")):
+            if not _REDIS_TOKEN.match(urllib.parse.unquote(piece)):
+                raise ValueError("user, password and db may hold only letters, digits, _.~-")
+        return url
+
+    @classmethod
+    def from_env(cls, variable: str = "DFP_REDIS_URL") -> RedisOnline:
+        import os
+
+        load_stack_env()
+        url = os.environ.get(variable)
+        if not url:
+            raise RuntimeError(
+                f"{variable} is unset: run the local stack with DFP_STACK_SERVICES=lakefs,redis "
+                "(`dfp stack up`) or set it in the environment"
+            )
+        return cls(url=SecretStr(url))
+
+    def connection_string(self) -> str:
+        """Feast's `host:port,password=...,db=...` form of `url`."""
+        parts = urllib.parse.urlsplit(self.url.get_secret_value())
+        out = [f"{parts.hostname}:{parts.port}"]
+        if parts.username:
+            out.append(f"username={urllib.parse.unquote(parts.username)}")
+        if parts.password:
+            out.append(f"password={urllib.parse.unquote(parts.password)}")
+        if parts.path.strip("/"):
+            out.append(f"db={int(parts.path.strip('/'))}")
+        if parts.scheme == "rediss":
+            out.append("ssl=true")
+        return ",".join(out)
+
+    def feast_config(self, project: str) -> dict[str, Any]:
+        return {
+            "type": "redis",
+            "connection_string": self.connection_string(),
+            "skip_dedup": self.skip_dedup,
+        }
+
+
+OnlineStoreSettings = Annotated[SqliteOnline | RedisOnline, Field(discriminator="kind")]
+
+
+# -- projects, sources, stores --------------------------------------------------------------
+def branch_project(repository: str, branch: str) -> str:
+    """A Feast project name unique per (repository, branch): readable parts plus a hash of
+    the exact names, so `exp-1` and `exp_1` (or `exp.1`) never share a project."""
+
+    def part(name: str) -> str:
+        return (re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "x")[:24]
+
+    digest = hashlib.sha256(f"{repository}\0{branch}".encode()).hexdigest()[:10]
+    return f"dfp_{part(repository)}__{part(branch)}_{digest}"
+
+
+_CREDENTIAL_PROVIDER = "dfp-lakefs-s3"
+_GATEWAYS: dict[str, S3Gateway] = {}
+
+
+def _register_gateway(gateway: S3Gateway) -> None:
+    """Make `gateway`'s credentials resolvable by Feast in this process.
+
+    Feast's file offline store asks the source's `ConnectionRef` for credentials
+    (`DataSource.resolve_credentials`) and hands them to s3fs/Dask. The ref stored in the
+    registry names only this provider and the endpoint; the secret stays in this process
+    (it comes from the environment / stack.env) and never enters the registry or os.environ.
+    """
+    from feast.credentials import (
+        ConnectionRef,
+        CredentialProvider,
+        CredentialResolutionError,
+        register_credential_provider,
+    )
+
+    class LakeFSGatewayCredentials(CredentialProvider):
+        def provider_type(self) -> str:
+            return _CREDENTIAL_PROVIDER
+
+        def resolve(self, ref: ConnectionRef) -> dict[str, str]:
+            found = _GATEWAYS.get(ref.name)
+            if found is None:
+                raise CredentialResolutionError(
+                    f"no lakeFS S3 credentials for {ref.name} in this process: build the store "
+                    "with dfp.kronodroid.features.feature_store(...)"
+                )
+            return {
+                "AWS_ACCESS_KEY_ID": found.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": found.secret_access_key.get_secret_value(),
+            }
+
+    _GATEWAYS[gateway.endpoint] = gateway
+    register_credential_provider(LakeFSGatewayCredentials())
+
+
+def offline_source(path: str, s3: S3Gateway | None = None) -> FileSource:
+    """Feast's FileSource for an offline table: `s3://<repo>/<ref>/...` through lakeFS's S3
+    gateway (credentials from `s3`, else LAKEFS_* of the environment), or a local path."""
+    from feast import FileSource
+    from feast.credentials import ConnectionRef
+
+    options: dict[str, Any] = {}
+    if path.startswith("s3://"):
+        s3 = s3 or S3Gateway.from_env()
+        _register_gateway(s3)
+        options = {
+            "s3_endpoint_override": s3.endpoint,
+            "connection_ref": ConnectionRef(provider=_CREDENTIAL_PROVIDER, name=s3.endpoint),
+        }
+    elif "://" not in path:
+        path = str(Path(path).resolve())
+    return FileSource(
+        name="app_features",
+        path=path,
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+        description="dfp's Feast table of marts.mart_app_features (dfp.kronodroid.features)",
+        **options,
+    )
+
+
+@functools.cache
+def _feature_store_class() -> type[FeatureStore]:
+    from feast import FeatureStore
+
+    class BranchFeatureStore(FeatureStore):
+        """A `feast.FeatureStore` for one lakeFS branch, knowing its offline source."""
+
+        def __init__(self, config: Any, *, branch: str, repository: str, source: Any):
+            super().__init__(config=config)
+            self.dfp_branch = branch
+            self.dfp_repository = repository
+            self.dfp_source = source
+
+    return BranchFeatureStore
+
+
+def feature_store(
+    branch: str,
+    *,
+    repository: str,
+    online: SqliteOnline | RedisOnline,
+    registry_dir: Path,
+    offline_path: str | None = None,
+    s3: S3Gateway | None = None,
+    registry_cache_ttl_s: int = 60,
+    online_write_batch_size: int | None = 10_000,
+) -> FeatureStore:
+    """A Feast store for `branch` of lakeFS `repository`, configured in code.
+
+    - project `branch_project(repository, branch)`; registry file
+      `<registry_dir>/<project>.db` (one per branch);
+    - offline: Feast's file (Dask) store reading `offline_path`, by default the branch's
+      exported table `offline_uri(repository, branch)` through lakeFS's S3 gateway;
+    - online: `online` (a SQLite file per branch, or Redis keys prefixed by the project),
+      written `online_write_batch_size` rows at a time by `materialize` (bounds its memory).
+    """
+    from feast.repo_config import RepoConfig
+
+    project = branch_project(repository, branch)
+    source = offline_source(offline_path or offline_uri(repository, branch), s3)
+    registry_dir = registry_dir.resolve()
+    registry_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(online, SqliteOnline):
+        online.directory.mkdir(parents=True, exist_ok=True)
+    config = RepoConfig(
+        project=project,
+        provider="local",
+        registry={
+            "registry_type": "file",
+            "path": str(registry_dir / f"{project}.db"),
+            "cache_ttl_seconds": registry_cache_ttl_s,
+        },
+        offline_store={"type": "file"},
+        online_store=online.feast_config(project),
+        entity_key_serialization_version=3,
+        materialization={"online_write_batch_size": online_write_batch_size},
+        repo_path=registry_dir,
+    )
+    return _feature_store_class()(config, branch=branch, repository=repository, source=source)
+
+
+# -- definitions ----------------------------------------------------------------------------
+DEFINITIONS_FILE = PROJECT_ROOT / "feature_repo" / "definitions.py"
+SERVICE_NAME = "malware_model"
+
+
+def definitions_module() -> ModuleType:
+    """`feature_repo/definitions.py`, loaded by path (like the dbt project, it is part of the
+    source tree, not of the installed packages)."""
+    name = "dfp_feature_repo_definitions"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DEFINITIONS_FILE)
+        assert spec and spec.loader, DEFINITIONS_FILE
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _source_of(store: FeatureStore) -> FileSource:
+    source = getattr(store, "dfp_source", None)
+    if source is None:
+        raise TypeError("not a store built by dfp.kronodroid.features.feature_store()")
+    return source
+
+
+def apply_definitions(store: FeatureStore) -> Any:
+    """Register the entities, views and service of `feature_repo/definitions.py` (on the
+    store's branch source) and remove any view or service no longer defined there. Returns
+    the `FeastDefinitions` applied."""
+    definitions = definitions_module().build_definitions(_source_of(store))
+    views = {v.name for v in definitions.feature_views}
+    stale = [v for v in store.list_feature_views() if v.name not in views]
+    stale += [
+        s for s in store.list_feature_services() if s.name != definitions.feature_service.name
+    ]
+    store.apply(definitions.objects(), objects_to_delete=stale, partial=False)
+    return definitions
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got {moment}")
+    return moment
+
+
+def read_offline(store: FeatureStore, columns: Sequence[str] | None = None) -> pa.Table:
+    """The store's offline table, read with pyarrow from its source (the branch's object
+    through lakeFS's S3 gateway, with the source's credentials; or a local file)."""
+    source = _source_of(store)
+    path = source.path
+    if not path.startswith("s3://"):
+        return pq.read_table(path, columns=list(columns) if columns else None)
+    import s3fs
+
+    from dfp.lake.lakefs_client import s3fs_storage_options
+
+    creds = source.resolve_credentials() or {}
+    fs = s3fs.S3FileSystem(
+        **s3fs_storage_options(
+            source.s3_endpoint_override,
+            creds.get("AWS_ACCESS_KEY_ID"),
+            creds.get("AWS_SECRET_ACCESS_KEY"),
+        ),
+        skip_instance_cache=True,  # a branch's table changes with every run: no stale cache
+        use_listings_cache=False,
+    )
+    return pq.read_table(
+        path.removeprefix("s3://"), filesystem=fs, columns=list(columns) if columns else None
+    )
+
+
+def _latest_per_key(table: pa.Table) -> pa.Table:
+    """One row per (sha256, capture): the one with the latest (event_timestamp,
+    created_timestamp), as Feast's materialization picks it. A table without duplicate keys
+    (every export of the mart) is returned as is, uncopied."""
+    keys = table.select(list(ENTITY_KEYS)).group_by(list(ENTITY_KEYS)).aggregate([])
+    if keys.num_rows == table.num_rows:
+        return table
+    ordered = table.sort_by(
+        [(c, "ascending") for c in (*ENTITY_KEYS, "event_timestamp", "created_timestamp")]
+    )
+    if ordered.num_rows < 2:
+        return ordered
+    keys = [ordered.column(k).to_numpy(zero_copy_only=False) for k in ENTITY_KEYS]
+    last = np.ones(ordered.num_rows, dtype=bool)
+    last[:-1] = np.logical_or.reduce([k[1:] != k[:-1] for k in keys])
+    return ordered.filter(pa.array(last))
+
+
+def materialize(
+    store: FeatureStore,
+    start: datetime,
+    end: datetime,
+    *,
+    engine: Literal["arrow", "feast"] = "arrow",
+    batch_rows: int = 10_000,
+) -> int | None:
+    """Load rows with `start <= event_timestamp <= end` (latest per key) into the online store
+    for every view, record the interval in Feast's registry, and return the rows written
+    per view (None with engine "feast", which does not say).
+    `start=EARLIEST_EVENT` includes apps without a date.
+
+    engine "arrow" (default) reads the offline table with pyarrow and writes through Feast's
+    online-store API (`FeatureStore.write_to_online_store`, `batch_rows` at a time), then
+    records the interval (`registry.apply_materialization`), which is what `feast
+    materialize` does. engine "feast" calls `FeatureStore.materialize`, whose file (Dask)
+    offline store tokenises the list columns by pickling them several times per view: at
+    Kronodroid size (142k entities, 3 views) it took ~170 s instead of ~40 s (see
+    benchmarks/feast_online.py). Both write the same values.
+    """
+    _aware(start, "start")
+    _aware(end, "end")
+    if start > end:
+        raise ValueError(f"start {start} is after end {end}")
+    if engine == "feast":
+        store.materialize(start_date=start, end_date=end)
+        return None  # Feast does not report a count
+    views = store.list_feature_views()
+    groups = [f.name for view in views for f in view.features]
+    table = read_offline(store, [*ENTITY_KEYS, "event_timestamp", "created_timestamp", *groups])
+    stamps = table.column("event_timestamp")
+    in_window = pc.and_(
+        pc.greater_equal(stamps, pa.scalar(start, TIMESTAMP_TYPE)),
+        pc.less_equal(stamps, pa.scalar(end, TIMESTAMP_TYPE)),
+    )
+    if not pc.all(in_window).as_py():
+        table = table.filter(in_window)
+    table = _latest_per_key(table)
+    for view in views:
+        columns = [*ENTITY_KEYS, "event_timestamp", "created_timestamp"]
+        columns += [f.name for f in view.features]
+        for batch in table.select(columns).to_batches(max_chunksize=batch_rows):
+            store.write_to_online_store(view.name, batch.to_pandas())
+        store.registry.apply_materialization(view, store.project, start, end, commit=True)
+    return table.num_rows
+
+
+ENTITY_KEYS = ("sha256", "capture")
+
+
+def online_features(store: FeatureStore, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The service's vectors for entity rows `{"sha256": ..., "capture": ...}`: a dict of
+    columns (the keys, then one list per group; `None` where an entity is unknown)."""
+    for i, row in enumerate(rows):
+        missing = [k for k in ENTITY_KEYS if k not in row]
+        if missing:
+            raise FeatureDataError(f"entity row {i} lacks {missing}")
+    service = store.get_feature_service(SERVICE_NAME, allow_cache=True)
+    return store.get_online_features(features=service, entity_rows=rows).to_dict()
+
+
+_ROW_ID = "__dfp_row"
+
+
+def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time vectors for `entity_df` (sha256, capture, event_timestamp, any extra
+    columns such as label), via the `malware_model` service: each row gets the latest
+    values with `event_timestamp <=` its own, or `None` when there is none.
+
+    Rows come back in `entity_df`'s order, all of them: Feast 0.67's file (Dask) offline
+    store drops an entity row whose only matches are newer than it (its left join is
+    followed by a timestamp filter), so dropped rows are restored here with `None`.
+
+    Cost: the Dask store pickles the list columns to tokenise them, ~130 s for 20k entity
+    rows against the full 142k-row table (2 cores). For a full training set of the current
+    mart, whose rows are each app's only version, `read_offline(store)` holds the same values
+    (and the labels) and reads in seconds.
+    """
+    missing = [c for c in (*ENTITY_KEYS, "event_timestamp") if c not in entity_df.columns]
+    if missing:
+        raise FeatureDataError(f"entity_df lacks column(s) {missing}")
+    frame = entity_df.reset_index(drop=True).copy()
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame[_ROW_ID] = np.arange(len(frame))
+    service = store.get_feature_service(SERVICE_NAME, allow_cache=True)
+    result = store.get_historical_features(entity_df=frame, features=service).to_df()
+    groups = [g for g in FEATURE_GROUPS if g in result.columns]
+    merged = frame.merge(result[[_ROW_ID, *groups]], on=_ROW_ID, how="left")
+    if merged[_ROW_ID].duplicated().any():
+        raise FeatureDataError("historical retrieval returned several rows for one entity row")
+    for group in groups:
+        merged[group] = [v if isinstance(v, np.ndarray | list) else None for v in merged[group]]
+    return merged.sort_values(_ROW_ID).drop(columns=_ROW_ID).reset_index(drop=True)
+
+
+def _without_meta(message: Any) -> Any:
+    """A copy of a proto with every nested `meta` (creation/update times) cleared."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    stack = [copy]
+    while stack:
+        current = stack.pop()
+        for field, value in current.ListFields():
+            if field.name == "meta":
+                current.ClearField("meta")
+            elif field.message_type is not None:
+                if field.is_repeated:
+                    if not field.message_type.GetOptions().map_entry:
+                        stack.extend(value)
+                else:
+                    stack.append(value)
+    return copy
+
+
+def registry_version(store: FeatureStore) -> str:
+    """A stable id of the definitions applied to the store's project, for lineage:
+    `sha256:<16 hex>` over the specs (without metadata such as creation times) of its
+    entities, data sources, views and services. Materializing or re-applying the same
+    definitions does not change it; changing a definition or the branch's source path does."""
+    digest = hashlib.sha256()
+    kinds = (
+        ("entity", store.list_entities()),
+        ("data_source", store.list_data_sources()),
+        ("feature_view", store.list_feature_views()),
+        ("feature_service", store.list_feature_services()),
+    )
+    for kind, objects in kinds:
+        for obj in sorted(objects, key=lambda o: o.name):
+            proto = obj.to_proto()
+            spec = _without_meta(proto.spec if hasattr(proto, "spec") else proto)
+            digest.update(f"{kind}:{obj.name}:".encode())
+            digest.update(spec.SerializeToString(deterministic=True))
+    return "sha256:" + digest.hexdigest()[:16]

@@ -1,0 +1,139 @@
+"""`dfp reproduce <mlflow run id>`: rebuild a run's training set from its recorded lakeFS
+commit and Iceberg snapshot, retrain with the recorded config, and compare. No Dagster.
+
+The mart is read at the recorded lakeFS commit (a commit id is a read-only ref for lakeFS
+and its S3 gateway) and at the recorded snapshot id; Feast's point-in-time join runs again
+in a throwaway store (local registry, SQLite online, the offline table in a temp dir).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from dfp import tracking
+from dfp.kronodroid.features import (
+    FEATURE_GROUPS,
+    SqliteOnline,
+    apply_definitions,
+    feature_store,
+    mart_to_feast_table,
+)
+from dfp.kronodroid.model import TrainConfig
+from dfp.kronodroid.training import (
+    build_training_set,
+    compare_metrics,
+    fit_and_evaluate,
+    training_matrix,
+    training_set_digest,
+)
+from dfp.lake.iceberg import BranchTables
+from dfp.lake.lakefs_client import LakeFSClient
+
+MART = ("marts", "mart_app_features")
+
+
+class ReproduceError(RuntimeError):
+    pass
+
+
+@dataclass
+class Reproduction:
+    run_id: str
+    commit: str
+    recorded_commit: str
+    training_set_digest: str
+    recorded_training_set_digest: str
+    metrics: dict[str, float]
+    recorded_metrics: dict[str, float]
+    differences: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    @property
+    def identical(self) -> bool:
+        return (
+            not self.differences
+            and self.commit == self.recorded_commit
+            and self.training_set_digest == self.recorded_training_set_digest
+        )
+
+
+def _tag(recorded: tracking.RecordedRun, name: str) -> str:
+    value = recorded.tags.get(name)
+    if not value:
+        raise ReproduceError(f"MLflow run {recorded.run_id} has no tag {name!r}")
+    return value
+
+
+def reproduce(
+    run_id: str,
+    *,
+    client: LakeFSClient,
+    catalog_uri: str,
+    tracker: tracking.Tracker,
+    tolerance: float = 1e-6,
+) -> Reproduction:
+    recorded = tracker.read(run_id)
+    repository = _tag(recorded, tracking.TAG_REPOSITORY)
+    if repository != client.repository:
+        raise ReproduceError(
+            f"run {run_id} read lakeFS repository {repository!r}, client is on "
+            f"{client.repository!r}"
+        )
+    commit = client.get_commit(_tag(recorded, tracking.TAG_COMMIT)).id
+    snapshots = json.loads(_tag(recorded, tracking.TAG_SNAPSHOTS))
+    snapshot_id = snapshots.get(".".join(MART))
+    if snapshot_id is None:
+        raise ReproduceError(f"run {run_id} recorded no snapshot of {'.'.join(MART)}")
+    config = TrainConfig.model_validate_json(_tag(recorded, tracking.TAG_TRAIN_CONFIG))
+
+    # The mart as it was: the commit's catalog pointer, then the recorded snapshot.
+    tables = BranchTables(client, catalog_uri)
+    tables.sync(commit)
+    try:
+        mart = tables.catalog(commit).load_table(tables.identifier(commit, *MART))
+        snapshot = mart.snapshot_by_id(int(snapshot_id))
+        if snapshot is None:
+            raise ReproduceError(f"snapshot {snapshot_id} of the mart is gone at {commit}")
+        created = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, tz=UTC)
+        feast_table = mart_to_feast_table(
+            mart.scan(snapshot_id=snapshot.snapshot_id).to_arrow(), created_at=created
+        )
+    finally:
+        tables.forget(commit)
+
+    with tempfile.TemporaryDirectory(prefix="dfp-reproduce-") as tmp:
+        offline = Path(tmp) / "app_features.parquet"
+        pq.write_table(feast_table, offline)
+        store = feature_store(
+            f"reproduce-{run_id}",
+            repository=repository,
+            online=SqliteOnline(directory=Path(tmp) / "online"),
+            registry_dir=Path(tmp) / "registry",
+            offline_path=str(offline),
+        )
+        apply_definitions(store)
+        frame = build_training_set(store, feast_table)
+
+    groups = list(FEATURE_GROUPS)
+    digest = training_set_digest(frame, groups)
+    features, labels = training_matrix(frame, groups)
+    dates = pd.to_datetime(frame["event_timestamp"], utc=True)
+    outcome = fit_and_evaluate(features, labels, dates, config)
+    metrics = outcome.metrics()
+    recorded_metrics = {k: v for k, v in recorded.metrics.items() if k in metrics}
+    return Reproduction(
+        run_id=run_id,
+        commit=commit,
+        recorded_commit=_tag(recorded, tracking.TAG_COMMIT),
+        training_set_digest=digest,
+        recorded_training_set_digest=recorded.tags.get(tracking.TAG_TRAINING_SET_DIGEST, ""),
+        metrics=metrics,
+        recorded_metrics=recorded_metrics,
+        differences=compare_metrics(recorded_metrics, metrics, tolerance),
+    )

@@ -1,0 +1,174 @@
+"""One training run of the malware model: matrix from the training set, two evaluations
+(temporal and random split), deterministic. Pure logic shared by the Dagster asset and
+`dfp reproduce`; no Dagster imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from dfp.kronodroid.model import (
+    Metrics,
+    TrainConfig,
+    evaluate,
+    model_digest,
+    random_split,
+    temporal_split,
+)
+from dfp.kronodroid.model import train as train_model
+from dfp.kronodroid.model.classifier import MalwareClassifier
+
+TEST_FRACTION = 0.2
+#: Where `malware_model` keeps the trained model on its branch.
+MODEL_OBJECT = "models/malware_model/model.pt"
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """The published model is the one trained on the temporal split's older apps: its test
+    figures are the honest forecast for apps that have not been seen yet."""
+
+    model: MalwareClassifier
+    temporal: Metrics
+    random: Metrics
+    config: TrainConfig
+    rows: dict[str, int]
+    epoch_seconds: list[float]
+    digest: str
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"temporal_{k}": v for k, v in self.temporal.as_dict().items()}
+        out.update({f"random_{k}": v for k, v in self.random.as_dict().items()})
+        return out
+
+    def params(self) -> dict[str, str]:
+        params = {
+            k: json.dumps(v) if not isinstance(v, str) else v
+            for k, v in self.config.model_dump().items()
+        }
+        params.update({f"rows_{k}": str(v) for k, v in self.rows.items()})
+        params["test_fraction"] = str(TEST_FRACTION)
+        return params
+
+
+ENTITY_COLUMNS = ("sha256", "capture", "event_timestamp", "label")
+TRAINING_SET_OBJECT = "training/kronodroid_training_set.parquet"
+
+
+def entity_frame(feast_table: pa.Table) -> pd.DataFrame:
+    """The training entities: every (app, capture) of the mart at its own event time."""
+    return feast_table.select(list(ENTITY_COLUMNS)).to_pandas()
+
+
+def build_training_set(store, feast_table: pa.Table) -> pd.DataFrame:
+    """Point-in-time features for every mart row, through Feast's feature service."""
+    from dfp.kronodroid.features import historical_features
+
+    return historical_features(store, entity_frame(feast_table))
+
+
+def training_set_digest(frame: pd.DataFrame, vector_columns: Sequence[str]) -> str:
+    """sha256 of the exact training data (keys, labels, feature matrix), for lineage."""
+    features, labels = training_matrix(frame, vector_columns)
+    digest = hashlib.sha256()
+    keys = frame["sha256"].astype(str) + ":" + frame["capture"].astype(str)
+    digest.update("\n".join(keys).encode())
+    digest.update(labels.tobytes())
+    digest.update(features.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def training_matrix(
+    frame: pd.DataFrame, vector_columns: Sequence[str], label_column: str = "label"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate per-group feature vectors (list columns) into a float32 matrix, in order.
+
+    A row whose vector is missing (no feature row at or before its event time) is an error
+    naming the entity: training on zeros would silently teach the model nonsense.
+    """
+    missing = [c for c in (*vector_columns, label_column) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"training set lacks column(s) {missing}")
+    blocks = []
+    for column in vector_columns:
+        values = frame[column]
+        absent = values.isna().to_numpy()
+        if absent.any():
+            first = frame.loc[absent].head(3)
+            keys = first[[c for c in ("sha256", "capture") if c in frame]].to_dict("records")
+            raise ValueError(
+                f"training set: {int(absent.sum())} row(s) have no '{column}' features, e.g. {keys}"
+            )
+        blocks.append(np.stack(values.to_numpy()).astype(np.float32, copy=False))
+    features = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+    labels = frame[label_column].to_numpy().astype(np.int64)
+    return np.ascontiguousarray(features), labels
+
+
+def fit_and_evaluate(
+    features: np.ndarray,
+    labels: np.ndarray,
+    event_dates: Sequence | np.ndarray | pd.Series,
+    config: TrainConfig,
+    threshold: float = 0.5,
+) -> TrainingOutcome:
+    """Train and evaluate on a temporal split (older → newer) and on a random split."""
+    train_idx, test_idx = temporal_split(event_dates, TEST_FRACTION, labels=labels)
+    temporal = train_model(features[train_idx], labels[train_idx], config)
+    temporal_metrics = evaluate(temporal.model, features[test_idx], labels[test_idx], threshold)
+
+    r_train, r_test = random_split(labels, TEST_FRACTION, seed=config.seed)
+    random = train_model(features[r_train], labels[r_train], config)
+    random_metrics = evaluate(random.model, features[r_test], labels[r_test], threshold)
+
+    return TrainingOutcome(
+        model=temporal.model,
+        temporal=temporal_metrics,
+        random=random_metrics,
+        config=config,
+        rows={
+            "total": int(len(labels)),
+            "temporal_train": int(len(train_idx)),
+            "temporal_test": int(len(test_idx)),
+            "random_train": int(len(r_train)),
+            "random_test": int(len(r_test)),
+        },
+        epoch_seconds=list(temporal.epoch_seconds),
+        digest=model_digest(temporal.model),
+    )
+
+
+def compare_metrics(
+    recorded: Mapping[str, float], reproduced: Mapping[str, float], tolerance: float = 1e-6
+) -> dict[str, tuple[float, float]]:
+    """Metrics that differ by more than `tolerance` (name -> (recorded, reproduced))."""
+    out = {}
+    for key in sorted(set(recorded) | set(reproduced)):
+        a, b = recorded.get(key), reproduced.get(key)
+        if a is None or b is None or abs(float(a) - float(b)) > tolerance:
+            out[key] = (a, b)
+    return out
+
+
+def parity_rows(frame: pd.DataFrame, vector_columns: Sequence[str], rows: int = 64) -> np.ndarray:
+    """A fixed batch of real feature rows for export parity checks: up to rows/2 of each class,
+    the first by (sha256, capture), so the batch does not depend on the table's row order and
+    both decisions are exercised."""
+    if rows < 2:
+        raise ValueError(f"parity batch needs at least 2 rows, got {rows}")
+    ordered = frame.sort_values(["sha256", "capture"], kind="mergesort")
+    per_class = rows // 2
+    picked = pd.concat(
+        [ordered[ordered["label"] == label].head(per_class) for label in (1, 0)]
+    ).sort_values(["sha256", "capture"], kind="mergesort")
+    if picked.empty:
+        raise ValueError("parity batch: the training set has no rows")
+    features, _ = training_matrix(picked, vector_columns)
+    return features

@@ -1,0 +1,278 @@
+"""Iceberg tables on lakeFS branches, isolated per branch (pure logic, no Dagster).
+
+Iceberg metadata records absolute file paths, so a table copied to a new branch would keep
+reading its parent's files. dfp keeps branches isolated with three rules:
+
+1. Logical paths name the branch a version was written *for*: `s3://<repo>/<branch>/iceberg/
+   <schema>/<table>/…` (a write-audit-publish run writes for its target branch). Engines that
+   read paths directly (Spark, DuckDB) therefore find published files where they belong.
+2. Physical IO goes to the branch being read, or the run branch being written:
+   `BranchFileIO` rewrites `s3://<repo>/<any ref>/<path>` to `s3://<repo>/<io ref>/<path>`.
+   A branch's reads never touch another branch's objects (zero-copy branching makes the same
+   path exist on every branch that has not changed it).
+3. lakeFS is the source of truth for which metadata file is current: the pointer object
+   `iceberg/<schema>/<table>/dfp-current.json` is written with the data, travels with it
+   through merges, and a concurrent change to one table on two branches is a lakeFS merge
+   conflict (never a silent fast-forward). The SQL catalog (pyiceberg SqlCatalog, schema shared
+   with Iceberg's JdbcCatalog) is a per-branch index: catalog name = the lakeFS repository,
+   namespace `(<branch>, <schema>)`, synced from those pointers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+from pyiceberg.io.pyarrow import PyArrowFileIO
+from pyiceberg.table import Table, TableProperties
+from pyiceberg.typedef import EMPTY_DICT, Properties
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dfp.lake.lakefs_client import LakeFSClient
+
+ICEBERG_PREFIX = "iceberg"
+POINTER_FILE = "dfp-current.json"
+REPOSITORY_PROPERTY = "dfp.lakefs.repository"
+IO_REF_PROPERTY = "dfp.lakefs.io-ref"
+
+
+class BranchFileIO(PyArrowFileIO):
+    """PyArrow FileIO that reads and writes every `s3://<repo>/<ref>/…` path on one ref."""
+
+    @staticmethod
+    def parse_location(location: str, properties: Properties = EMPTY_DICT) -> tuple[str, str, str]:
+        scheme, netloc, path = PyArrowFileIO.parse_location(location, properties)
+        io_ref = properties.get(IO_REF_PROPERTY)
+        if io_ref and scheme in ("s3", "s3a") and netloc == properties.get(REPOSITORY_PROPERTY):
+            bucket, _, rest = path.partition("/")
+            _ref, _, key = rest.partition("/")
+            if key:
+                path = f"{bucket}/{io_ref}/{key}"
+        return scheme, netloc, path
+
+
+def _namespaces(catalog: SqlCatalog, branch: str) -> list[tuple[str, ...]]:
+    try:
+        return catalog.list_namespaces((branch,))
+    except NoSuchNamespaceError:
+        return []
+
+
+def _indexed(catalog: SqlCatalog, branch: str) -> dict[tuple[str, str], str | None]:
+    """(schema, table) -> metadata location of a branch's catalog rows, read from the rows
+    themselves (the metadata file may already be gone from the branch)."""
+    with Session(catalog.engine) as session:
+        rows = session.execute(
+            select(IcebergTables).where(
+                IcebergTables.catalog_name == catalog.name,
+                IcebergTables.table_namespace.startswith(f"{branch}."),
+            )
+        ).scalars()
+        return {
+            (row.table_namespace.split(".", 1)[1], row.table_name): row.metadata_location
+            for row in rows
+        }
+
+
+def table_prefix(schema: str, table: str) -> str:
+    return f"{ICEBERG_PREFIX}/{schema}/{table}"
+
+
+def pointer_path(schema: str, table: str) -> str:
+    return f"{table_prefix(schema, table)}/{POINTER_FILE}"
+
+
+@dataclass(frozen=True)
+class TablePointer:
+    schema: str
+    table: str
+    metadata_location: str
+    snapshot_id: int | None
+
+
+class BranchTables:
+    """Iceberg tables of one lakeFS repository, one catalog namespace per branch."""
+
+    def __init__(self, client: LakeFSClient, catalog_uri: str):
+        self.client = client
+        self.catalog_uri = catalog_uri
+
+    # -- catalogs ---------------------------------------------------------------------------
+    def catalog(self, io_ref: str) -> SqlCatalog:
+        """A catalog whose FileIO reads/writes on `io_ref` (one catalog object per ref)."""
+        # One catalog name per lakeFS repository: repositories may share a catalog database.
+        return SqlCatalog(
+            self.client.repository,
+            uri=self.catalog_uri,
+            **self.client.pyiceberg_properties(),
+            **{
+                "py-io-impl": f"{BranchFileIO.__module__}.{BranchFileIO.__name__}",
+                REPOSITORY_PROPERTY: self.client.repository,
+                IO_REF_PROPERTY: io_ref,
+            },
+        )
+
+    @staticmethod
+    def identifier(branch: str, schema: str, table: str) -> tuple[str, str, str]:
+        return (branch, schema, table)
+
+    def location(self, branch: str, schema: str, table: str) -> str:
+        return self.client.s3_uri(branch, table_prefix(schema, table))
+
+    # -- pointers ---------------------------------------------------------------------------
+    def pointers(self, ref: str) -> dict[tuple[str, str], TablePointer]:
+        """(schema, table) -> current metadata, as recorded on `ref` in lakeFS."""
+        out = {}
+        for obj in self.client.list_objects(ref, f"{ICEBERG_PREFIX}/"):
+            if not obj.path.endswith(f"/{POINTER_FILE}"):
+                continue
+            _, schema, table, _ = obj.path.split("/", 3)
+            body = json.loads(self.client.read(ref, obj.path))
+            out[(schema, table)] = TablePointer(
+                schema, table, body["metadata_location"], body.get("snapshot_id")
+            )
+        return out
+
+    def _write_pointer(
+        self, io_ref: str, schema: str, table: str, iceberg_table: Table
+    ) -> TablePointer:
+        snapshot = iceberg_table.current_snapshot()
+        pointer = TablePointer(
+            schema,
+            table,
+            iceberg_table.metadata_location,
+            snapshot.snapshot_id if snapshot else None,
+        )
+        body = {"metadata_location": pointer.metadata_location, "snapshot_id": pointer.snapshot_id}
+        self.client.upload(io_ref, pointer_path(schema, table), json.dumps(body).encode())
+        return pointer
+
+    # -- catalog index ----------------------------------------------------------------------
+    def sync(self, branch: str) -> dict[str, int]:
+        """Make the catalog namespaces of `branch` mirror the pointers on its lakeFS head."""
+        catalog = self.catalog(branch)
+        wanted = self.pointers(branch)
+        stats = {"registered": 0, "updated": 0, "dropped": 0}
+        present = _indexed(catalog, branch)
+        for key, pointer in wanted.items():
+            ident = self.identifier(branch, *key)
+            if present.get(key) == pointer.metadata_location:
+                continue
+            catalog.create_namespace_if_not_exists((branch, key[0]))
+            if key in present:
+                catalog.drop_table(ident)  # catalog row only; files are lakeFS's business
+                stats["updated"] += 1
+            else:
+                stats["registered"] += 1
+            catalog.register_table(ident, pointer.metadata_location)
+        for key in present.keys() - wanted.keys():
+            catalog.drop_table(self.identifier(branch, *key))
+            stats["dropped"] += 1
+        return stats
+
+    def forget(self, branch: str) -> None:
+        """Drop the catalog index of a branch (e.g. a deleted run branch)."""
+        catalog = self.catalog(branch)
+        for namespace in _namespaces(catalog, branch):
+            for ident in catalog.list_tables(namespace):
+                catalog.drop_table(ident)
+            catalog.drop_namespace(namespace)
+
+    # -- tables -----------------------------------------------------------------------------
+    def load(self, branch: str, schema: str, table: str) -> Table:
+        """The table as it is on `branch` (reads only that branch's objects)."""
+        self.sync(branch)
+        return self.catalog(branch).load_table(self.identifier(branch, schema, table))
+
+    def write(
+        self,
+        data: pa.Table,
+        *,
+        schema: str,
+        table: str,
+        target_branch: str,
+        io_ref: str | None = None,
+        snapshot_properties: dict[str, str] | None = None,
+    ) -> Table:
+        """Overwrite `schema.table` with `data` for `target_branch`.
+
+        Files and the pointer are written on `io_ref` (a write-audit-publish run branch made
+        from `target_branch`; defaults to the branch itself) and reach the target branch only
+        when that branch is merged. Uncommitted: the caller commits `io_ref`.
+        """
+        io_ref = io_ref or target_branch
+        self.sync(io_ref)
+        catalog = self.catalog(io_ref)
+        ident = self.identifier(io_ref, schema, table)
+        catalog.create_namespace_if_not_exists((io_ref, schema))
+        location = self.location(target_branch, schema, table)
+        write_paths = self.write_paths(target_branch, schema, table)
+        try:
+            iceberg_table = catalog.load_table(ident)
+            if iceberg_table.schema().as_arrow() != data.schema:
+                with iceberg_table.update_schema() as update:
+                    update.union_by_name(data.schema)
+            self._ensure_write_paths(iceberg_table, write_paths)
+            iceberg_table = catalog.load_table(ident)
+        except NoSuchTableError:
+            iceberg_table = catalog.create_table(
+                ident, schema=data.schema, location=location, properties=write_paths
+            )
+        if iceberg_table.current_snapshot() is None:
+            iceberg_table.append(data, snapshot_properties=snapshot_properties or {})
+        else:
+            iceberg_table.overwrite(data, snapshot_properties=snapshot_properties or {})
+        self._write_pointer(io_ref, schema, table, iceberg_table)
+        return iceberg_table
+
+    def write_paths(self, target_branch: str, schema: str, table: str) -> dict[str, str]:
+        """New files go under the target branch's logical paths, whichever branch the table
+        was created on (rule 1)."""
+        location = self.location(target_branch, schema, table)
+        return {
+            TableProperties.WRITE_DATA_PATH: f"{location}/data",
+            TableProperties.WRITE_METADATA_PATH: f"{location}/metadata",
+        }
+
+    @staticmethod
+    def _ensure_write_paths(iceberg_table: Table, write_paths: dict[str, str]) -> Table:
+        if all(iceberg_table.properties.get(k) == v for k, v in write_paths.items()):
+            return iceberg_table
+        with iceberg_table.transaction() as tx:
+            tx.set_properties(**write_paths)
+        return iceberg_table.refresh()
+
+    def prepare_writes(self, io_ref: str, target_branch: str) -> list[str]:
+        """Index `io_ref`'s tables and point their new files at `target_branch`'s logical
+        paths, for engines that write through the catalog themselves (Spark keeps a replaced
+        table's properties). Returns the tables as `schema.table`."""
+        self.sync(io_ref)
+        catalog = self.catalog(io_ref)
+        prepared = []
+        # After sync the catalog rows mirror the pointers: no second read from lakeFS.
+        for schema, table in sorted(_indexed(catalog, io_ref)):
+            iceberg_table = catalog.load_table(self.identifier(io_ref, schema, table))
+            self._ensure_write_paths(iceberg_table, self.write_paths(target_branch, schema, table))
+            prepared.append(f"{schema}.{table}")
+        return prepared
+
+    def refresh_pointer(self, io_ref: str, schema: str, table: str) -> TablePointer:
+        """Record the catalog's current metadata of a table in lakeFS after a direct commit
+        through `catalog(io_ref)` (a Spark build, maintenance such as snapshot expiry)."""
+        iceberg_table = self.catalog(io_ref).load_table(self.identifier(io_ref, schema, table))
+        return self._write_pointer(io_ref, schema, table, iceberg_table)
+
+    def describe(self, branch: str) -> dict[str, dict[str, Any]]:
+        """Per table on `branch`: snapshot id and metadata location (lineage metadata)."""
+        return {
+            f"{p.schema}.{p.table}": {
+                "snapshot_id": p.snapshot_id,
+                "metadata_location": p.metadata_location,
+            }
+            for p in self.pointers(branch).values()
+        }

@@ -1,0 +1,121 @@
+"""Write-audit-publish on lakeFS, independent of Dagster.
+
+A run writes to a hidden ephemeral branch `dfp-run-<run id>` made from its target branch,
+its checks audit that branch, and one merge publishes it. This module holds the decisions
+(names, verdict, commit metadata) and the lakeFS steps; the Dagster executor calls them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dfp.lake.lakefs_client import LakeFSClient
+
+RUN_BRANCH_PREFIX = "dfp-run-"
+#: lakeFS renders commit metadata keys of this form as a link button in its UI.
+LAKEFS_UI_LINK_KEY = "::lakefs::Dagster::url[url:ui]"
+
+
+def run_branch_name(run_id: str) -> str:
+    return f"{RUN_BRANCH_PREFIX}{run_id}"
+
+
+def is_run_branch(branch: str) -> bool:
+    return branch.startswith(RUN_BRANCH_PREFIX)
+
+
+def run_id_of(branch: str) -> str | None:
+    return branch[len(RUN_BRANCH_PREFIX) :] if is_run_branch(branch) else None
+
+
+def dagster_run_url(run_id: str) -> str:
+    base = os.environ.get("DFP_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
+    return f"{base}/runs/{run_id}"
+
+
+@dataclass
+class RunAudit:
+    """What a finished run did, as read from Dagster's event log."""
+
+    failed_steps: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    passed_checks: list[str] = field(default_factory=list)
+    materialized: dict[str, int | None] = field(default_factory=dict)  # asset -> row count
+
+    @property
+    def publishable(self) -> bool:
+        return not self.failed_steps and not self.failed_checks
+
+    def reason(self) -> str:
+        parts = []
+        if self.failed_steps:
+            parts.append(f"failed steps: {', '.join(sorted(self.failed_steps))}")
+        if self.failed_checks:
+            parts.append(f"failed checks: {', '.join(sorted(self.failed_checks))}")
+        return "; ".join(parts) or "all steps and checks passed"
+
+
+def publish_metadata(run_id: str, target: str, audit: RunAudit) -> dict[str, str]:
+    meta = {
+        "dagster_run_id": run_id,
+        "dagster_partition": target,
+        "dagster_assets": ",".join(sorted(audit.materialized)),
+        "dagster_checks_passed": str(len(audit.passed_checks)),
+        LAKEFS_UI_LINK_KEY: dagster_run_url(run_id),
+    }
+    for asset, rows in sorted(audit.materialized.items()):
+        if rows is not None:
+            meta[f"rows.{asset}"] = str(rows)
+    return meta
+
+
+def start(client: LakeFSClient, run_id: str, target: str) -> str:
+    """Create the hidden run branch from `target`'s head; idempotent. Returns its base commit."""
+    if not client.branch_exists(target):
+        raise ValueError(
+            f"lakeFS branch '{target}' does not exist in repository '{client.repository}': "
+            "create it first (`dfp branch create`) or pick an existing partition"
+        )
+    if client.has_uncommitted_changes(target):
+        # lakeFS would refuse the publishing merge at the end: refuse before doing the work.
+        raise ValueError(
+            f"lakeFS branch '{target}' has uncommitted changes (written outside dfp's "
+            "write-audit-publish): commit them or reset the branch, then rerun"
+        )
+    return client.create_branch(run_branch_name(run_id), target, hidden=True, exist_ok=True)
+
+
+def publish(client: LakeFSClient, run_id: str, target: str, audit: RunAudit) -> str | None:
+    """Merge the run branch into `target` in one lakeFS merge. Returns the merge commit id,
+    or None when the run changed nothing."""
+    branch = run_branch_name(run_id)
+    if client.has_uncommitted_changes(branch):
+        # Assets commit their own writes; anything left over still belongs to this run.
+        client.commit(
+            branch, f"dfp run {run_id}: uncommitted leftovers", {"dagster_run_id": run_id}
+        )
+    if not client.diff(target, branch):
+        return None
+    assets = ", ".join(sorted(audit.materialized)) or "no assets"
+    return client.merge(
+        branch,
+        target,
+        message=f"dfp: publish run {run_id} ({assets})",
+        metadata=publish_metadata(run_id, target, audit),
+    )
+
+
+def discard(client: LakeFSClient, run_id: str) -> bool:
+    return client.delete_branch(run_branch_name(run_id), missing_ok=True)
+
+
+def orphaned_run_branches(client: LakeFSClient, live_run_ids: Iterable[str]) -> list[str]:
+    """Run branches whose run is no longer in progress (killed, crashed, or long finished)."""
+    live = set(live_run_ids)
+    return [
+        b
+        for b in client.list_branches(show_hidden=True)
+        if is_run_branch(b) and run_id_of(b) not in live
+    ]

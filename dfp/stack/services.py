@@ -1,0 +1,697 @@
+"""`dfp stack`: build, start, stop and report the local services dfp runs on.
+
+Each service is a process started here with its state under DFP_HOME and a pid file, so `down`
+stops only what `up` started. Later services (MLflow, ...) plug in as more `ManagedService`s.
+
+Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS always runs):
+
+* `postgres`: Debian's Postgres for the Dagster instance (`DAGSTER_PG_*` in stack.env).
+* `redis`: Debian's `redis-server` as Feast's online store, on 127.0.0.1:`DFP_REDIS_PORT`
+  (default 6380) with `protected-mode yes` and a generated password; its config file (mode
+  0600, so the password is never on a command line) and log live in `$DFP_HOME/state/redis`.
+  No persistence (`save ""`, `appendonly no`): the online store is derived data that
+  `materialize` rebuilds from the offline store. stack.env gets `DFP_REDIS_PASSWORD` and, while
+  redis is part of the stack, `DFP_REDIS_URL` (`redis://:<password>@127.0.0.1:<port>/0`).
+* `mlflow`: an MLflow tracking server (the venv's `mlflow server`) on 127.0.0.1:
+  `DFP_MLFLOW_PORT` (default 5500), SQLite backend and artifacts under
+  `$DFP_HOME/state/mlflow`; stack.env gets `MLFLOW_TRACKING_URI` while it is enabled.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import yaml
+
+from dfp import settings
+from dfp.lake.lakefs_client import LakeFSClient
+
+LAKEFS_BUILD_DIR = settings.PROJECT_ROOT / "deploy" / "lakefs-build"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _say(msg: str) -> None:
+    print(f"[dfp stack] {msg}", flush=True)
+
+
+# -- lakeFS binary --------------------------------------------------------------------------
+def lakefs_binary_path() -> Path:
+    return settings.cache_dir() / f"lakefs-{settings.LAKEFS_VERSION}" / "lakefs"
+
+
+def ensure_lakefs_binary(log: Callable[[str], None] = _say) -> Path:
+    """Return a lakeFS binary: $LAKEFS_BIN, the cached build, or a fresh build from source."""
+    explicit = os.environ.get("LAKEFS_BIN")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise StackError(f"LAKEFS_BIN={explicit} does not exist")
+        return path
+    binary = lakefs_binary_path()
+    if binary.is_file():
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        raise StackError(
+            "lakeFS binary not found and no Go toolchain to build it. Either install Go >= 1.26 "
+            f"(dfp then builds lakeFS {settings.LAKEFS_VERSION} from the Go module proxy), or "
+            "point LAKEFS_BIN at a lakeFS binary (a treeverse/lakefs release archive, or "
+            "`/app/lakefs` copied out of the treeverse/lakefs container image)."
+        )
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_suffix(".partial")
+    log(f"building lakeFS {settings.LAKEFS_VERSION} from the Go module proxy (first time: minutes)")
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "0",
+        # go.sum pins every module; treeverse's forks are absent from the public sum DB.
+        "GONOSUMDB": "github.com/treeverse",
+        "GOFLAGS": "-mod=readonly -buildvcs=false",
+    }
+    version_var = "github.com/treeverse/lakefs/pkg/version.Version"
+    version = settings.LAKEFS_VERSION.lstrip("v")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            go,
+            "build",
+            "-trimpath",
+            f"-ldflags=-s -w -X {version_var}={version}",
+            "-o",
+            str(tmp),
+            ".",
+        ],
+        cwd=LAKEFS_BUILD_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise StackError(f"building lakeFS failed:\n{proc.stderr[-4000:]}")
+    tmp.rename(binary)
+    log(f"built {binary} in {time.monotonic() - started:.0f}s")
+    return binary
+
+
+# -- managed processes ----------------------------------------------------------------------
+@dataclass
+class ManagedService:
+    name: str
+    url: str
+    state_dir: Path
+    argv: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    prepare: Callable[[], None] = lambda: None
+    after_start: Callable[[], None] = lambda: None
+    env: dict[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 60.0
+    run_as: str | None = None  # system user to run as when we are root
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid we started, if that process is still alive (not a recycled pid)."""
+        if not self.pid_file.exists():
+            return None
+        try:
+            pid_str, _, started_at = self.pid_file.read_text().strip().partition(" ")
+            proc = psutil.Process(int(pid_str))
+            if started_at and abs(proc.create_time() - float(started_at)) > 1.0:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc.pid
+        except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def start(self) -> bool:
+        """Start unless already running. Returns True when it started a process."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.pid() is not None:
+            if not self.healthy():
+                self._wait_healthy(None)
+            return False
+        self.prepare()
+        argv = self.argv()
+        log = open(self.log_file, "ab")
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            cwd=self.state_dir,
+            start_new_session=True,  # survives the CLI that started it
+            **_user_kwargs(self.run_as),
+        )
+        log.close()
+        create_time = psutil.Process(proc.pid).create_time()
+        self.pid_file.write_text(f"{proc.pid} {create_time}")
+        self._wait_healthy(proc)
+        self.after_start()
+        return True
+
+    def _wait_healthy(self, proc: subprocess.Popen | None) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if proc is not None and proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise StackError(
+                    f"{self.name} exited with code {proc.returncode} during start; "
+                    f"last log lines:\n{_tail(self.log_file)}"
+                )
+            time.sleep(0.2)
+        raise StackError(
+            f"{self.name} not healthy at {self.url} after {self.start_timeout_s:.0f}s; "
+            f"log: {self.log_file}\n{_tail(self.log_file)}"
+        )
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        """Stop the process we started. Returns True when one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)  # stale
+            return False
+        proc = psutil.Process(pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except psutil.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _user_kwargs(user: str | None) -> dict[str, str]:
+    return {"user": user, "group": user} if user and os.geteuid() == 0 else {}
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _require_free_port(port: int, env_var: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise StackError(
+                f"port {port} on 127.0.0.1 is taken by another process; "
+                f"set {env_var} to a free port"
+            ) from None
+
+
+# -- Postgres (Debian's packages) ------------------------------------------------------------
+def postgres_bin(name: str) -> Path:
+    """A Postgres server binary: Debian keeps them under /usr/lib/postgresql/<version>/bin."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    if candidates:
+        return candidates[-1]
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise StackError(
+        f"Postgres binary '{name}' not found: install Debian's postgresql package "
+        "(apt-get install postgresql)"
+    )
+
+
+def _check_traversable_by_others(path: Path) -> None:
+    """Postgres runs as the `postgres` user: every directory above its state must let it in."""
+    for directory in [path, *path.parents]:
+        if not directory.stat().st_mode & 0o001:
+            raise StackError(
+                f"Postgres runs as user 'postgres', which cannot enter {directory} "
+                f"(mode {oct(directory.stat().st_mode & 0o777)}): set DFP_HOME to a directory "
+                "whose parents are world-traversable, or chmod o+x that directory"
+            )
+
+
+def _pg_ready(port: int) -> bool:
+    try:
+        return (
+            subprocess.run(
+                [str(postgres_bin("pg_isready")), "-q", "-h", "127.0.0.1", "-p", str(port)],
+                timeout=5,
+            ).returncode
+            == 0
+        )
+    except (StackError, subprocess.TimeoutExpired):
+        return False
+
+
+# -- Redis (Debian's redis-server) ----------------------------------------------------------
+REDIS_SERVER = Path("/usr/bin/redis-server")
+
+
+def redis_server_bin() -> Path:
+    """Debian's redis-server (package `redis-server`), or one on PATH."""
+    if REDIS_SERVER.is_file():
+        return REDIS_SERVER
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    raise StackError(
+        "redis-server not found: install Debian's redis-server package "
+        "(apt-get install redis-server)"
+    )
+
+
+def redis_config(port: int, password: str, state_dir: Path) -> str:
+    """redis.conf for the local stack: loopback only, protected mode, a password, no
+    persistence (Feast's online store is rebuilt by `materialize`), logs to stdout."""
+    if not password or any(c.isspace() or c in "\"'" for c in password):
+        raise StackError("the Redis password must be non-empty, without spaces or quotes")
+    return "\n".join(
+        [
+            "# written by `dfp stack up`; holds the password: mode 0600",
+            "bind 127.0.0.1",
+            f"port {port}",
+            "protected-mode yes",
+            f"requirepass {password}",
+            "daemonize no",
+            'logfile ""',
+            f"dir {state_dir}",
+            'save ""',
+            "appendonly no",
+            "",
+        ]
+    )
+
+
+def redis_url(port: int, password: str, db: int = 0) -> str:
+    """The URL clients use (redis-py `Redis.from_url`; `dfp.kronodroid.features.RedisOnline`)."""
+    return f"redis://:{password}@127.0.0.1:{port}/{db}"
+
+
+def redis_password() -> str:
+    """A password that is also a plain token in Feast's `host:port,password=...` string
+    (letters and digits only; the prefix keeps it from ever parsing as JSON there)."""
+    return "dfp" + secrets.token_hex(20)
+
+
+def redis_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, str]:
+    """stack.env with DFP_REDIS_URL exactly while Redis is part of the stack."""
+    out = {k: v for k, v in creds.items() if k != "DFP_REDIS_URL"}
+    if enabled:
+        out["DFP_REDIS_URL"] = redis_url(port, creds["DFP_REDIS_PASSWORD"])
+    return out
+
+
+def _redis_ping(port: int, password: str | None) -> bool:
+    import redis
+
+    if not password:
+        return False
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+# -- MLflow (tracking server from the venv) -------------------------------------------------
+def mlflow_bin() -> Path:
+    """The `mlflow` CLI installed beside this Python."""
+    beside = Path(sys.executable).with_name("mlflow")
+    found = beside if beside.exists() else shutil.which("mlflow")
+    if not found:
+        raise StackError("mlflow not found beside this Python: run `uv sync`")
+    return Path(found)
+
+
+def mlflow_server_argv(port: int, state_dir: Path) -> list[str]:
+    return [
+        str(mlflow_bin()),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{state_dir / 'mlflow.db'}",
+        # Clients upload artifacts through the server (proxied), into this directory.
+        "--artifacts-destination",
+        str(state_dir / "artifacts"),
+        "--workers",
+        "1",
+    ]
+
+
+def mlflow_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, str]:
+    """stack.env with MLFLOW_TRACKING_URI exactly while the server is part of the stack."""
+    out = {k: v for k, v in creds.items() if k != "MLFLOW_TRACKING_URI"}
+    if enabled:
+        out["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    return out
+
+
+# -- the stack ------------------------------------------------------------------------------
+def _random_key(prefix: str, length: int) -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(length - len(prefix)))
+
+
+class LocalStack:
+    """The embedded services of DFP_ENV=local, with all state under DFP_HOME."""
+
+    def __init__(self, home: Path | None = None):
+        self.home = home or settings.dfp_home()
+        self.lakefs_port = int(os.environ.get("DFP_LAKEFS_PORT", "8000"))
+        self.lakefs_url = f"http://127.0.0.1:{self.lakefs_port}"
+        self.lakefs_dir = self.home / "state" / "lakefs"
+        self.repository = os.environ.get("LAKEFS_REPOSITORY", settings.DEFAULT_REPOSITORY)
+        self.lakefs = ManagedService(
+            name="lakefs",
+            url=self.lakefs_url,
+            state_dir=self.lakefs_dir,
+            argv=lambda: [
+                str(ensure_lakefs_binary()),
+                "run",
+                "--config",
+                str(self.lakefs_dir / "config.yaml"),
+            ],
+            healthy=lambda: _http_ok(f"{self.lakefs_url}/_health"),
+            prepare=self._prepare_lakefs,
+            after_start=self._after_lakefs_start,
+        )
+
+        self.postgres_port = int(os.environ.get("DFP_POSTGRES_PORT", "5433"))
+        self.postgres_dir = self.home / "state" / "postgres"
+        self.postgres = ManagedService(
+            name="postgres",
+            url=f"postgresql://127.0.0.1:{self.postgres_port}/dagster",
+            state_dir=self.postgres_dir,
+            argv=lambda: [
+                str(postgres_bin("postgres")),
+                "-D",
+                str(self.postgres_dir / "data"),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-p",
+                str(self.postgres_port),
+                "-c",
+                f"unix_socket_directories={self.postgres_dir}",
+            ],
+            healthy=lambda: _pg_ready(self.postgres_port),
+            prepare=self._prepare_postgres,
+            after_start=self._after_postgres_start,
+            run_as="postgres",
+        )
+
+        self.redis_port = int(os.environ.get("DFP_REDIS_PORT", "6380"))
+        self.redis_dir = self.home / "state" / "redis"
+        self.redis = ManagedService(
+            name="redis",
+            url=f"redis://127.0.0.1:{self.redis_port}",
+            state_dir=self.redis_dir,
+            argv=lambda: [str(redis_server_bin()), str(self.redis_dir / "redis.conf")],
+            healthy=lambda: _redis_ping(
+                self.redis_port, settings.read_env_file(self.env_file).get("DFP_REDIS_PASSWORD")
+            ),
+            prepare=self._prepare_redis,
+        )
+
+        self.mlflow_port = int(os.environ.get("DFP_MLFLOW_PORT", "5500"))
+        self.mlflow_dir = self.home / "state" / "mlflow"
+        self.mlflow = ManagedService(
+            name="mlflow",
+            url=f"http://127.0.0.1:{self.mlflow_port}",
+            state_dir=self.mlflow_dir,
+            argv=lambda: mlflow_server_argv(self.mlflow_port, self.mlflow_dir),
+            healthy=lambda: _http_ok(f"http://127.0.0.1:{self.mlflow_port}/health"),
+            prepare=self._prepare_mlflow,
+            # No usage telemetry (and no outside network on dfp's machines).
+            env={"MLFLOW_DISABLE_TELEMETRY": "true"},
+            start_timeout_s=120.0,
+        )
+
+    @property
+    def enabled(self) -> set[str]:
+        """lakeFS always; more via DFP_STACK_SERVICES (e.g. "lakefs,postgres,redis")."""
+        names = os.environ.get("DFP_STACK_SERVICES", "lakefs")
+        return {"lakefs"} | {n.strip() for n in names.split(",") if n.strip()}
+
+    @property
+    def services(self) -> list[ManagedService]:
+        known = {
+            "lakefs": self.lakefs,
+            "postgres": self.postgres,
+            "redis": self.redis,
+            "mlflow": self.mlflow,
+        }
+        unknown = self.enabled - set(known)
+        if unknown:
+            raise StackError(f"unknown services in DFP_STACK_SERVICES: {sorted(unknown)}")
+        return [svc for name, svc in known.items() if name in self.enabled]
+
+    @property
+    def env_file(self) -> Path:
+        return self.home / "stack.env"
+
+    def credentials(self) -> dict[str, str]:
+        """Stable local credentials: generated once, kept as long as the state directory."""
+        existing = settings.read_env_file(self.env_file)
+        if existing.get("LAKEFS_ACCESS_KEY_ID"):
+            existing["LAKEFS_ENDPOINT"] = self.lakefs_url
+            return existing
+        return {
+            "LAKEFS_ENDPOINT": self.lakefs_url,
+            "LAKEFS_ACCESS_KEY_ID": _random_key("AKIAJDFP", 20),
+            "LAKEFS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+            "LAKEFS_REPOSITORY": self.repository,
+            "DFP_LAKEFS_AUTH_SECRET": secrets.token_hex(32),
+        }
+
+    def _write_env(self, values: dict[str, str]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        body = "# written by `dfp stack up`: local-only credentials, git-ignored\n"
+        body += "".join(f"{k}={v}\n" for k, v in values.items())
+        self.env_file.write_text(body)
+        self.env_file.chmod(0o600)
+
+    def _prepare_lakefs(self) -> None:
+        _require_free_port(self.lakefs_port, "DFP_LAKEFS_PORT")
+        creds = self.credentials()
+        self._write_env(creds)
+        config = {
+            "listen_address": f"127.0.0.1:{self.lakefs_port}",
+            "logging": {"format": "text", "level": "WARN", "output": "-"},
+            "database": {"type": "local", "local": {"path": str(self.lakefs_dir / "metadata")}},
+            "blockstore": {"type": "local", "local": {"path": str(self.lakefs_dir / "data")}},
+            "auth": {"encrypt": {"secret_key": creds["DFP_LAKEFS_AUTH_SECRET"]}},
+            # No outside network here, and nothing should phone home anyway.
+            "stats": {"enabled": False},
+            "email_subscription": {"enabled": False},
+            "security": {"check_latest_version": False},
+            "installation": {
+                "user_name": "dfp-admin",
+                "access_key_id": creds["LAKEFS_ACCESS_KEY_ID"],
+                "secret_access_key": creds["LAKEFS_SECRET_ACCESS_KEY"],
+            },
+            "gateways": {"s3": {"region": "us-east-1"}},
+        }
+        (self.lakefs_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _prepare_postgres(self) -> None:
+        _require_free_port(self.postgres_port, "DFP_POSTGRES_PORT")
+        creds = self.credentials()
+        creds.setdefault("DFP_POSTGRES_PASSWORD", secrets.token_urlsafe(18))
+        self._write_env(creds)
+        data = self.postgres_dir / "data"
+        if (data / "PG_VERSION").exists():
+            return
+        self.postgres_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            _check_traversable_by_others(self.postgres_dir.parent)
+        pwfile = self.postgres_dir / "pwfile"
+        pwfile.write_text(creds["DFP_POSTGRES_PASSWORD"] + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(self.postgres_dir, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        proc = subprocess.run(
+            [
+                str(postgres_bin("initdb")),
+                "-D",
+                str(data),
+                "-U",
+                "dfp",
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+            ],
+            capture_output=True,
+            text=True,
+            **_user_kwargs("postgres"),
+        )
+        pwfile.unlink()
+        if proc.returncode != 0:
+            raise StackError(f"initdb failed:\n{proc.stderr[-2000:]}")
+
+    def _after_postgres_start(self) -> None:
+        import psycopg2
+
+        creds = settings.read_env_file(self.env_file)
+        conn = psycopg2.connect(
+            host="127.0.0.1",
+            port=self.postgres_port,
+            user="dfp",
+            password=creds["DFP_POSTGRES_PASSWORD"],
+            dbname="postgres",
+        )
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster'")
+            if cur.fetchone() is None:
+                cur.execute("CREATE DATABASE dagster")
+        conn.close()
+
+    def _prepare_redis(self) -> None:
+        _require_free_port(self.redis_port, "DFP_REDIS_PORT")
+        redis_server_bin()
+        creds = self.credentials()
+        creds.setdefault("DFP_REDIS_PASSWORD", redis_password())
+        self._write_env(creds)
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.redis_dir / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(redis_config(self.redis_port, creds["DFP_REDIS_PASSWORD"], self.redis_dir))
+
+    def _prepare_mlflow(self) -> None:
+        _require_free_port(self.mlflow_port, "DFP_MLFLOW_PORT")
+        mlflow_bin()
+        (self.mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+
+    def _after_lakefs_start(self) -> None:
+        self.ensure_repository()
+
+    def ensure_repository(self) -> bool:
+        creds = settings.read_env_file(self.env_file)
+        client = LakeFSClient(
+            settings.LakeFSSettings(
+                endpoint=self.lakefs_url,
+                access_key_id=creds["LAKEFS_ACCESS_KEY_ID"],
+                secret_access_key=creds["LAKEFS_SECRET_ACCESS_KEY"],
+                repository=self.repository,
+            )
+        )
+        try:
+            # lakeFS may answer /_health before the installation user exists.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    return client.ensure_repository(
+                        storage_namespace=f"local://{self.repository}",
+                        default_branch=settings.DEFAULT_BRANCH,
+                    )
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            client.close()
+
+    def up(self, log: Callable[[str], None] = _say) -> None:
+        ensure_lakefs_binary(log)
+        for service in self.services:
+            started = service.start()
+            log(f"{service.name}: {'started' if started else 'already running'} at {service.url}")
+        self.ensure_repository()
+        self._export_dagster_postgres()
+        self._export_redis()
+        self._write_env(
+            mlflow_env(
+                settings.read_env_file(self.env_file),
+                enabled="mlflow" in self.enabled,
+                port=self.mlflow_port,
+            )
+        )
+        log(f"repository '{self.repository}' ready; credentials in {self.env_file}")
+
+    def _export_dagster_postgres(self) -> None:
+        """DAGSTER_PG_* in stack.env exactly while Postgres is part of the stack, so the
+        Dagster instance (dfp.stack.dagster_home) uses it then and SQLite otherwise."""
+        creds = settings.read_env_file(self.env_file)
+        for key in ("HOST", "PORT", "USERNAME", "PASSWORD", "DB"):
+            creds.pop(f"DAGSTER_PG_{key}", None)
+        if "postgres" in self.enabled:
+            creds.update(
+                DAGSTER_PG_HOST="127.0.0.1",
+                DAGSTER_PG_PORT=str(self.postgres_port),
+                DAGSTER_PG_USERNAME="dfp",
+                DAGSTER_PG_PASSWORD=creds["DFP_POSTGRES_PASSWORD"],
+                DAGSTER_PG_DB="dagster",
+            )
+        self._write_env(creds)
+
+    def _export_redis(self) -> None:
+        """DFP_REDIS_URL in stack.env exactly while Redis is part of the stack."""
+        creds = settings.read_env_file(self.env_file)
+        enabled = "redis" in self.enabled
+        if enabled and "DFP_REDIS_PASSWORD" not in creds:
+            raise StackError("redis is enabled but stack.env has no DFP_REDIS_PASSWORD")
+        self._write_env(redis_env(creds, enabled=enabled, port=self.redis_port))
+
+    def down(self, log: Callable[[str], None] = _say) -> None:
+        for service in reversed(self.services):
+            stopped = service.stop()
+            log(f"{service.name}: {'stopped' if stopped else 'not running'}")
+
+    def status(self) -> list[dict[str, str]]:
+        rows = []
+        for service in self.services:
+            pid = service.pid()
+            state = "running" if pid and service.healthy() else ("unhealthy" if pid else "stopped")
+            rows.append(
+                {
+                    "service": service.name,
+                    "state": state,
+                    "pid": str(pid or "-"),
+                    "url": service.url,
+                }
+            )
+        return rows

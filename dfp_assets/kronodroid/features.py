@@ -1,0 +1,419 @@
+"""Feast on each lakeFS branch: the offline table and registry, the online store, and the
+point-in-time training set. Thin glue over `dfp.kronodroid.features` and `dfp.kronodroid.training`.
+
+Under write-audit-publish the offline table and the training set are written on the run
+branch and published by its merge; the branch's registry always names the branch's own
+offline path. The online store is not versioned by lakeFS: `feast_online` writes the
+partition branch's keys when it runs (after the mart's blocking dbt tests passed).
+"""
+
+import io
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dfp.kronodroid import online_reuse
+from dfp.kronodroid.features import (
+    EARLIEST_EVENT,
+    ENTITY_KEYS,
+    FEATURE_GROUPS,
+    OFFLINE_DIGEST_OBJECT,
+    OFFLINE_OBJECT,
+    SERVICE_NAME,
+    apply_definitions,
+    branch_project,
+    export_offline,
+    mart_to_feast_table,
+    materialize,
+    offline_uri,
+    read_offline,
+    read_offline_digest,
+    registry_version,
+)
+from dfp.kronodroid.training import (
+    ENTITY_COLUMNS,
+    TRAINING_SET_OBJECT,
+    build_training_set,
+    training_set_digest,
+)
+from dfp.lake import memo
+from dfp.lake.iceberg import BranchTables
+from dfp.lake.lakefs_client import LakeFSClient
+from dfp_assets.platform import reuse
+from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_resources.feast import FeastResource
+from dfp_resources.iceberg import IcebergCatalogResource
+from dfp_resources.lakefs import LakeFSResource
+
+MART = ("marts", "mart_app_features")
+MART_KEY = dg.AssetKey(list(MART))
+#: Bump when the training-set logic changes: memos from older code are then not reused.
+TRAINING_SET_CODE_VERSION = "training_set/1"
+#: Bump when materialization changes: online rows written by older code are not copied.
+FEAST_ONLINE_CODE_VERSION = "feast_online/1"
+#: Bump when the mart -> offline table export changes.
+OFFLINE_CODE_VERSION = "feast_offline/1"
+
+
+@contextmanager
+def run_branch_tables(tables: BranchTables, run_branch: str) -> Iterator[BranchTables]:
+    """The run branch's catalog index for the duration of a step (lakeFS keeps pointers)."""
+    tables.sync(run_branch)
+    try:
+        yield tables
+    finally:
+        tables.forget(run_branch)
+
+
+def mart_feast_table(tables: BranchTables, ref: str) -> tuple[pa.Table, dict[str, str]]:
+    """The mart on `ref` as Feast's table, plus its Iceberg lineage. `created_timestamp` is
+    the snapshot's commit time, so rebuilding from the same snapshot gives the same table."""
+    mart = tables.catalog(ref).load_table(tables.identifier(ref, *MART))
+    snapshot = mart.current_snapshot()
+    if snapshot is None:
+        raise dg.Failure(f"{'.'.join(MART)} on {ref} has no snapshot: build staging first")
+    created = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, tz=UTC)
+    table = mart_to_feast_table(mart.scan().to_arrow(), created_at=created)
+    lineage = {
+        "iceberg_table": ".".join(MART),
+        "iceberg_snapshot_id": str(snapshot.snapshot_id),
+        "iceberg_snapshot_created": created.isoformat(),
+    }
+    return table, lineage
+
+
+FEATURE_ASSET = {"partitions_def": lakefs_branch_partitions, "group_name": "features"}
+
+
+@dg.asset(
+    **FEATURE_ASSET,
+    deps=[MART_KEY],
+    description="The mart as Feast's offline table on the branch, and the branch's registry "
+    "(entities, the syscalls/permissions/static_metadata views, service malware_model).",
+)
+def feast_registry(
+    context: dg.AssetExecutionContext,
+    lakefs: LakeFSResource,
+    iceberg: IcebergCatalogResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    with lakefs.client() as client:
+        pointer = iceberg.tables(client).pointers(run_branch).get(MART)
+        inputs = memo.input_version(
+            OFFLINE_CODE_VERSION, pointer.metadata_location if pointer else None
+        )
+        reused = (
+            reuse.lookup(context, client, run_branch, "feast_registry", inputs) if pointer else None
+        )
+        if reused is not None:
+            # The mart this offline table was exported from is the one on the branch.
+            lineage = {k: v for k, v in reused.metadata.items() if k != "dagster/row_count"}
+            rows = reused.metadata["dagster/row_count"]
+            uri = offline_uri(client.repository, branch)
+        else:
+            with run_branch_tables(iceberg.tables(client), run_branch) as tables:
+                table, lineage = mart_feast_table(tables, run_branch)
+            rows = table.num_rows
+            uri = export_offline(client, branch, table, io_ref=run_branch)
+            memo.record(
+                client,
+                run_branch,
+                "feast_registry",
+                inputs,
+                [OFFLINE_OBJECT, OFFLINE_DIGEST_OBJECT],
+                {**lineage, "dagster/row_count": rows},
+                context.run.run_id,
+            )
+        store = feast.store(client, branch)
+        definitions = apply_definitions(store)
+        version = registry_version(store)
+        client.commit(
+            run_branch,
+            f"feast offline table for {branch}",
+            {"dagster_run_id": context.run.run_id, "asset": "feast_registry"},
+            # The same mart exports the same bytes (a branch rebuilt with no data change).
+            allow_empty=True,
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "feast_project": branch_project(client.repository, branch),
+            "feast_registry_version": version,
+            "feast_feature_service": SERVICE_NAME,
+            "feature_views": [v.name for v in definitions.feature_views],
+            "offline_uri": uri,
+            "dagster/row_count": rows,
+            **lineage,
+            **({"reused_from_run": reused.run_id} if reused else {}),
+        }
+    )
+
+
+class FeastOnlineConfig(dg.Config):
+    """The materialization window (ISO timestamps, UTC). Dagster owns it: by default every
+    row up to the run's start, since dfp rebuilds whole mart snapshots."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+def _window(config: FeastOnlineConfig, run_started: datetime) -> tuple[datetime, datetime]:
+    def parse(value: str) -> datetime:
+        moment = datetime.fromisoformat(value)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    start = parse(config.start) if config.start else EARLIEST_EVENT
+    end = parse(config.end) if config.end else run_started
+    if end < start:
+        raise dg.Failure(f"empty materialization window: end {end} is before start {start}")
+    return start, end
+
+
+@dg.asset(
+    **FEATURE_ASSET,
+    deps=[feast_registry],
+    description="The branch's online store (SQLite embedded, Redis for real), materialized "
+    "over a window Dagster passes in.",
+)
+def feast_online(
+    context: dg.AssetExecutionContext,
+    config: FeastOnlineConfig,
+    lakefs: LakeFSResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    run = context.instance.get_run_record_by_id(context.run.run_id)
+    started = run.start_time if run and run.start_time else datetime.now(UTC).timestamp()
+    start, end = _window(config, datetime.fromtimestamp(started, tz=UTC))
+    kind = feast.online_settings().kind
+    with lakefs.client() as client, feast.run_store(client, branch, run_branch) as store:
+        digest = read_offline_digest(client, run_branch)  # None: materialize
+        entities = read_offline(store, [*ENTITY_KEYS, "event_timestamp"])
+        stamps = entities.column("event_timestamp")
+        # A window holding every row gives the same online rows whatever its exact ends.
+        complete = entities.num_rows == 0 or (
+            start <= pc.min(stamps).as_py() and pc.max(stamps).as_py() <= end
+        )
+        inputs = memo.input_version(FEAST_ONLINE_CODE_VERSION, digest, kind)
+        state = dict(
+            project=store.project,
+            offline_digest=digest or "",
+            window_start=start,
+            window_end=end,
+            complete=complete,
+            rows=entities.num_rows,
+            run_id=context.run.run_id,
+        )
+        began = time.monotonic()
+        reused = _reuse_online(
+            context, client, feast, store, run_branch, inputs, digest, complete, entities
+        )
+        if reused is None:
+            online_reuse.clear_state(store)  # rows are about to change: no longer a source
+            materialize(store, start, end)
+            online_reuse.write_state(store, _online_state(**state))
+        else:
+            online_reuse.write_state(store, _online_state(**{**state, "run_id": reused["run"]}))
+        seconds = time.monotonic() - began
+        memo.record(
+            client, run_branch, "feast_online", inputs, [], {"branch": branch}, context.run.run_id
+        )
+        client.commit(
+            run_branch,
+            f"feast online store of {branch}",
+            {"dagster_run_id": context.run.run_id, "asset": "feast_online"},
+            allow_empty=True,  # the memo is unchanged when the same branch is refreshed
+        )
+    shown = (
+        {"materialize_seconds": round(seconds, 2)}
+        if reused is None
+        else {
+            "online_rows_from": reused["how"],
+            "reuse_seconds": round(seconds, 2),
+            "reused_from_run": reused["run"],
+        }
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "online_store": kind,
+            "feast_project": branch_project(lakefs.repository, branch),
+            "offline_digest": digest or "",
+            "dagster/row_count": entities.num_rows,
+            **shown,
+        }
+    )
+
+
+def _online_state(**fields) -> online_reuse.OnlineState:
+    return online_reuse.OnlineState(**fields, nonce=uuid.uuid4().hex, written_at=datetime.now(UTC))
+
+
+def _reuse_online(
+    context: dg.AssetExecutionContext,
+    client: LakeFSClient,
+    feast: FeastResource,
+    store,
+    run_branch: str,
+    inputs: str,
+    digest: str | None,
+    complete: bool,
+    entities: pa.Table,
+) -> dict[str, str] | None:
+    """Online rows for this offline table without materializing: the branch's own project
+    already holds them (a refresh), or the project of the branch whose memo this branch
+    inherited does (a new branch), and is copied. None: materialize."""
+    if digest is None or not complete or not reuse.reuse_allowed(context):
+        return None
+    own = online_reuse.read_state(store)
+    if own and own.complete and own.offline_digest == digest:
+        context.log.info(f"online rows of {store.project} are this offline table's: kept")
+        return {"how": f"kept ({store.project})", "run": own.run_id}
+    found = reuse.lookup(context, client, run_branch, "feast_online", inputs)
+    if found is None or found.metadata.get("branch") == context.partition_key:
+        return None
+    try:
+        source = feast.store(client, found.metadata["branch"])
+    except Exception as exc:  # the source branch's registry is gone: materialize instead
+        context.log.info(f"no store for {found.metadata['branch']}: {exc}")
+        return None
+    before = online_reuse.read_state(source)
+    if not before or not before.complete or before.offline_digest != digest:
+        return None
+    online_reuse.clear_state(store)
+    try:
+        copied = online_reuse.copy_online(source, store, entities)
+    except ValueError as exc:  # e.g. the source lacks some keys after all
+        context.log.warning(f"no copy from {source.project} ({exc}): materializing")
+        return None
+    after = online_reuse.read_state(source)
+    if after is None or after.nonce != before.nonce:
+        # The source was rewritten while we copied: what we have may be mixed.
+        context.log.warning(f"{source.project} changed during the copy: materializing")
+        return None
+    context.log.info(f"copied {copied:,} entities' online rows from {source.project}")
+    return {
+        "how": f"copied from {found.metadata['branch']} ({source.project})",
+        "run": before.run_id,
+    }
+
+
+@dg.asset(
+    **FEATURE_ASSET,
+    deps=[feast_registry],
+    description="Point-in-time training set from Feast's offline store (each app's features "
+    "as of its own event time), as parquet on the branch.",
+)
+def training_set(
+    context: dg.AssetExecutionContext,
+    lakefs: LakeFSResource,
+    iceberg: IcebergCatalogResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    with lakefs.client() as client:
+        # Snapshot ids straight from the pointers on the run branch (no catalog index needed).
+        snapshots = {
+            k: v["snapshot_id"] for k, v in iceberg.tables(client).describe(run_branch).items()
+        }
+        groups = list(FEATURE_GROUPS)
+        version = registry_version(feast.store(client, branch))
+        # The offline table's content (dbt gives a rebuilt mart new snapshot ids).
+        offline = read_offline_digest(client, run_branch)
+        inputs = memo.input_version(TRAINING_SET_CODE_VERSION, offline, groups)
+        reused = (
+            reuse.lookup(context, client, run_branch, "training_set", inputs) if offline else None
+        )
+        if reused is not None:
+            # Same mart snapshots as a build this branch inherited: the join's result is the
+            # object already here. Commit anyway: the commit is the model's lineage anchor.
+            commit = client.commit(
+                run_branch,
+                f"training set for {branch} (inputs unchanged since run {reused.run_id[:8]})",
+                {
+                    "dagster_run_id": context.run.run_id,
+                    "asset": "training_set",
+                    "training_set_digest": reused.metadata["training_set_digest"],
+                    "feast_registry_version": version,
+                    "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+                    "reused_from_run": reused.run_id,
+                },
+                allow_empty=True,
+            )
+            shown = {k: v for k, v in reused.metadata.items() if k != "iceberg_snapshot_created"}
+            return dg.MaterializeResult(
+                metadata={
+                    **shown,
+                    # This branch's own mart snapshots, not those of the reused build.
+                    "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+                    "iceberg_snapshot_id": str(snapshots.get(".".join(MART), "")),
+                    "lakefs_commit": commit,
+                    "feast_registry_version": version,
+                    "reused_from_run": reused.run_id,
+                    "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
+                },
+                data_version=dg.DataVersion(reused.metadata["training_set_digest"]),
+            )
+        with feast.run_store(client, branch, run_branch) as store:
+            # The mart as feast_registry exported it: the offline table Feast joins against.
+            table = read_offline(store, [*ENTITY_COLUMNS, "created_timestamp"])
+            frame = build_training_set(store, table)
+        lineage = {
+            "iceberg_table": ".".join(MART),
+            "iceberg_snapshot_id": str(snapshots.get(".".join(MART), "")),
+        }
+        if table.num_rows:
+            # mart_feast_table stamps every row with the mart snapshot's commit time.
+            created = table.column("created_timestamp")[0].as_py()
+            lineage["iceberg_snapshot_created"] = created.isoformat()
+        digest = training_set_digest(frame, groups)
+        sink = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+        client.upload(run_branch, TRAINING_SET_OBJECT, sink.getvalue())
+        reported = {
+            "dagster/row_count": len(frame),
+            "malware_share": round(float(frame["label"].mean()), 4),
+            "training_set_digest": digest,
+            "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+            "feast_feature_service": SERVICE_NAME,
+            **lineage,
+        }
+        memo.record(
+            client,
+            run_branch,
+            "training_set",
+            inputs,
+            [TRAINING_SET_OBJECT],
+            reported,
+            context.run.run_id,
+        )
+        commit = client.commit(
+            run_branch,
+            f"training set for {branch}",
+            {
+                "dagster_run_id": context.run.run_id,
+                "asset": "training_set",
+                "training_set_digest": digest,
+                "feast_registry_version": version,
+                "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+            },
+            allow_empty=True,  # the same join can write the same bytes
+        )
+    return dg.MaterializeResult(
+        metadata={
+            **reported,
+            "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
+            "lakefs_commit": commit,
+            "feast_registry_version": version,
+        },
+        data_version=dg.DataVersion(digest),
+    )

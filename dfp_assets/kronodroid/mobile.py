@@ -1,0 +1,266 @@
+"""Mobile exports of `malware_model` (ExecuTorch, TFLite/LiteRT, ONNX), each gated by a
+blocking parity check, and the device benchmarks the device farm uploads. Thin glue over
+`mobile` and `dfp.devicefarm.farm`.
+
+An export is written to the run branch; its parity check runs the file with its own runtime
+on a fixed batch of real feature rows from the branch's training set. A failing check stops
+write-audit-publish, so no file that disagrees with the eager model reaches the branch.
+"""
+
+import base64
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from dfp.devicefarm.farm import (
+    BENCHMARK_ASSET,
+    export_info_object,
+    export_object,
+    latency_plot_png,
+    latency_table_rows,
+    latest_records,
+    materialization_metadata,
+    new_benchmark_files,
+    read_upload,
+)
+from dfp.kronodroid.features import FEATURE_GROUPS
+from dfp.kronodroid.model import load_model
+from dfp.kronodroid.training import MODEL_OBJECT, TRAINING_SET_OBJECT, parity_rows
+from dfp.lake import memo
+from dfp.lake.branches import moved_heads
+from dfp.settings import DEFAULT_BRANCH
+from dfp_assets.kronodroid.model import malware_model
+from dfp_assets.platform import reuse
+from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_resources.lakefs import LakeFSResource
+from mobile.exporters import FILE_NAMES, FORMATS, ExportInfo, export_model, exporter_versions
+from mobile.parity import check_parity
+from mobile.records import BenchmarkRecord, UploadRejected
+from mobile.runtimes import load_runner
+
+PARITY_CHECK = "parity"
+PARITY_ROWS = 64
+#: Bump when the export logic changes: memos of older exports are then not reused.
+EXPORT_CODE_VERSION = "mobile_export/1"
+
+
+class ExportConfig(dg.Config):
+    """Parity tolerance: max |export − eager| over the batch (probabilities)."""
+
+    tolerance: float = 1e-4
+    rows: int = PARITY_ROWS
+
+
+def _export_asset(fmt: str) -> dg.AssetsDefinition:
+    name = f"model_{fmt}"
+
+    @dg.asset(
+        name=name,
+        partitions_def=lakefs_branch_partitions,
+        deps=[malware_model],
+        group_name="mobile",
+        check_specs=[
+            dg.AssetCheckSpec(
+                PARITY_CHECK,
+                asset=name,
+                blocking=True,
+                description=f"The {fmt} file, run by its own runtime on a fixed batch of real "
+                "feature rows, matches eager PyTorch within the tolerance and predicts the "
+                "same classes.",
+            )
+        ],
+        description=f"`malware_model` exported to {fmt} (static input [1, n_features]), "
+        "stored on the branch with its export info.",
+    )
+    def _asset(context: dg.AssetExecutionContext, config: ExportConfig, lakefs: LakeFSResource):
+        run_branch, branch = lakefs.run_branch(context), context.partition_key
+        with lakefs.client() as client, tempfile.TemporaryDirectory(prefix="dfp-export-") as tmp:
+            model_path = Path(tmp) / "model.pt"
+            model_path.write_bytes(client.read(run_branch, MODEL_OBJECT))
+            model = load_model(model_path)
+            frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT)))
+            batch = parity_rows(frame.to_pandas(), list(FEATURE_GROUPS), config.rows)
+
+            inputs = memo.input_version(
+                EXPORT_CODE_VERSION,
+                fmt,
+                memo.checksum(client, run_branch, MODEL_OBJECT),
+                exporter_versions(fmt),
+            )
+            reused = reuse.lookup(context, client, run_branch, name, inputs)
+            if reused is not None:
+                # This model was exported by the same toolchain already: reuse the file, but
+                # still check it with its runtime.
+                path = Path(tmp) / FILE_NAMES[fmt]
+                path.write_bytes(client.read(run_branch, export_object(fmt)))
+                info = ExportInfo.model_validate_json(
+                    client.read(run_branch, export_info_object(fmt))
+                )
+                model_commit = str(info.details.get("source_model_commit", ""))
+            else:
+                path, info = export_model(model, fmt, Path(tmp) / "export")
+                model_commit = client.get_commit(run_branch).id
+                info = info.model_copy(
+                    update={"details": {**info.details, "source_model_commit": model_commit}}
+                )
+                client.upload(run_branch, export_object(fmt), path.read_bytes())
+                client.upload(
+                    run_branch, export_info_object(fmt), info.model_dump_json(indent=2).encode()
+                )
+            report = check_parity(model, load_runner(fmt, path), batch, config.tolerance)
+            if reused is None and report.passed:
+                memo.record(
+                    client,
+                    run_branch,
+                    name,
+                    inputs,
+                    [export_object(fmt), export_info_object(fmt)],
+                    {"sha256": info.sha256},
+                    context.run.run_id,
+                )
+            client.commit(
+                run_branch,
+                f"{name} for {branch}"
+                + (f" (model unchanged since run {reused.run_id[:8]})" if reused else ""),
+                {"dagster_run_id": context.run.run_id, "asset": name, "sha256": info.sha256},
+                allow_empty=True,
+            )
+            uri = client.s3_uri(branch, export_object(fmt))
+
+        yield dg.MaterializeResult(
+            metadata={
+                "uri": uri,
+                "size_bytes": info.size_bytes,
+                "sha256": info.sha256,
+                "export_seconds": round(info.export_seconds, 3),
+                "input_shape": dg.MetadataValue.json(info.input_shape),
+                "exporter": dg.MetadataValue.json(info.exporter),
+                "details": dg.MetadataValue.json(info.details),
+                "source_model_commit": model_commit,
+                "parity": report.summary(),
+                **({"reused_from_run": reused.run_id} if reused else {}),
+            },
+            data_version=dg.DataVersion(info.sha256),
+        )
+        yield dg.AssetCheckResult(
+            check_name=PARITY_CHECK,
+            passed=report.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=report.summary(),
+            metadata={
+                "max_abs_diff": report.max_abs_diff,
+                "class_mismatches": report.class_mismatches,
+                "tolerance": report.tolerance,
+                "rows": report.rows,
+                "runtime": f"{report.runtime} {report.runtime_version}",
+            },
+        )
+
+    return _asset
+
+
+model_executorch, model_tflite, model_onnx = (_export_asset(fmt) for fmt in FORMATS)
+EXPORT_ASSETS = (model_executorch, model_tflite, model_onnx)
+
+device_benchmarks = dg.AssetSpec(
+    BENCHMARK_ASSET,
+    partitions_def=lakefs_branch_partitions,
+    deps=list(EXPORT_ASSETS),
+    group_name="mobile",
+    description="Benchmark records of the branch's exports on a device, uploaded by "
+    "`dfp devicefarm run`: through the authenticating gateway to Dagster's REST API, or as "
+    "JSON committed under benchmarks/ on the branch (recorded by device_benchmark_sensor).",
+)
+
+
+@dg.asset(
+    partitions_def=lakefs_branch_partitions,
+    deps=[device_benchmarks],
+    group_name="mobile",
+    description="Latest benchmark per (device, runtime) on the branch: a table and a latency "
+    "plot, rebuilt whenever a device uploads results.",
+)
+def device_benchmark_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    events = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(BENCHMARK_ASSET), asset_partitions=[context.partition_key]
+        ),
+        limit=1000,
+    ).records
+    uploads = [
+        e.asset_materialization.metadata["records"].value
+        for e in events
+        if e.asset_materialization is not None and "records" in e.asset_materialization.metadata
+    ]
+    records = latest_records(
+        BenchmarkRecord.model_validate(r) for upload in reversed(uploads) for r in upload
+    )
+    if not records:
+        raise dg.Failure(
+            f"no device_benchmarks on partition {context.partition_key!r}: run "
+            "`dfp devicefarm run --branch ...` first"
+        )
+    rows = latency_table_rows(records)
+    columns = list(rows[0])
+    table = dg.TableMetadataValue(
+        records=[dg.TableRecord(row) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in columns]),
+    )
+    plot = base64.b64encode(latency_plot_png(records)).decode()
+    return dg.MaterializeResult(
+        metadata={
+            "latency": table,
+            "latency_plot": dg.MetadataValue.md(
+                f"![latency per runtime per device](data:image/png;base64,{plot})"
+            ),
+            "devices": dg.MetadataValue.json(sorted({r.device.name for r in records})),
+            "records": len(records),
+        }
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records a device_benchmarks materialization for each valid benchmark JSON "
+    "committed under benchmarks/<device>/ on a branch; invalid files are logged and skipped.",
+)
+def device_benchmark_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResource):
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    partitions = set(context.instance.get_dynamic_partitions(lakefs_branch_partitions.name))
+    events, rejected = [], 0
+    with lakefs.client() as client:
+        moved, cursor = moved_heads(client.list_branches(), partitions, seen)
+        for branch, head, previous in moved:
+            for path in new_benchmark_files(client, branch, head, previous, DEFAULT_BRANCH):
+                try:
+                    upload = read_upload(client, head, path)
+                except UploadRejected as exc:
+                    rejected += 1
+                    context.log.error(f"rejected, nothing recorded: {exc}")
+                    continue
+                if upload.branch != branch:
+                    # Merged in from another branch: those results belong to that partition.
+                    context.log.info(f"{path} on {branch} holds {upload.branch}'s results: skipped")
+                    continue
+                events.append(
+                    dg.AssetMaterialization(
+                        asset_key=BENCHMARK_ASSET,
+                        partition=branch,
+                        description=f"{len(upload.records)} benchmark record(s) from "
+                        f"{upload.device.name}, committed to lakeFS",
+                        metadata=materialization_metadata(
+                            upload, source=f"lakefs:{branch}/{path}@{head[:12]}"
+                        ),
+                    )
+                )
+    if not events:
+        return dg.SensorResult(
+            skip_reason=f"no new benchmark files ({rejected} rejected)", cursor=json.dumps(cursor)
+        )
+    context.log.info(f"recording {len(events)} device_benchmarks upload(s), {rejected} rejected")
+    return dg.SensorResult(asset_events=events, cursor=json.dumps(cursor))

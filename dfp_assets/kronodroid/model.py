@@ -1,0 +1,254 @@
+"""`malware_model`: the PyTorch classifier trained on the branch's training set, tracked in
+MLflow with its lineage, saved on the branch, and gated by a blocking F1 check."""
+
+import base64
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+from dfp import tracking
+from dfp.kronodroid.features import FEATURE_GROUPS, SERVICE_NAME
+from dfp.kronodroid.model import TrainConfig, save_model
+from dfp.kronodroid.training import (
+    MODEL_OBJECT,
+    TRAINING_SET_OBJECT,
+    TrainingOutcome,
+    fit_and_evaluate,
+    training_matrix,
+)
+from dfp.lake import memo
+from dfp_assets.kronodroid.features import training_set
+from dfp_assets.platform import reuse
+from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_resources.lakefs import LakeFSResource
+from dfp_resources.mlflow import MLflowResource
+
+F1_CHECK = "temporal_f1_floor"
+#: Bump when training changes: memos of older models are then not reused.
+MODEL_CODE_VERSION = "malware_model/1"
+
+
+def _default_f1_floor() -> float:
+    """The deployment's quality floor for runs without config (sensor/automation runs):
+    DFP_F1_FLOOR, default 0.8."""
+    raw = os.environ.get("DFP_F1_FLOOR", "0.8")
+    try:
+        floor = float(raw)
+    except ValueError:
+        floor = -1.0
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"DFP_F1_FLOOR={raw!r} is not a number in [0, 1]")
+    return floor
+
+
+class MalwareModelConfig(dg.Config):
+    """Training hyper-parameters and the quality floor (F1 on newer apps)."""
+
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    hidden_sizes: list[int] = [128, 64]
+    seed: int = 0
+    pos_weight: str | None = "balanced"
+    f1_floor: float = _default_f1_floor()
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            hidden_sizes=tuple(self.hidden_sizes),
+            seed=self.seed,
+            pos_weight=self.pos_weight,
+        )
+
+
+def _metrics_markdown(outcome: TrainingOutcome) -> str:
+    rows = ["| metric | temporal split | random split |", "|---|---|---|"]
+    temporal, random = outcome.temporal.as_dict(), outcome.random.as_dict()
+    for key in ("f1", "precision", "recall", "roc_auc", "accuracy", "tn", "fp", "fn", "tp"):
+        rows.append(f"| {key} | {temporal[key]:.4f} | {random[key]:.4f} |")
+    return "\n".join(rows)
+
+
+def _confusion_plot(outcome: TrainingOutcome) -> bytes:
+    """PNG of both confusion matrices (shown in the UI and logged to MLflow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    for ax, (name, metrics) in zip(
+        axes, (("temporal", outcome.temporal), ("random", outcome.random)), strict=True
+    ):
+        matrix = metrics.confusion_matrix
+        ax.imshow(matrix, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
+        ax.set_xticks([0, 1], ["benign", "malware"])
+        ax.set_yticks([0, 1], ["benign", "malware"])
+        ax.set_xlabel("predicted")
+        ax.set_title(f"{name} split, F1 {metrics.f1:.3f}")
+    axes[0].set_ylabel("actual")
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=80)
+    plt.close(fig)
+    return out.getvalue()
+
+
+@dg.asset(
+    partitions_def=lakefs_branch_partitions,
+    deps=[training_set],
+    group_name="model",
+    check_specs=[
+        dg.AssetCheckSpec(
+            F1_CHECK,
+            asset="malware_model",
+            blocking=True,
+            description="F1 on the temporal test split (newer apps) reaches the floor.",
+        )
+    ],
+    description="PyTorch tabular classifier (normalization folded in), evaluated on a temporal "
+    "and a random split, tracked in MLflow, saved on the branch.",
+)
+def malware_model(
+    context: dg.AssetExecutionContext,
+    config: MalwareModelConfig,
+    lakefs: LakeFSResource,
+    mlflow: MLflowResource,
+):
+    run_branch, branch = lakefs.run_branch(context), context.partition_key
+    groups = list(FEATURE_GROUPS)
+    with lakefs.client() as client:
+        training_commit = client.get_commit(run_branch)
+        metadata = training_commit.metadata or {}
+        inputs = memo.input_version(
+            MODEL_CODE_VERSION,
+            metadata.get("training_set_digest", ""),
+            config.train_config().model_dump_json(),
+        )
+        reused = (
+            reuse.lookup(context, client, run_branch, "malware_model", inputs)
+            if metadata.get("training_set_digest")
+            else None
+        )
+        if reused is not None:
+            # Same training set and config as a model this branch inherited; training is
+            # deterministic, so that model is the one training would produce again.
+            client.commit(
+                run_branch,
+                f"malware_model for {branch} (inputs unchanged since run {reused.run_id[:8]})",
+                {
+                    "dagster_run_id": context.run.run_id,
+                    "mlflow_run_id": reused.metadata["mlflow_run_id"],
+                    "reused_from_run": reused.run_id,
+                },
+                allow_empty=True,
+            )
+            yield dg.MaterializeResult(
+                metadata={**_shown(reused.metadata), "reused_from_run": reused.run_id},
+                data_version=dg.DataVersion(reused.metadata["model_digest"]),
+            )
+            yield _f1_check(reused.metadata["temporal_f1"], config.f1_floor)
+            return
+
+        frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT))).to_pandas()
+        features, labels = training_matrix(frame, groups)
+        dates = pd.to_datetime(frame["event_timestamp"], utc=True)
+        outcome = fit_and_evaluate(features, labels, dates, config.train_config())
+        passed = outcome.temporal.f1 >= config.f1_floor
+
+        with tempfile.TemporaryDirectory(prefix="dfp-model-") as tmp:
+            path = save_model(outcome.model, Path(tmp) / "model.pt")
+            client.upload(run_branch, MODEL_OBJECT, path.read_bytes())
+        tags = {
+            tracking.TAG_REPOSITORY: client.repository,
+            tracking.TAG_BRANCH: branch,
+            tracking.TAG_COMMIT: training_commit.id,
+            tracking.TAG_SNAPSHOTS: metadata.get("iceberg_snapshots", "{}"),
+            tracking.TAG_FEATURE_SERVICE: SERVICE_NAME,
+            tracking.TAG_REGISTRY_VERSION: metadata.get("feast_registry_version", ""),
+            tracking.TAG_TRAINING_SET_DIGEST: metadata.get("training_set_digest", ""),
+            tracking.TAG_DAGSTER_RUN: context.run.run_id,
+            tracking.TAG_MODEL_PATH: client.s3_uri(branch, MODEL_OBJECT),
+            tracking.TAG_TRAIN_CONFIG: outcome.config.model_dump_json(),
+            tracking.TAG_QUALITY_GATE: "passed" if passed else "failed",
+        }
+        plot = _confusion_plot(outcome)
+        run_id = mlflow.tracker().log_run(
+            run_name=f"malware_model {branch} {context.run.run_id[:8]}",
+            params=outcome.params(),
+            metrics=outcome.metrics(),
+            tags=tags,
+            model=outcome.model,
+            input_example=features[:2],
+            images={"confusion_matrices.png": plot},
+        )
+        reported = {
+            "mlflow_run_id": run_id,
+            "metrics": _metrics_markdown(outcome),
+            "confusion_matrices": "![confusion matrices](data:image/png;base64,"
+            f"{base64.b64encode(plot).decode()})",
+            "temporal_f1": outcome.temporal.f1,
+            "random_f1": outcome.random.f1,
+            "temporal_roc_auc": outcome.temporal.roc_auc,
+            "random_roc_auc": outcome.random.roc_auc,
+            "rows": outcome.rows,
+            "model_digest": outcome.digest,
+            "model_uri": client.s3_uri(branch, MODEL_OBJECT),
+            "lakefs_training_commit": training_commit.id,
+            "epoch_seconds": [round(s, 3) for s in outcome.epoch_seconds],
+            "train_config": json.loads(outcome.config.model_dump_json()),
+        }
+        if passed:
+            # Only a model that passed its gate can be reused (a failed run publishes nothing).
+            memo.record(
+                client,
+                run_branch,
+                "malware_model",
+                inputs,
+                [MODEL_OBJECT],
+                reported,
+                context.run.run_id,
+            )
+        client.commit(
+            run_branch,
+            f"malware_model for {branch}",
+            {"dagster_run_id": context.run.run_id, "mlflow_run_id": run_id},
+            allow_empty=True,  # deterministic training can write the same bytes
+        )
+
+    yield dg.MaterializeResult(
+        metadata=_shown(reported), data_version=dg.DataVersion(outcome.digest)
+    )
+    yield _f1_check(outcome.temporal.f1, config.f1_floor)
+
+
+def _shown(reported: dict) -> dict:
+    """The plain values a run reported (and its memo keeps), typed for the UI."""
+    shown = dict(reported)
+    for key in ("metrics", "confusion_matrices"):
+        shown[key] = dg.MetadataValue.md(reported[key])
+    for key in ("rows", "epoch_seconds", "train_config"):
+        shown[key] = dg.MetadataValue.json(reported[key])
+    return shown
+
+
+def _f1_check(temporal_f1: float, floor: float) -> dg.AssetCheckResult:
+    passed = temporal_f1 >= floor
+    return dg.AssetCheckResult(
+        check_name=F1_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"temporal_f1": temporal_f1, "f1_floor": floor},
+        description=f"temporal-split F1 {temporal_f1:.4f} {'>=' if passed else '<'} floor {floor}",
+    )

@@ -1,0 +1,293 @@
+"""dbt staging and mart models as Iceberg tables on the run's lakeFS branch (dagster-dbt).
+
+dbt reads `kronodroid_raw` from the run branch and writes every model as a branch-isolated
+Iceberg table (`dfp.lake.iceberg`), on one of two engines (DFP_DBT_TARGET): DuckDB through dfp's
+dbt-duckdb plugin (default, embedded) or Spark through dbt-spark's session method (local[2],
+S3A, dfp's branch FileIO). dbt tests are blocking
+asset checks: a failing test stops the build, so the run fails and nothing is published.
+
+A build whose inputs are unchanged (the same raw objects, dbt project and engine) is not run
+again: the tables on the branch are the ones that build wrote (a memo checks their pointers),
+so their materializations and test results are reported from the memo.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
+from dfp.lake import memo
+from dfp.lake.iceberg import pointer_path
+from dfp_assets.platform import reuse
+from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable, dbt_target
+from dfp_resources.iceberg import IcebergCatalogResource
+from dfp_resources.lakefs import LakeFSResource
+from dfp_resources.spark import SparkResource
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+#: Bump when this glue or the Iceberg writing changes: memos of older builds are not reused.
+STAGING_CODE_VERSION = "kronodroid_dbt/1"
+_NOT_PROJECT = {"target", "logs", "dbt_packages", "__pycache__"}
+_DBT_PLUGIN = Path(__file__).resolve().parents[2] / "dfp" / "kronodroid" / "dbt_plugin.py"
+
+
+def dbt_project_version() -> str:
+    """A content hash of the dbt project (models, tests, macros, profiles) and dfp's plugin."""
+    sha = hashlib.sha256()
+    files = [
+        p
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.is_file()
+        and not _NOT_PROJECT & set(p.relative_to(DBT_PROJECT_DIR).parts)
+        and p.name != ".user.yml"
+    ]
+    named = [(str(p.relative_to(DBT_PROJECT_DIR)), p) for p in files]
+    for name, path in [*sorted(named), ("dfp/kronodroid/dbt_plugin.py", _DBT_PLUGIN)]:
+        sha.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return sha.hexdigest()
+
+
+def _manifest_is_stale() -> bool:
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [p for p in DBT_PROJECT_DIR.rglob("*") if p.suffix in (".sql", ".yml")]
+    return any(p.stat().st_mtime > built for p in sources if "target" not in p.parts)
+
+
+# `dbt parse` writes the manifest the asset definitions are built from; redo it whenever
+# the dbt project changed (a fresh clone has none).
+if _manifest_is_stale():
+    subprocess.run(
+        [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(DBT_PROJECT_DIR)],
+        cwd=DBT_PROJECT_DIR,
+        check=True,
+    )
+
+
+class DfpDbtTranslator(DagsterDbtTranslator):
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "staging" if dbt_resource_props["resource_type"] == "model" else None
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        # A failing dbt test stops everything downstream of its model.
+        return spec._replace(blocking=True) if spec is not None else None
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set variables for the dbt subprocess (it inherits os.environ), then restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    partitions_def=lakefs_branch_partitions,
+    dagster_dbt_translator=DfpDbtTranslator(),
+    name="kronodroid_dbt",
+)
+def kronodroid_dbt(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    lakefs: LakeFSResource,
+    iceberg: IcebergCatalogResource,
+    spark: SparkResource,
+):
+    run_branch = lakefs.run_branch(context)
+    target_branch = context.partition_key
+    engine = dbt_target()
+    models = {
+        node["name"]: node
+        for node in json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
+        if node["resource_type"] == "model"
+    }
+    with lakefs.client() as client, tempfile.TemporaryDirectory(prefix="dfp-dbt-") as root:
+        tables = iceberg.tables(client)
+        inputs = memo.input_version(
+            STAGING_CODE_VERSION,
+            dbt_project_version(),
+            engine,
+            memo.listing(client, run_branch, RAW_OBJECTS_PREFIX),
+        )
+        reused = reuse.lookup(context, client, run_branch, "kronodroid_dbt", inputs)
+        if reused is not None and _memo_covers(context, reused):
+            yield from _reused_build(context, client, tables, run_branch, target_branch, reused)
+            return
+        built: dict[str, dict[str, Any]] = {}
+        checked: dict[str, dict[str, Any]] = {}
+        dbt_vars = {
+            "lakefs_io_ref": run_branch,
+            "lakefs_branch": target_branch,
+            "external_root": root,
+        }
+        engine_env = {"DFP_ICEBERG_CATALOG_URI": iceberg.uri, "DFP_DBT_TARGET": engine}
+        if engine == "spark":
+            # Spark replaces tables through the catalog: index the run branch's tables and
+            # aim their new files at the partition branch's logical paths first.
+            prepared = tables.prepare_writes(run_branch, target_branch)
+            context.log.info(f"Spark engine; existing tables on {run_branch}: {prepared}")
+            engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
+        try:
+            with _environ(**engine_env):
+                invocation = dbt.cli(
+                    ["build", "--vars", json.dumps(dbt_vars)],
+                    context=context,
+                    # Per-run artifacts live and die with the run (not under dbt/target).
+                    target_path=Path(root) / "target",
+                )
+                for event in invocation.stream():
+                    model = (
+                        context.asset_key_for_output(event.output_name).path[-1]
+                        if isinstance(event, dg.Output)
+                        else None
+                    )
+                    if model in models:
+                        node = models[model]
+                        if engine == "spark":
+                            # The dbt-duckdb plugin writes pointers itself; Spark does not.
+                            tables.refresh_pointer(run_branch, _schema(node), node["name"])
+                        event = event.with_metadata(
+                            {**event.metadata, **_iceberg_metadata(tables, run_branch, node)}
+                        )
+                        built[context.asset_key_for_output(event.output_name).to_user_string()] = (
+                            _plain(event.metadata)
+                        )
+                    elif isinstance(event, dg.AssetCheckResult):
+                        checked[_check_id(event.asset_key, event.check_name)] = {
+                            "passed": event.passed,
+                            "metadata": _plain(event.metadata),
+                        }
+                    yield event
+            complete = len(built) == len(models) and len(checked) == len(kronodroid_dbt.check_keys)
+            if complete and all(c["passed"] for c in checked.values()):
+                # Only a whole build that passed every test can stand in for a later one.
+                memo.record(
+                    client,
+                    run_branch,
+                    "kronodroid_dbt",
+                    inputs,
+                    [pointer_path(_schema(n), n["name"]) for n in models.values()],
+                    {"models": built, "checks": checked},
+                    context.run.run_id,
+                )
+            described = tables.describe(run_branch)
+            client.commit(
+                run_branch,
+                f"dbt build for {target_branch}",
+                {
+                    "dagster_run_id": context.run.run_id,
+                    "asset": "kronodroid_dbt",
+                    **{f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
+                },
+            )
+        finally:
+            # The run branch's catalog rows served this run only; lakeFS keeps the pointers.
+            tables.forget(run_branch)
+
+
+def _schema(node: Mapping[str, Any]) -> str:
+    # The model's configured schema (staging, marts): on Spark node["schema"] also names the
+    # branch namespace.
+    return node["config"].get("schema") or node["schema"]
+
+
+def _iceberg_metadata(tables, run_branch: str, node: Mapping[str, Any]) -> dict[str, Any]:
+    # dbt committed this table's catalog row moments ago: no resync from lakeFS.
+    ident = tables.identifier(run_branch, _schema(node), node["name"])
+    table = tables.catalog(run_branch).load_table(ident)
+    snapshot = table.current_snapshot()
+    summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+    return {
+        "iceberg_table": f"{_schema(node)}.{node['name']}",
+        "staging_engine": dbt_target(),
+        "iceberg_snapshot_id": str(snapshot.snapshot_id) if snapshot else "",
+        "iceberg_metadata_location": table.metadata_location,
+        "dagster/row_count": int(summary.get("total-records", 0)),
+    }
+
+
+def _check_id(asset_key: dg.AssetKey, check_name: str) -> str:
+    return f"{asset_key.to_user_string()}:{check_name}"
+
+
+def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-representable entries of event metadata (what a memo can show again)."""
+    out = {}
+    for key, value in metadata.items():
+        raw = value.value if isinstance(value, dg.MetadataValue) else value
+        if isinstance(raw, str | int | float | bool) or raw is None:
+            out[key] = raw
+    return out
+
+
+def _memo_covers(context: dg.AssetExecutionContext, reused: memo.Memo) -> bool:
+    models, checks = reused.metadata.get("models", {}), reused.metadata.get("checks", {})
+    return all(k.to_user_string() in models for k in context.selected_asset_keys) and all(
+        _check_id(k.asset_key, k.name) in checks for k in context.selected_asset_check_keys
+    )
+
+
+def _reused_build(
+    context: dg.AssetExecutionContext,
+    client,
+    tables,
+    run_branch: str,
+    target_branch: str,
+    reused: memo.Memo,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Report the build the memo describes: its tables are the ones on the branch."""
+    context.log.info(
+        f"raw objects, dbt project and engine unchanged since run {reused.run_id}: "
+        "tables and test results reused, dbt not run"
+    )
+    described = tables.describe(run_branch)
+    client.commit(
+        run_branch,
+        f"dbt build for {target_branch} (inputs unchanged since run {reused.run_id[:8]})",
+        {
+            "dagster_run_id": context.run.run_id,
+            "asset": "kronodroid_dbt",
+            "reused_from_run": reused.run_id,
+            **{f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
+        },
+        allow_empty=True,  # the commit is the lineage anchor of these materializations
+    )
+    models, checks = reused.metadata["models"], reused.metadata["checks"]
+    selected = {k.to_user_string(): k for k in context.selected_asset_keys}
+    for name, reported in models.items():  # in dbt's build order: parents first
+        if name in selected:
+            yield dg.MaterializeResult(
+                asset_key=selected[name], metadata={**reported, "reused_from_run": reused.run_id}
+            )
+    for key in sorted(
+        context.selected_asset_check_keys, key=lambda k: _check_id(k.asset_key, k.name)
+    ):
+        outcome = checks[_check_id(key.asset_key, key.name)]
+        yield dg.AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=outcome["passed"],
+            metadata={**outcome["metadata"], "reused_from_run": reused.run_id},
+        )

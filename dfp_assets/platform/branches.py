@@ -1,0 +1,99 @@
+"""Keep the `lakefs_branch` partitions in sync with lakeFS, and clean up run branches."""
+
+import dagster as dg
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, RunsFilter
+
+from dfp.lake import wap
+from dfp.lake.branches import partition_changes, validate_user_branch_name
+from dfp.settings import DEFAULT_BRANCH
+from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_assets.platform.wap_executor import KEEP_RUN_BRANCH_TAG
+from dfp_resources.iceberg import IcebergCatalogResource
+from dfp_resources.lakefs import LakeFSResource
+
+PARTITIONS = lakefs_branch_partitions.name
+
+
+@dg.sensor(
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a lakefs_branch partition per new lakeFS branch; removes deleted ones.",
+)
+def lakefs_branch_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResource):
+    with lakefs.client() as client:
+        branches = client.list_branches()  # hidden run branches are not listed
+    to_add, to_remove = partition_changes(
+        branches, context.instance.get_dynamic_partitions(PARTITIONS)
+    )
+    if not to_add and not to_remove:
+        return dg.SkipReason(f"{len(branches)} branches, partitions in sync")
+    requests = []
+    if to_add:
+        requests.append(lakefs_branch_partitions.build_add_request(to_add))
+    if to_remove:
+        requests.append(lakefs_branch_partitions.build_delete_request(to_remove))
+    context.log.info(f"partitions: +{to_add} -{to_remove}")
+    return dg.SensorResult(dynamic_partitions_requests=requests)
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Deletes hidden dfp-run-* branches whose run is no longer in progress "
+    "(killed or crashed run workers), and their Iceberg catalog rows, unless the run asked "
+    "to keep them.",
+)
+def lakefs_run_branch_cleanup(
+    context: dg.SensorEvaluationContext, lakefs: LakeFSResource, iceberg: IcebergCatalogResource
+):
+    live = set(
+        context.instance.get_run_ids(RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+    ) | set(context.instance.get_run_ids(RunsFilter(tags={KEEP_RUN_BRANCH_TAG: "true"})))
+    with lakefs.client() as client:
+        orphans = wap.orphaned_run_branches(client, live)
+        tables = iceberg.tables(client)
+        for branch in orphans:
+            client.delete_branch(branch)
+            tables.forget(branch)  # catalog rows a killed dbt run left behind
+    if not orphans:
+        return dg.SkipReason("no orphaned run branches")
+    context.log.info(f"deleted orphaned run branches: {orphans}")
+    return dg.SkipReason(f"deleted {len(orphans)} orphaned run branches")
+
+
+class BranchConfig(dg.Config):
+    name: str
+    source: str = DEFAULT_BRANCH
+
+
+@dg.op
+def create_lakefs_branch_op(
+    context: dg.OpExecutionContext, config: BranchConfig, lakefs: LakeFSResource
+):
+    name = validate_user_branch_name(config.name)
+    with lakefs.client() as client:
+        head = client.create_branch(name, config.source)
+    context.instance.add_dynamic_partitions(PARTITIONS, [name])
+    context.log.info(f"created lakeFS branch {name} from {config.source} @ {head[:12]}")
+
+
+@dg.op
+def delete_lakefs_branch_op(
+    context: dg.OpExecutionContext, config: BranchConfig, lakefs: LakeFSResource
+):
+    name = validate_user_branch_name(config.name)
+    if name == DEFAULT_BRANCH:
+        raise dg.Failure(f"refusing to delete the default branch {name!r}")
+    with lakefs.client() as client:
+        client.delete_branch(name)
+    context.instance.delete_dynamic_partition(PARTITIONS, name)
+
+
+@dg.job(description="Create a lakeFS branch and its lakefs_branch partition.")
+def create_lakefs_branch():
+    create_lakefs_branch_op()
+
+
+@dg.job(description="Delete a lakeFS branch and its lakefs_branch partition.")
+def delete_lakefs_branch():
+    delete_lakefs_branch_op()

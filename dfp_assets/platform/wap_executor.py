@@ -1,0 +1,140 @@
+"""The write-audit-publish executor: Dagster's own executor, wrapped in a lakeFS branch.
+
+Runs in the run worker, around the whole run, whatever steps were selected:
+1. create hidden branch `dfp-run-<run id>` from the partition's branch;
+2. run every step with the wrapped executor (assets and checks use the run branch);
+3. read the run's step failures and check evaluations from Dagster's event log;
+4. all passed → one lakeFS merge into the partition's branch, with run metadata;
+   anything failed → no merge. The run branch is then deleted (kept if the run has the tag
+   `dfp/keep_run_branch=true`, for debugging). A killed run worker leaves only its hidden run
+   branch, which `lakefs_run_branch_cleanup` removes later.
+Runs without a partition (maintenance jobs) execute unwrapped.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+from dagster._core.execution.retries import RetryMode
+
+from dfp.lake import wap
+from dfp_resources.lakefs import LakeFSResource
+
+PARTITION_TAG = "dagster/partition"
+KEEP_RUN_BRANCH_TAG = "dfp/keep_run_branch"
+
+
+class PublishBlocked(Exception):
+    """The run finished but a check failed, so nothing was published."""
+
+
+def audit_run(instance: dg.DagsterInstance, run_id: str) -> wap.RunAudit:
+    audit = wap.RunAudit()
+    records = instance.get_records_for_run(
+        run_id,
+        of_type={
+            DagsterEventType.STEP_FAILURE,
+            DagsterEventType.ASSET_CHECK_EVALUATION,
+            DagsterEventType.ASSET_MATERIALIZATION,
+        },
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            audit.failed_steps.append(event.step_key or "?")
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.asset_check_evaluation_data
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            (audit.passed_checks if evaluation.passed else audit.failed_checks).append(name)
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            rows = materialization.metadata.get("dagster/row_count")
+            audit.materialized[materialization.asset_key.to_user_string()] = (
+                int(rows.value) if rows is not None else None
+            )
+    return audit
+
+
+class WriteAuditPublishExecutor(dg.Executor):
+    def __init__(self, inner: dg.Executor, lakefs: LakeFSResource):
+        self._inner = inner
+        self._lakefs = lakefs
+
+    @property
+    def retries(self) -> RetryMode:
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan) -> Iterator[DagsterEvent]:
+        run = plan_context.dagster_run
+        target = run.tags.get(PARTITION_TAG)
+        if target is None:
+            yield from self._inner.execute(plan_context, execution_plan)
+            return
+
+        client = self._lakefs.process_config_and_initialize().client()
+        run_branch = wap.run_branch_name(run.run_id)
+        keep = run.tags.get(KEEP_RUN_BRANCH_TAG, "").lower() == "true"
+        base = wap.start(client, run.run_id, target)
+        yield DagsterEvent.engine_event(
+            plan_context,
+            f"write-audit-publish: writing to lakeFS branch {run_branch} "
+            f"(from {target} @ {base[:12]})",
+            EngineEventData({"run_branch": run_branch, "target_branch": target, "base": base}),
+        )
+        published = False
+        try:
+            yield from self._inner.execute(plan_context, execution_plan)
+            audit = audit_run(plan_context.instance, run.run_id)
+            if not audit.publishable:
+                yield DagsterEvent.engine_event(
+                    plan_context,
+                    f"write-audit-publish: NOT publishing to {target}: {audit.reason()}",
+                    EngineEventData({"target_branch": target}),
+                )
+                if audit.failed_checks and not audit.failed_steps:
+                    # Non-blocking checks failed but every step succeeded: fail the run, so a
+                    # green run always means published data.
+                    raise PublishBlocked(
+                        f"nothing published to lakeFS branch {target}: {audit.reason()}"
+                    )
+                return
+            commit = wap.publish(client, run.run_id, target, audit)
+            published = True
+            yield DagsterEvent.engine_event(
+                plan_context,
+                f"write-audit-publish: published to {target}"
+                + (f" as merge commit {commit[:12]}" if commit else " (no changes)"),
+                EngineEventData(
+                    {
+                        "target_branch": target,
+                        "merge_commit": commit or "",
+                        "assets": ",".join(sorted(audit.materialized)),
+                    }
+                ),
+            )
+        finally:
+            if published or not keep:
+                wap.discard(client, run.run_id)
+            client.close()
+
+
+def lakefs_wap_executor(
+    lakefs: LakeFSResource,
+    inner: dg.ExecutorDefinition = dg.multi_or_in_process_executor,
+) -> dg.ExecutorDefinition:
+    """`inner` (default: Dagster's multiprocess/in-process executor) wrapped in WAP."""
+    return dg.ExecutorDefinition(
+        name="lakefs_wap_executor",
+        config_schema=inner.config_schema,
+        requirements=inner.get_requirements,
+        executor_creation_fn=lambda init_context: WriteAuditPublishExecutor(
+            inner.executor_creation_fn(init_context), lakefs
+        ),
+        description=f"{inner.name} with lakeFS write-audit-publish around each partitioned run",
+    )
