@@ -95,6 +95,32 @@ class TablePointer:
     snapshot_id: int | None
 
 
+def read_pointers(client: LakeFSClient, ref: str) -> dict[tuple[str, str], TablePointer]:
+    """(schema, table) -> current metadata of every table, as recorded on `ref` in lakeFS
+    (no catalog needed: the pointers are objects on the branch)."""
+    out = {}
+    for obj in client.list_objects(ref, f"{ICEBERG_PREFIX}/"):
+        if not obj.path.endswith(f"/{POINTER_FILE}"):
+            continue
+        _, schema, table, _ = obj.path.split("/", 3)
+        body = json.loads(client.read(ref, obj.path))
+        out[(schema, table)] = TablePointer(
+            schema, table, body["metadata_location"], body.get("snapshot_id")
+        )
+    return out
+
+
+def describe_tables(client: LakeFSClient, ref: str) -> dict[str, dict[str, Any]]:
+    """Per table on `ref`: snapshot id and metadata location (lineage metadata)."""
+    return {
+        f"{p.schema}.{p.table}": {
+            "snapshot_id": p.snapshot_id,
+            "metadata_location": p.metadata_location,
+        }
+        for p in read_pointers(client, ref).values()
+    }
+
+
 class BranchTables:
     """Iceberg tables of one lakeFS repository, one catalog namespace per branch."""
 
@@ -127,16 +153,7 @@ class BranchTables:
     # -- pointers ---------------------------------------------------------------------------
     def pointers(self, ref: str) -> dict[tuple[str, str], TablePointer]:
         """(schema, table) -> current metadata, as recorded on `ref` in lakeFS."""
-        out = {}
-        for obj in self.client.list_objects(ref, f"{ICEBERG_PREFIX}/"):
-            if not obj.path.endswith(f"/{POINTER_FILE}"):
-                continue
-            _, schema, table, _ = obj.path.split("/", 3)
-            body = json.loads(self.client.read(ref, obj.path))
-            out[(schema, table)] = TablePointer(
-                schema, table, body["metadata_location"], body.get("snapshot_id")
-            )
-        return out
+        return read_pointers(self.client, ref)
 
     def _write_pointer(
         self, io_ref: str, schema: str, table: str, iceberg_table: Table
@@ -269,10 +286,4 @@ class BranchTables:
 
     def describe(self, branch: str) -> dict[str, dict[str, Any]]:
         """Per table on `branch`: snapshot id and metadata location (lineage metadata)."""
-        return {
-            f"{p.schema}.{p.table}": {
-                "snapshot_id": p.snapshot_id,
-                "metadata_location": p.metadata_location,
-            }
-            for p in self.pointers(branch).values()
-        }
+        return describe_tables(self.client, branch)

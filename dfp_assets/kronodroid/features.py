@@ -46,9 +46,8 @@ from dfp.kronodroid.training import (
 )
 from dfp.lake import memo
 from dfp.lake.iceberg import BranchTables
-from dfp.lake.lakefs_client import LakeFSClient
-from dfp_assets.platform import reuse
-from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_assets.platform.partitions import branch_asset
+from dfp_assets.platform.step import BranchStep, branch_step, reuse_allowed
 from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
@@ -90,11 +89,9 @@ def mart_feast_table(tables: BranchTables, ref: str) -> tuple[pa.Table, dict[str
     return table, lineage
 
 
-FEATURE_ASSET = {"partitions_def": lakefs_branch_partitions, "group_name": "features"}
-
-
-@dg.asset(
-    **FEATURE_ASSET,
+@branch_asset(
+    group="features",
+    code_version=OFFLINE_CODE_VERSION,
     deps=[MART_KEY],
     description="The mart as Feast's offline table on the branch, and the branch's registry "
     "(entities, the syscalls/permissions/static_metadata views, service malware_model).",
@@ -105,55 +102,42 @@ def feast_registry(
     iceberg: IcebergCatalogResource,
     feast: FeastResource,
 ) -> dg.MaterializeResult:
-    run_branch, branch = lakefs.run_branch(context), context.partition_key
-    with lakefs.client() as client:
-        pointer = iceberg.tables(client).pointers(run_branch).get(MART)
-        inputs = memo.input_version(
-            OFFLINE_CODE_VERSION, pointer.metadata_location if pointer else None
+    with branch_step(context, lakefs) as step:
+        client, branch = step.client, step.branch
+        pointer = iceberg.tables(client).pointers(step.run_branch).get(MART)
+        inputs = (
+            memo.input_version(OFFLINE_CODE_VERSION, pointer.metadata_location) if pointer else None
         )
-        reused = (
-            reuse.lookup(context, client, run_branch, "feast_registry", inputs) if pointer else None
-        )
-        if reused is not None:
+        if step.lookup(inputs):
             # The mart this offline table was exported from is the one on the branch.
-            lineage = {k: v for k, v in reused.metadata.items() if k != "dagster/row_count"}
-            rows = reused.metadata["dagster/row_count"]
+            lineage = {k: v for k, v in step.reused.metadata.items() if k != "dagster/row_count"}
+            rows = step.reused.metadata["dagster/row_count"]
             uri = offline_uri(client.repository, branch)
         else:
-            with run_branch_tables(iceberg.tables(client), run_branch) as tables:
-                table, lineage = mart_feast_table(tables, run_branch)
+            with run_branch_tables(iceberg.tables(client), step.run_branch) as tables:
+                table, lineage = mart_feast_table(tables, step.run_branch)
             rows = table.num_rows
-            uri = export_offline(client, branch, table, io_ref=run_branch)
-            memo.record(
-                client,
-                run_branch,
-                "feast_registry",
-                inputs,
-                [OFFLINE_OBJECT, OFFLINE_DIGEST_OBJECT],
-                {**lineage, "dagster/row_count": rows},
-                context.run.run_id,
+            uri = export_offline(client, branch, table, io_ref=step.run_branch)
+            step.record(
+                [OFFLINE_OBJECT, OFFLINE_DIGEST_OBJECT], {**lineage, "dagster/row_count": rows}
             )
         store = feast.store(client, branch)
         definitions = apply_definitions(store)
         version = registry_version(store)
-        client.commit(
-            run_branch,
-            f"feast offline table for {branch}",
-            {"dagster_run_id": context.run.run_id, "asset": "feast_registry"},
-            # The same mart exports the same bytes (a branch rebuilt with no data change).
-            allow_empty=True,
-        )
+        # Allow-empty: the same mart exports the same bytes (a branch rebuilt with no change).
+        step.commit(f"feast offline table for {branch}")
     return dg.MaterializeResult(
-        metadata={
-            "feast_project": branch_project(client.repository, branch),
-            "feast_registry_version": version,
-            "feast_feature_service": SERVICE_NAME,
-            "feature_views": [v.name for v in definitions.feature_views],
-            "offline_uri": uri,
-            "dagster/row_count": rows,
-            **lineage,
-            **({"reused_from_run": reused.run_id} if reused else {}),
-        }
+        metadata=step.reported(
+            {
+                "feast_project": branch_project(client.repository, branch),
+                "feast_registry_version": version,
+                "feast_feature_service": SERVICE_NAME,
+                "feature_views": [v.name for v in definitions.feature_views],
+                "offline_uri": uri,
+                "dagster/row_count": rows,
+                **lineage,
+            }
+        )
     )
 
 
@@ -177,8 +161,9 @@ def _window(config: FeastOnlineConfig, run_started: datetime) -> tuple[datetime,
     return start, end
 
 
-@dg.asset(
-    **FEATURE_ASSET,
+@branch_asset(
+    group="features",
+    code_version=FEAST_ONLINE_CODE_VERSION,
     deps=[feast_registry],
     description="The branch's online store (SQLite embedded, Redis for real), materialized "
     "over a window Dagster passes in.",
@@ -189,20 +174,21 @@ def feast_online(
     lakefs: LakeFSResource,
     feast: FeastResource,
 ) -> dg.MaterializeResult:
-    run_branch, branch = lakefs.run_branch(context), context.partition_key
     run = context.instance.get_run_record_by_id(context.run.run_id)
     started = run.start_time if run and run.start_time else datetime.now(UTC).timestamp()
     start, end = _window(config, datetime.fromtimestamp(started, tz=UTC))
     kind = feast.online_settings().kind
-    with lakefs.client() as client, feast.run_store(client, branch, run_branch) as store:
-        digest = read_offline_digest(client, run_branch)  # None: materialize
+    with (
+        branch_step(context, lakefs) as step,
+        feast.run_store(step.client, step.branch, step.run_branch) as store,
+    ):
+        digest = read_offline_digest(step.client, step.run_branch)  # None: materialize
         entities = read_offline(store, [*ENTITY_KEYS, "event_timestamp"])
         stamps = entities.column("event_timestamp")
         # A window holding every row gives the same online rows whatever its exact ends.
         complete = entities.num_rows == 0 or (
             start <= pc.min(stamps).as_py() and pc.max(stamps).as_py() <= end
         )
-        inputs = memo.input_version(FEAST_ONLINE_CODE_VERSION, digest, kind)
         state = dict(
             project=store.project,
             offline_digest=digest or "",
@@ -213,9 +199,9 @@ def feast_online(
             run_id=context.run.run_id,
         )
         began = time.monotonic()
-        reused = _reuse_online(
-            context, client, feast, store, run_branch, inputs, digest, complete, entities
-        )
+        # The version is recorded whatever happens: the memo says where these rows are.
+        step.version = memo.input_version(FEAST_ONLINE_CODE_VERSION, digest, kind)
+        reused = _reuse_online(step, feast, store, digest, complete, entities)
         if reused is None:
             online_reuse.clear_state(store)  # rows are about to change: no longer a source
             materialize(store, start, end)
@@ -223,15 +209,10 @@ def feast_online(
         else:
             online_reuse.write_state(store, _online_state(**{**state, "run_id": reused["run"]}))
         seconds = time.monotonic() - began
-        memo.record(
-            client, run_branch, "feast_online", inputs, [], {"branch": branch}, context.run.run_id
-        )
-        client.commit(
-            run_branch,
-            f"feast online store of {branch}",
-            {"dagster_run_id": context.run.run_id, "asset": "feast_online"},
-            allow_empty=True,  # the memo is unchanged when the same branch is refreshed
-        )
+        # No outputs in lakeFS: the memo says which branch's project holds these rows.
+        step.record([], {"branch": step.branch})
+        # Allow-empty: the memo is unchanged when the same branch is refreshed.
+        step.commit(f"feast online store of {step.branch}")
     shown = (
         {"materialize_seconds": round(seconds, 2)}
         if reused is None
@@ -246,7 +227,7 @@ def feast_online(
             "window_start": start.isoformat(),
             "window_end": end.isoformat(),
             "online_store": kind,
-            "feast_project": branch_project(lakefs.repository, branch),
+            "feast_project": branch_project(lakefs.repository, step.branch),
             "offline_digest": digest or "",
             "dagster/row_count": entities.num_rows,
             **shown,
@@ -259,12 +240,9 @@ def _online_state(**fields) -> online_reuse.OnlineState:
 
 
 def _reuse_online(
-    context: dg.AssetExecutionContext,
-    client: LakeFSClient,
+    step: BranchStep,
     feast: FeastResource,
     store,
-    run_branch: str,
-    inputs: str,
     digest: str | None,
     complete: bool,
     entities: pa.Table,
@@ -272,17 +250,18 @@ def _reuse_online(
     """Online rows for this offline table without materializing: the branch's own project
     already holds them (a refresh), or the project of the branch whose memo this branch
     inherited does (a new branch), and is copied. None: materialize."""
-    if digest is None or not complete or not reuse.reuse_allowed(context):
+    context = step.context
+    if digest is None or not complete or not reuse_allowed(context):
         return None
     own = online_reuse.read_state(store)
     if own and own.complete and own.offline_digest == digest:
         context.log.info(f"online rows of {store.project} are this offline table's: kept")
         return {"how": f"kept ({store.project})", "run": own.run_id}
-    found = reuse.lookup(context, client, run_branch, "feast_online", inputs)
-    if found is None or found.metadata.get("branch") == context.partition_key:
+    found = step.find(step.version)
+    if found is None or found.metadata.get("branch") == step.branch:
         return None
     try:
-        source = feast.store(client, found.metadata["branch"])
+        source = feast.store(step.client, found.metadata["branch"])
     except Exception as exc:  # the source branch's registry is gone: materialize instead
         context.log.info(f"no store for {found.metadata['branch']}: {exc}")
         return None
@@ -307,113 +286,75 @@ def _reuse_online(
     }
 
 
-@dg.asset(
-    **FEATURE_ASSET,
+@branch_asset(
+    group="features",
+    code_version=TRAINING_SET_CODE_VERSION,
     deps=[feast_registry],
     description="Point-in-time training set from Feast's offline store (each app's features "
     "as of its own event time), as parquet on the branch.",
 )
 def training_set(
-    context: dg.AssetExecutionContext,
-    lakefs: LakeFSResource,
-    iceberg: IcebergCatalogResource,
-    feast: FeastResource,
+    context: dg.AssetExecutionContext, lakefs: LakeFSResource, feast: FeastResource
 ) -> dg.MaterializeResult:
-    run_branch, branch = lakefs.run_branch(context), context.partition_key
-    with lakefs.client() as client:
-        # Snapshot ids straight from the pointers on the run branch (no catalog index needed).
-        snapshots = {
-            k: v["snapshot_id"] for k, v in iceberg.tables(client).describe(run_branch).items()
-        }
+    with branch_step(context, lakefs) as step:
+        client, run_branch, branch = step.client, step.run_branch, step.branch
+        snapshots = step.table_snapshots()
         groups = list(FEATURE_GROUPS)
         version = registry_version(feast.store(client, branch))
         # The offline table's content (dbt gives a rebuilt mart new snapshot ids).
         offline = read_offline_digest(client, run_branch)
-        inputs = memo.input_version(TRAINING_SET_CODE_VERSION, offline, groups)
-        reused = (
-            reuse.lookup(context, client, run_branch, "training_set", inputs) if offline else None
-        )
-        if reused is not None:
-            # Same mart snapshots as a build this branch inherited: the join's result is the
-            # object already here. Commit anyway: the commit is the model's lineage anchor.
-            commit = client.commit(
-                run_branch,
-                f"training set for {branch} (inputs unchanged since run {reused.run_id[:8]})",
-                {
-                    "dagster_run_id": context.run.run_id,
-                    "asset": "training_set",
-                    "training_set_digest": reused.metadata["training_set_digest"],
-                    "feast_registry_version": version,
-                    "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
-                    "reused_from_run": reused.run_id,
-                },
-                allow_empty=True,
-            )
-            shown = {k: v for k, v in reused.metadata.items() if k != "iceberg_snapshot_created"}
-            return dg.MaterializeResult(
-                metadata={
-                    **shown,
-                    # This branch's own mart snapshots, not those of the reused build.
-                    "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
-                    "iceberg_snapshot_id": str(snapshots.get(".".join(MART), "")),
-                    "lakefs_commit": commit,
-                    "feast_registry_version": version,
-                    "reused_from_run": reused.run_id,
-                    "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
-                },
-                data_version=dg.DataVersion(reused.metadata["training_set_digest"]),
-            )
-        with feast.run_store(client, branch, run_branch) as store:
-            # The mart as feast_registry exported it: the offline table Feast joins against.
-            table = read_offline(store, [*ENTITY_COLUMNS, "created_timestamp"])
-            frame = build_training_set(store, table)
         lineage = {
             "iceberg_table": ".".join(MART),
             "iceberg_snapshot_id": str(snapshots.get(".".join(MART), "")),
-        }
-        if table.num_rows:
-            # mart_feast_table stamps every row with the mart snapshot's commit time.
-            created = table.column("created_timestamp")[0].as_py()
-            lineage["iceberg_snapshot_created"] = created.isoformat()
-        digest = training_set_digest(frame, groups)
-        sink = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
-        client.upload(run_branch, TRAINING_SET_OBJECT, sink.getvalue())
-        reported = {
-            "dagster/row_count": len(frame),
-            "malware_share": round(float(frame["label"].mean()), 4),
-            "training_set_digest": digest,
             "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
-            "feast_feature_service": SERVICE_NAME,
-            **lineage,
+            "feast_registry_version": version,
         }
-        memo.record(
-            client,
-            run_branch,
-            "training_set",
-            inputs,
-            [TRAINING_SET_OBJECT],
-            reported,
-            context.run.run_id,
-        )
-        commit = client.commit(
-            run_branch,
+        if step.lookup(
+            memo.input_version(TRAINING_SET_CODE_VERSION, offline, groups) if offline else None
+        ):
+            # The join's result is the object already here; the commit is still the model's
+            # lineage anchor, and the lineage is this branch's own mart, not the reused one's.
+            digest = step.reused.metadata["training_set_digest"]
+            reported = {
+                k: v for k, v in step.reused.metadata.items() if k != "iceberg_snapshot_created"
+            }
+        else:
+            with feast.run_store(client, branch, run_branch) as store:
+                # The mart as feast_registry exported it: the offline table Feast joins against.
+                table = read_offline(store, [*ENTITY_COLUMNS, "created_timestamp"])
+                frame = build_training_set(store, table)
+            digest = training_set_digest(frame, groups)
+            sink = io.BytesIO()
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+            client.upload(run_branch, TRAINING_SET_OBJECT, sink.getvalue())
+            reported = {
+                "dagster/row_count": len(frame),
+                "malware_share": round(float(frame["label"].mean()), 4),
+                "training_set_digest": digest,
+                "feast_feature_service": SERVICE_NAME,
+                **{k: v for k, v in lineage.items() if k != "feast_registry_version"},
+            }
+            if table.num_rows:
+                # mart_feast_table stamps every row with the mart snapshot's commit time.
+                created = table.column("created_timestamp")[0].as_py()
+                reported["iceberg_snapshot_created"] = created.isoformat()
+            step.record([TRAINING_SET_OBJECT], reported)
+        commit = step.commit(
             f"training set for {branch}",
             {
-                "dagster_run_id": context.run.run_id,
-                "asset": "training_set",
                 "training_set_digest": digest,
                 "feast_registry_version": version,
-                "iceberg_snapshots": json.dumps(snapshots, sort_keys=True),
+                "iceberg_snapshots": lineage["iceberg_snapshots"],
             },
-            allow_empty=True,  # the same join can write the same bytes
         )
     return dg.MaterializeResult(
-        metadata={
-            **reported,
-            "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
-            "lakefs_commit": commit,
-            "feast_registry_version": version,
-        },
+        metadata=step.reported(
+            {
+                **reported,
+                **lineage,
+                "lakefs_commit": commit,
+                "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
+            }
+        ),
         data_version=dg.DataVersion(digest),
     )

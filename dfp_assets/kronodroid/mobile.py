@@ -34,8 +34,8 @@ from dfp.lake import memo
 from dfp.lake.branches import moved_heads
 from dfp.settings import DEFAULT_BRANCH
 from dfp_assets.kronodroid.model import malware_model
-from dfp_assets.platform import reuse
-from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_assets.platform.partitions import blocking_check, branch_asset, lakefs_branch_partitions
+from dfp_assets.platform.step import branch_step
 from dfp_resources.lakefs import LakeFSResource
 from mobile.exporters import FILE_NAMES, FORMATS, ExportInfo, export_model, exporter_versions
 from mobile.parity import check_parity
@@ -58,27 +58,28 @@ class ExportConfig(dg.Config):
 def _export_asset(fmt: str) -> dg.AssetsDefinition:
     name = f"model_{fmt}"
 
-    @dg.asset(
+    @branch_asset(
+        group="mobile",
         name=name,
-        partitions_def=lakefs_branch_partitions,
         deps=[malware_model],
-        group_name="mobile",
+        code_version=EXPORT_CODE_VERSION,
         check_specs=[
-            dg.AssetCheckSpec(
+            blocking_check(
                 PARITY_CHECK,
-                asset=name,
-                blocking=True,
-                description=f"The {fmt} file, run by its own runtime on a fixed batch of real "
-                "feature rows, matches eager PyTorch within the tolerance and predicts the "
-                "same classes.",
+                name,
+                f"The {fmt} file, run by its own runtime on a fixed batch of real feature rows, "
+                "matches eager PyTorch within the tolerance and predicts the same classes.",
             )
         ],
         description=f"`malware_model` exported to {fmt} (static input [1, n_features]), "
         "stored on the branch with its export info.",
     )
     def _asset(context: dg.AssetExecutionContext, config: ExportConfig, lakefs: LakeFSResource):
-        run_branch, branch = lakefs.run_branch(context), context.partition_key
-        with lakefs.client() as client, tempfile.TemporaryDirectory(prefix="dfp-export-") as tmp:
+        with (
+            branch_step(context, lakefs) as step,
+            tempfile.TemporaryDirectory(prefix="dfp-export-") as tmp,
+        ):
+            client, run_branch = step.client, step.run_branch
             model_path = Path(tmp) / "model.pt"
             model_path.write_bytes(client.read(run_branch, MODEL_OBJECT))
             model = load_model(model_path)
@@ -91,8 +92,7 @@ def _export_asset(fmt: str) -> dg.AssetsDefinition:
                 memo.checksum(client, run_branch, MODEL_OBJECT),
                 exporter_versions(fmt),
             )
-            reused = reuse.lookup(context, client, run_branch, name, inputs)
-            if reused is not None:
+            if step.lookup(inputs):
                 # This model was exported by the same toolchain already: reuse the file, but
                 # still check it with its runtime.
                 path = Path(tmp) / FILE_NAMES[fmt]
@@ -112,38 +112,25 @@ def _export_asset(fmt: str) -> dg.AssetsDefinition:
                     run_branch, export_info_object(fmt), info.model_dump_json(indent=2).encode()
                 )
             report = check_parity(model, load_runner(fmt, path), batch, config.tolerance)
-            if reused is None and report.passed:
-                memo.record(
-                    client,
-                    run_branch,
-                    name,
-                    inputs,
-                    [export_object(fmt), export_info_object(fmt)],
-                    {"sha256": info.sha256},
-                    context.run.run_id,
-                )
-            client.commit(
-                run_branch,
-                f"{name} for {branch}"
-                + (f" (model unchanged since run {reused.run_id[:8]})" if reused else ""),
-                {"dagster_run_id": context.run.run_id, "asset": name, "sha256": info.sha256},
-                allow_empty=True,
-            )
-            uri = client.s3_uri(branch, export_object(fmt))
+            if step.reused is None and report.passed:
+                step.record([export_object(fmt), export_info_object(fmt)], {"sha256": info.sha256})
+            step.commit(f"{name} for {step.branch}", {"sha256": info.sha256})
+            uri = client.s3_uri(step.branch, export_object(fmt))
 
         yield dg.MaterializeResult(
-            metadata={
-                "uri": uri,
-                "size_bytes": info.size_bytes,
-                "sha256": info.sha256,
-                "export_seconds": round(info.export_seconds, 3),
-                "input_shape": dg.MetadataValue.json(info.input_shape),
-                "exporter": dg.MetadataValue.json(info.exporter),
-                "details": dg.MetadataValue.json(info.details),
-                "source_model_commit": model_commit,
-                "parity": report.summary(),
-                **({"reused_from_run": reused.run_id} if reused else {}),
-            },
+            metadata=step.reported(
+                {
+                    "uri": uri,
+                    "size_bytes": info.size_bytes,
+                    "sha256": info.sha256,
+                    "export_seconds": round(info.export_seconds, 3),
+                    "input_shape": dg.MetadataValue.json(info.input_shape),
+                    "exporter": dg.MetadataValue.json(info.exporter),
+                    "details": dg.MetadataValue.json(info.details),
+                    "source_model_commit": model_commit,
+                    "parity": report.summary(),
+                }
+            ),
             data_version=dg.DataVersion(info.sha256),
         )
         yield dg.AssetCheckResult(
@@ -177,10 +164,9 @@ device_benchmarks = dg.AssetSpec(
 )
 
 
-@dg.asset(
-    partitions_def=lakefs_branch_partitions,
+@branch_asset(
+    group="mobile",
     deps=[device_benchmarks],
-    group_name="mobile",
     description="Latest benchmark per (device, runtime) on the branch: a table and a latency "
     "plot, rebuilt whenever a device uploads results.",
 )

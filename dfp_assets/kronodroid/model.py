@@ -24,8 +24,8 @@ from dfp.kronodroid.training import (
 )
 from dfp.lake import memo
 from dfp_assets.kronodroid.features import training_set
-from dfp_assets.platform import reuse
-from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_assets.platform.partitions import blocking_check, branch_asset
+from dfp_assets.platform.step import BranchStep, branch_step
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.mlflow import MLflowResource
 
@@ -105,16 +105,15 @@ def _confusion_plot(outcome: TrainingOutcome) -> bytes:
     return out.getvalue()
 
 
-@dg.asset(
-    partitions_def=lakefs_branch_partitions,
+@branch_asset(
+    group="model",
     deps=[training_set],
-    group_name="model",
+    code_version=MODEL_CODE_VERSION,
     check_specs=[
-        dg.AssetCheckSpec(
+        blocking_check(
             F1_CHECK,
-            asset="malware_model",
-            blocking=True,
-            description="F1 on the temporal test split (newer apps) reaches the floor.",
+            "malware_model",
+            "F1 on the temporal test split (newer apps) reaches the floor.",
         )
     ],
     description="PyTorch tabular classifier (normalization folded in), evaluated on a temporal "
@@ -126,111 +125,100 @@ def malware_model(
     lakefs: LakeFSResource,
     mlflow: MLflowResource,
 ):
-    run_branch, branch = lakefs.run_branch(context), context.partition_key
-    groups = list(FEATURE_GROUPS)
-    with lakefs.client() as client:
-        training_commit = client.get_commit(run_branch)
+    with branch_step(context, lakefs) as step:
+        client, branch = step.client, step.branch
+        training_commit = client.get_commit(step.run_branch)
         metadata = training_commit.metadata or {}
-        inputs = memo.input_version(
-            MODEL_CODE_VERSION,
-            metadata.get("training_set_digest", ""),
-            config.train_config().model_dump_json(),
-        )
-        reused = (
-            reuse.lookup(context, client, run_branch, "malware_model", inputs)
-            if metadata.get("training_set_digest")
+        digest = metadata.get("training_set_digest")
+        # Same training set and config as a model this branch inherited: training is
+        # deterministic, so that model is the one training would produce again.
+        if step.lookup(
+            memo.input_version(MODEL_CODE_VERSION, digest, config.train_config().model_dump_json())
+            if digest
             else None
-        )
-        if reused is not None:
-            # Same training set and config as a model this branch inherited; training is
-            # deterministic, so that model is the one training would produce again.
-            client.commit(
-                run_branch,
-                f"malware_model for {branch} (inputs unchanged since run {reused.run_id[:8]})",
-                {
-                    "dagster_run_id": context.run.run_id,
-                    "mlflow_run_id": reused.metadata["mlflow_run_id"],
-                    "reused_from_run": reused.run_id,
-                },
-                allow_empty=True,
+        ):
+            step.commit(
+                f"malware_model for {branch}",
+                {"mlflow_run_id": step.reused.metadata["mlflow_run_id"]},
             )
             yield dg.MaterializeResult(
-                metadata={**_shown(reused.metadata), "reused_from_run": reused.run_id},
-                data_version=dg.DataVersion(reused.metadata["model_digest"]),
+                metadata=step.reported(_shown(step.reused.metadata)),
+                data_version=dg.DataVersion(step.reused.metadata["model_digest"]),
             )
-            yield _f1_check(reused.metadata["temporal_f1"], config.f1_floor)
+            yield _f1_check(step.reused.metadata["temporal_f1"], config.f1_floor)
             return
 
-        frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT))).to_pandas()
-        features, labels = training_matrix(frame, groups)
-        dates = pd.to_datetime(frame["event_timestamp"], utc=True)
-        outcome = fit_and_evaluate(features, labels, dates, config.train_config())
-        passed = outcome.temporal.f1 >= config.f1_floor
-
-        with tempfile.TemporaryDirectory(prefix="dfp-model-") as tmp:
-            path = save_model(outcome.model, Path(tmp) / "model.pt")
-            client.upload(run_branch, MODEL_OBJECT, path.read_bytes())
-        tags = {
-            tracking.TAG_REPOSITORY: client.repository,
-            tracking.TAG_BRANCH: branch,
-            tracking.TAG_COMMIT: training_commit.id,
-            tracking.TAG_SNAPSHOTS: metadata.get("iceberg_snapshots", "{}"),
-            tracking.TAG_FEATURE_SERVICE: SERVICE_NAME,
-            tracking.TAG_REGISTRY_VERSION: metadata.get("feast_registry_version", ""),
-            tracking.TAG_TRAINING_SET_DIGEST: metadata.get("training_set_digest", ""),
-            tracking.TAG_DAGSTER_RUN: context.run.run_id,
-            tracking.TAG_MODEL_PATH: client.s3_uri(branch, MODEL_OBJECT),
-            tracking.TAG_TRAIN_CONFIG: outcome.config.model_dump_json(),
-            tracking.TAG_QUALITY_GATE: "passed" if passed else "failed",
-        }
-        plot = _confusion_plot(outcome)
-        run_id = mlflow.tracker().log_run(
-            run_name=f"malware_model {branch} {context.run.run_id[:8]}",
-            params=outcome.params(),
-            metrics=outcome.metrics(),
-            tags=tags,
-            model=outcome.model,
-            input_example=features[:2],
-            images={"confusion_matrices.png": plot},
-        )
-        reported = {
-            "mlflow_run_id": run_id,
-            "metrics": _metrics_markdown(outcome),
-            "confusion_matrices": "![confusion matrices](data:image/png;base64,"
-            f"{base64.b64encode(plot).decode()})",
-            "temporal_f1": outcome.temporal.f1,
-            "random_f1": outcome.random.f1,
-            "temporal_roc_auc": outcome.temporal.roc_auc,
-            "random_roc_auc": outcome.random.roc_auc,
-            "rows": outcome.rows,
-            "model_digest": outcome.digest,
-            "model_uri": client.s3_uri(branch, MODEL_OBJECT),
-            "lakefs_training_commit": training_commit.id,
-            "epoch_seconds": [round(s, 3) for s in outcome.epoch_seconds],
-            "train_config": json.loads(outcome.config.model_dump_json()),
-        }
-        if passed:
+        reported, outcome = _train_and_track(context, step, training_commit, config, mlflow)
+        if outcome.temporal.f1 >= config.f1_floor:
             # Only a model that passed its gate can be reused (a failed run publishes nothing).
-            memo.record(
-                client,
-                run_branch,
-                "malware_model",
-                inputs,
-                [MODEL_OBJECT],
-                reported,
-                context.run.run_id,
-            )
-        client.commit(
-            run_branch,
-            f"malware_model for {branch}",
-            {"dagster_run_id": context.run.run_id, "mlflow_run_id": run_id},
-            allow_empty=True,  # deterministic training can write the same bytes
-        )
+            step.record([MODEL_OBJECT], reported)
+        # Allow-empty: deterministic training can write the same bytes.
+        step.commit(f"malware_model for {branch}", {"mlflow_run_id": reported["mlflow_run_id"]})
 
     yield dg.MaterializeResult(
         metadata=_shown(reported), data_version=dg.DataVersion(outcome.digest)
     )
     yield _f1_check(outcome.temporal.f1, config.f1_floor)
+
+
+def _train_and_track(
+    context: dg.AssetExecutionContext,
+    step: BranchStep,
+    training_commit,
+    config: MalwareModelConfig,
+    mlflow: MLflowResource,
+) -> tuple[dict, TrainingOutcome]:
+    """Train on the run branch's training set, save the model there, log the MLflow run with
+    its lineage; returns what the materialization reports."""
+    client, branch = step.client, step.branch
+    metadata = training_commit.metadata or {}
+    groups = list(FEATURE_GROUPS)
+    frame = pq.read_table(io.BytesIO(client.read(step.run_branch, TRAINING_SET_OBJECT))).to_pandas()
+    features, labels = training_matrix(frame, groups)
+    dates = pd.to_datetime(frame["event_timestamp"], utc=True)
+    outcome = fit_and_evaluate(features, labels, dates, config.train_config())
+    passed = outcome.temporal.f1 >= config.f1_floor
+
+    with tempfile.TemporaryDirectory(prefix="dfp-model-") as tmp:
+        path = save_model(outcome.model, Path(tmp) / "model.pt")
+        client.upload(step.run_branch, MODEL_OBJECT, path.read_bytes())
+    tags = {
+        **step.lineage_tags(training_commit.id),
+        tracking.TAG_SNAPSHOTS: metadata.get("iceberg_snapshots", "{}"),
+        tracking.TAG_FEATURE_SERVICE: SERVICE_NAME,
+        tracking.TAG_REGISTRY_VERSION: metadata.get("feast_registry_version", ""),
+        tracking.TAG_TRAINING_SET_DIGEST: metadata.get("training_set_digest", ""),
+        tracking.TAG_MODEL_PATH: client.s3_uri(branch, MODEL_OBJECT),
+        tracking.TAG_TRAIN_CONFIG: outcome.config.model_dump_json(),
+        tracking.TAG_QUALITY_GATE: "passed" if passed else "failed",
+    }
+    plot = _confusion_plot(outcome)
+    run_id = mlflow.tracker().log_run(
+        run_name=f"malware_model {branch} {context.run.run_id[:8]}",
+        params=outcome.params(),
+        metrics=outcome.metrics(),
+        tags=tags,
+        model=outcome.model,
+        input_example=features[:2],
+        images={"confusion_matrices.png": plot},
+    )
+    reported = {
+        "mlflow_run_id": run_id,
+        "metrics": _metrics_markdown(outcome),
+        "confusion_matrices": "![confusion matrices](data:image/png;base64,"
+        f"{base64.b64encode(plot).decode()})",
+        "temporal_f1": outcome.temporal.f1,
+        "random_f1": outcome.random.f1,
+        "temporal_roc_auc": outcome.temporal.roc_auc,
+        "random_roc_auc": outcome.random.roc_auc,
+        "rows": outcome.rows,
+        "model_digest": outcome.digest,
+        "model_uri": client.s3_uri(branch, MODEL_OBJECT),
+        "lakefs_training_commit": training_commit.id,
+        "epoch_seconds": [round(s, 3) for s in outcome.epoch_seconds],
+        "train_config": json.loads(outcome.config.model_dump_json()),
+    }
+    return reported, outcome
 
 
 def _shown(reported: dict) -> dict:

@@ -21,8 +21,8 @@ from dfp.kronodroid.sources import (
     read_tables,
 )
 from dfp.lake import memo
-from dfp_assets.platform import reuse
-from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_assets.platform.partitions import blocking_check, branch_asset
+from dfp_assets.platform.step import BranchStep, branch_step
 from dfp_resources.lakefs import LakeFSResource
 
 RAW_ASSET = dg.AssetKey("kronodroid_raw")
@@ -62,10 +62,10 @@ def _input_failure(exc: KronodroidInputError) -> dg.Failure:
     return dg.Failure(description=f"bad Kronodroid input: {exc}", metadata=meta)
 
 
-@dg.asset(
-    partitions_def=lakefs_branch_partitions,
-    group_name="raw",
+@branch_asset(
+    group="raw",
     kinds={"dlt", "lakefs", "parquet"},
+    code_version=RAW_CODE_VERSION,
     description="Kronodroid real-device and emulator releases as parquet under "
     "raw/kronodroid/<release>/ on the partition's lakeFS branch (loaded by dlt).",
 )
@@ -77,31 +77,25 @@ def kronodroid_raw(
     except ValueError as exc:
         raise dg.Failure(description=f"bad kronodroid_raw config: {exc}") from exc
     started = time.monotonic()
-    branch = lakefs.run_branch(context)
-    with tempfile.TemporaryDirectory(prefix="dfp-kronodroid-") as work:
+    with (
+        branch_step(context, lakefs) as step,
+        tempfile.TemporaryDirectory(prefix="dfp-kronodroid-") as work,
+    ):
         try:
             if source_config.source == "lakefs":
                 # The files pushed to the partition's branch (the run branch starts there).
-                with lakefs.client() as client:
-                    landing = download_landing(client, branch, Path(work) / "landing")
+                landing = download_landing(step.client, step.run_branch, Path(work) / "landing")
                 source_config = source_config.model_copy(
                     update={"source": "local", "local_dir": str(landing)}
                 )
             source, files = collect_files(source_config, Path(work))
             if config.source == "lakefs":
                 source = "lakefs"
-            inputs = source_files_version(files)
-            with lakefs.client() as client:
-                reused = reuse.lookup(
-                    context,
-                    client,
-                    branch,
-                    "kronodroid_raw",
-                    inputs,
-                    exact_prefix=RAW_OBJECTS_PREFIX,
-                )
-                if reused is not None:
-                    return _reused_raw(context, client, branch, source, reused, started)
+            # The same files loaded into exactly these raw objects: keep them (a reload would
+            # write the same rows under new dlt file names, and rebuild everything downstream).
+            if step.lookup(source_files_version(files), exact_prefix=RAW_OBJECTS_PREFIX):
+                commit = step.commit(f"kronodroid_raw: {source} files", {"source": source})
+                return _raw_result(step, step.reused.metadata, source, commit, started)
             tables = read_tables(files)
         except KronodroidInputError as exc:
             raise _input_failure(exc) from exc
@@ -111,96 +105,57 @@ def kronodroid_raw(
             f"in {time.monotonic() - started:.1f}s"
         )
 
-    with lakefs.client() as client:
         # The raw dataset is replaced as a whole: a release absent from this load must not
         # linger from an earlier one.
-        client.delete_prefix(branch, RAW_OBJECTS_PREFIX)
+        step.client.delete_prefix(step.run_branch, RAW_OBJECTS_PREFIX)
         result = load_to_lakefs(
             tables,
-            repository=client.repository,
-            branch=branch,
+            repository=step.client.repository,
+            branch=step.run_branch,
             credentials=lakefs.dlt_credentials(),
         )
-        rows = sum(result.rows.values())
         malware_share = {
             str(r): round(float(t.column(LABEL_COLUMN).to_numpy().mean()), 4)
             for r, t in tables.items()
         }
         union_schema = pa.unify_schemas([t.schema for t in tables.values()])
         reported = {
-            "dagster/row_count": rows,
+            "dagster/row_count": sum(result.rows.values()),
             **{f"rows_{r}": n for r, n in result.rows.items()},
             **{f"malware_share_{r}": s for r, s in malware_share.items()},
             "dlt_load_id": result.load_id,
             "columns": [[f.name, str(f.type)] for f in union_schema],
         }
-        memo.record(
-            client,
-            branch,
-            "kronodroid_raw",
-            inputs,
-            memo.listing(client, branch, RAW_OBJECTS_PREFIX),
-            reported,
-            context.run.run_id,
-        )
-        commit = client.commit(
-            branch,
+        step.record(memo.listing(step.client, step.run_branch, RAW_OBJECTS_PREFIX), reported)
+        commit = step.commit(
             f"kronodroid_raw: {source} load {result.load_id}",
             {
-                "dagster_run_id": context.run.run_id,
-                "asset": "kronodroid_raw",
                 "source": source,
                 "dlt_load_id": result.load_id,
                 **{f"rows.{r}": str(n) for r, n in result.rows.items()},
             },
+            allow_empty=False,
         )
-    return _raw_result(reported, source, commit, branch, started)
+        return _raw_result(step, reported, source, commit, started)
 
 
 def _raw_result(
-    reported: dict, source: str, commit: str, branch: str, started: float, **extra
+    step: BranchStep, reported: dict, source: str, commit: str, started: float
 ) -> dg.MaterializeResult:
     shown = {k: v for k, v in reported.items() if k != "columns"}
     return dg.MaterializeResult(
-        metadata={
-            **shown,
-            "source": source,
-            "lakefs_commit": commit,
-            "lakefs_run_branch": branch,
-            "seconds": round(time.monotonic() - started, 2),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name, kind) for name, kind in reported["columns"]]
-            ),
-            **extra,
-        }
-    )
-
-
-def _reused_raw(
-    context: dg.AssetExecutionContext,
-    client,
-    branch: str,
-    source: str,
-    reused: memo.Memo,
-    started: float,
-) -> dg.MaterializeResult:
-    """The same source files were loaded into exactly the raw objects on the branch: keep
-    them (a reload would write the same rows under new dlt file names, and every table
-    downstream would be rebuilt)."""
-    context.log.info(f"source files unchanged since run {reused.run_id}: raw objects kept")
-    commit = client.commit(
-        branch,
-        f"kronodroid_raw: {source} files unchanged since run {reused.run_id[:8]}",
-        {
-            "dagster_run_id": context.run.run_id,
-            "asset": "kronodroid_raw",
-            "source": source,
-            "reused_from_run": reused.run_id,
-        },
-        allow_empty=True,  # the commit is the lineage anchor of this materialization
-    )
-    return _raw_result(
-        reused.metadata, source, commit, branch, started, reused_from_run=reused.run_id
+        metadata=step.reported(
+            {
+                **shown,
+                "source": source,
+                "lakefs_commit": commit,
+                "lakefs_run_branch": step.run_branch,
+                "seconds": round(time.monotonic() - started, 2),
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(name, kind) for name, kind in reported["columns"]]
+                ),
+            }
+        )
     )
 
 
@@ -212,7 +167,7 @@ class RawQualityConfig(dg.Config):
 
 
 RAW_CHECK_SPECS = [
-    dg.AssetCheckSpec(name, asset=RAW_ASSET, blocking=True, description=description)
+    blocking_check(name, RAW_ASSET.to_user_string(), description)
     for name, description in CHECK_DESCRIPTIONS.items()
 ]
 

@@ -27,8 +27,8 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
 from dfp.lake import memo
 from dfp.lake.iceberg import pointer_path
-from dfp_assets.platform import reuse
 from dfp_assets.platform.partitions import lakefs_branch_partitions
+from dfp_assets.platform.step import BranchStep, branch_step
 from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable, dbt_target
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
@@ -115,15 +115,17 @@ def kronodroid_dbt(
     iceberg: IcebergCatalogResource,
     spark: SparkResource,
 ):
-    run_branch = lakefs.run_branch(context)
-    target_branch = context.partition_key
     engine = dbt_target()
     models = {
         node["name"]: node
         for node in json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
         if node["resource_type"] == "model"
     }
-    with lakefs.client() as client, tempfile.TemporaryDirectory(prefix="dfp-dbt-") as root:
+    with (
+        branch_step(context, lakefs, "kronodroid_dbt") as step,
+        tempfile.TemporaryDirectory(prefix="dfp-dbt-") as root,
+    ):
+        run_branch, client = step.run_branch, step.client
         tables = iceberg.tables(client)
         inputs = memo.input_version(
             STAGING_CODE_VERSION,
@@ -131,22 +133,21 @@ def kronodroid_dbt(
             engine,
             memo.listing(client, run_branch, RAW_OBJECTS_PREFIX),
         )
-        reused = reuse.lookup(context, client, run_branch, "kronodroid_dbt", inputs)
-        if reused is not None and _memo_covers(context, reused):
-            yield from _reused_build(context, client, tables, run_branch, target_branch, reused)
+        if step.lookup(inputs, accept=lambda found: _memo_covers(context, found)):
+            yield from _reused_build(context, step, tables)
             return
         built: dict[str, dict[str, Any]] = {}
         checked: dict[str, dict[str, Any]] = {}
         dbt_vars = {
             "lakefs_io_ref": run_branch,
-            "lakefs_branch": target_branch,
+            "lakefs_branch": step.branch,
             "external_root": root,
         }
         engine_env = {"DFP_ICEBERG_CATALOG_URI": iceberg.uri, "DFP_DBT_TARGET": engine}
         if engine == "spark":
             # Spark replaces tables through the catalog: index the run branch's tables and
             # aim their new files at the partition branch's logical paths first.
-            prepared = tables.prepare_writes(run_branch, target_branch)
+            prepared = tables.prepare_writes(run_branch, step.branch)
             context.log.info(f"Spark engine; existing tables on {run_branch}: {prepared}")
             engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
         try:
@@ -183,28 +184,23 @@ def kronodroid_dbt(
             complete = len(built) == len(models) and len(checked) == len(kronodroid_dbt.check_keys)
             if complete and all(c["passed"] for c in checked.values()):
                 # Only a whole build that passed every test can stand in for a later one.
-                memo.record(
-                    client,
-                    run_branch,
-                    "kronodroid_dbt",
-                    inputs,
+                step.record(
                     [pointer_path(_schema(n), n["name"]) for n in models.values()],
                     {"models": built, "checks": checked},
-                    context.run.run_id,
                 )
-            described = tables.describe(run_branch)
-            client.commit(
-                run_branch,
-                f"dbt build for {target_branch}",
-                {
-                    "dagster_run_id": context.run.run_id,
-                    "asset": "kronodroid_dbt",
-                    **{f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
-                },
-            )
+            _commit_build(step, tables)
         finally:
             # The run branch's catalog rows served this run only; lakeFS keeps the pointers.
             tables.forget(run_branch)
+
+
+def _commit_build(step: BranchStep, tables) -> str:
+    """The lineage commit of a dbt build: every table's current snapshot on the branch."""
+    described = tables.describe(step.run_branch)
+    return step.commit(
+        f"dbt build for {step.branch}",
+        {f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
+    )
 
 
 def _schema(node: Mapping[str, Any]) -> str:
@@ -250,37 +246,15 @@ def _memo_covers(context: dg.AssetExecutionContext, reused: memo.Memo) -> bool:
 
 
 def _reused_build(
-    context: dg.AssetExecutionContext,
-    client,
-    tables,
-    run_branch: str,
-    target_branch: str,
-    reused: memo.Memo,
+    context: dg.AssetExecutionContext, step: BranchStep, tables
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Report the build the memo describes: its tables are the ones on the branch."""
-    context.log.info(
-        f"raw objects, dbt project and engine unchanged since run {reused.run_id}: "
-        "tables and test results reused, dbt not run"
-    )
-    described = tables.describe(run_branch)
-    client.commit(
-        run_branch,
-        f"dbt build for {target_branch} (inputs unchanged since run {reused.run_id[:8]})",
-        {
-            "dagster_run_id": context.run.run_id,
-            "asset": "kronodroid_dbt",
-            "reused_from_run": reused.run_id,
-            **{f"iceberg.{k}": str(v["snapshot_id"]) for k, v in described.items()},
-        },
-        allow_empty=True,  # the commit is the lineage anchor of these materializations
-    )
-    models, checks = reused.metadata["models"], reused.metadata["checks"]
+    _commit_build(step, tables)
+    models, checks = step.reused.metadata["models"], step.reused.metadata["checks"]
     selected = {k.to_user_string(): k for k in context.selected_asset_keys}
     for name, reported in models.items():  # in dbt's build order: parents first
         if name in selected:
-            yield dg.MaterializeResult(
-                asset_key=selected[name], metadata={**reported, "reused_from_run": reused.run_id}
-            )
+            yield dg.MaterializeResult(asset_key=selected[name], metadata=step.reported(reported))
     for key in sorted(
         context.selected_asset_check_keys, key=lambda k: _check_id(k.asset_key, k.name)
     ):
@@ -289,5 +263,5 @@ def _reused_build(
             asset_key=key.asset_key,
             check_name=key.name,
             passed=outcome["passed"],
-            metadata={**outcome["metadata"], "reused_from_run": reused.run_id},
+            metadata=step.reported(outcome["metadata"]),
         )
