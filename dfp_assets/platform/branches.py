@@ -1,11 +1,11 @@
 """Keep the `lakefs_branch` partitions in sync with lakeFS, and clean up run branches."""
 
 import dagster as dg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, RunsFilter
 
 from dfp.lake import wap
 from dfp.lake.branches import partition_changes, validate_user_branch_name
 from dfp.settings import DEFAULT_BRANCH
+from dfp_assets.platform.dagster_private import IN_PROGRESS_RUN_STATUSES
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.wap_executor import KEEP_RUN_BRANCH_TAG
 from dfp_resources.iceberg import IcebergCatalogResource
@@ -47,8 +47,8 @@ def lakefs_run_branch_cleanup(
     context: dg.SensorEvaluationContext, lakefs: LakeFSResource, iceberg: IcebergCatalogResource
 ):
     live = set(
-        context.instance.get_run_ids(RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
-    ) | set(context.instance.get_run_ids(RunsFilter(tags={KEEP_RUN_BRANCH_TAG: "true"})))
+        context.instance.get_run_ids(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+    ) | set(context.instance.get_run_ids(dg.RunsFilter(tags={KEEP_RUN_BRANCH_TAG: "true"})))
     with lakefs.client() as client:
         orphans = wap.orphaned_run_branches(client, live)
         tables = iceberg.tables(client)

@@ -14,10 +14,9 @@ Runs without a partition (maintenance jobs) execute unwrapped.
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
-from dagster._core.execution.retries import RetryMode
 
 from dfp.lake import wap
+from dfp_assets.platform.dagster_private import EngineEventData, RetryMode
 from dfp_resources.lakefs import LakeFSResource
 
 PARTITION_TAG = "dagster/partition"
@@ -33,22 +32,22 @@ def audit_run(instance: dg.DagsterInstance, run_id: str) -> wap.RunAudit:
     records = instance.get_records_for_run(
         run_id,
         of_type={
-            DagsterEventType.STEP_FAILURE,
-            DagsterEventType.ASSET_CHECK_EVALUATION,
-            DagsterEventType.ASSET_MATERIALIZATION,
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+            dg.DagsterEventType.ASSET_MATERIALIZATION,
         },
     ).records
     for record in records:
         event = record.event_log_entry.dagster_event
         if event is None:
             continue
-        if event.event_type == DagsterEventType.STEP_FAILURE:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             audit.failed_steps.append(event.step_key or "?")
-        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
             name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
             (audit.passed_checks if evaluation.passed else audit.failed_checks).append(name)
-        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
             rows = materialization.metadata.get("dagster/row_count")
             audit.materialized[materialization.asset_key.to_user_string()] = (
@@ -70,7 +69,7 @@ class WriteAuditPublishExecutor(dg.Executor):
     def step_dependency_config(self):
         return self._inner.step_dependency_config
 
-    def execute(self, plan_context, execution_plan) -> Iterator[DagsterEvent]:
+    def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
         run = plan_context.dagster_run
         target = run.tags.get(PARTITION_TAG)
         if target is None:
@@ -81,7 +80,7 @@ class WriteAuditPublishExecutor(dg.Executor):
         run_branch = wap.run_branch_name(run.run_id)
         keep = run.tags.get(KEEP_RUN_BRANCH_TAG, "").lower() == "true"
         base = wap.start(client, run.run_id, target)
-        yield DagsterEvent.engine_event(
+        yield dg.DagsterEvent.engine_event(
             plan_context,
             f"write-audit-publish: writing to lakeFS branch {run_branch} "
             f"(from {target} @ {base[:12]})",
@@ -92,7 +91,7 @@ class WriteAuditPublishExecutor(dg.Executor):
             yield from self._inner.execute(plan_context, execution_plan)
             audit = audit_run(plan_context.instance, run.run_id)
             if not audit.publishable:
-                yield DagsterEvent.engine_event(
+                yield dg.DagsterEvent.engine_event(
                     plan_context,
                     f"write-audit-publish: NOT publishing to {target}: {audit.reason()}",
                     EngineEventData({"target_branch": target}),
@@ -106,7 +105,7 @@ class WriteAuditPublishExecutor(dg.Executor):
                 return
             commit = wap.publish(client, run.run_id, target, audit)
             published = True
-            yield DagsterEvent.engine_event(
+            yield dg.DagsterEvent.engine_event(
                 plan_context,
                 f"write-audit-publish: published to {target}"
                 + (f" as merge commit {commit[:12]}" if commit else " (no changes)"),

@@ -7,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 import lakefs_sdk
 import pytest
-from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from dfp.kronodroid.sources import LANDING_PREFIX
 from dfp.kronodroid.synthetic import write_release_files
@@ -71,7 +70,7 @@ def _failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 
 def _runs_for(instance: dg.DagsterInstance, commit: str):
-    return instance.get_runs(RunsFilter(tags={COMMIT_TAG: commit}))
+    return instance.get_runs(dg.RunsFilter(tags={COMMIT_TAG: commit}))
 
 
 def test_pushed_files_rebuild_their_branch_through_the_daemon(
@@ -105,7 +104,9 @@ def test_pushed_files_rebuild_their_branch_through_the_daemon(
             if run.is_finished:
                 break
             time.sleep(3)
-        assert run.status == DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[-4000:]
+        assert run.status == dg.DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[
+            -4000:
+        ]
         print(f"commit -> build_all finished: {time.monotonic() - pushed:.1f} s")
 
     # Every asset of build_all was materialized on exp-2 and every check passed.

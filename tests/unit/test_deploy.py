@@ -820,10 +820,11 @@ def test_rendered_run_launcher_config_passes_dagster_k8s_schema():
     """The launcher's config schema, then each Kubernetes piece parsed the way dagster-k8s
     parses it when it builds a run's Job (camelCase accepted, unknown keys rejected)."""
     import dagster as dg
-    from dagster._config import process_config
     from dagster_k8s import K8sRunLauncher
     from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
     from kubernetes.client import V1Container, V1PodSpec, V1Volume, V1VolumeMount
+
+    from dfp_assets.platform.dagster_private import process_config
 
     def parse(cls: type, value: dict[str, Any]) -> Any:
         return k8s_model_from_dict(cls, k8s_snake_case_dict(cls, value))
@@ -860,8 +861,10 @@ PG_ENV = {
 def test_instance_config_passes_dagsters_schema(path: Path, tmp_path: Path, monkeypatch):
     """Dagster's instance schema, and every pluggable class (launcher, coordinator, logs)
     built from its config; storage is only schema-checked: building it would connect."""
-    from dagster._core.instance.config import dagster_instance_config
-    from dagster._serdes import ConfigurableClassData
+    from dfp_assets.platform.dagster_private import (
+        ConfigurableClassData,
+        dagster_instance_config,
+    )
 
     for key, value in PG_ENV.items():
         monkeypatch.setenv(key, value)

@@ -1,0 +1,35 @@
+"""The only module importing Dagster's private (`dagster._*`) names (Dagster 1.13).
+
+Each name is here because no public `dagster.*` API serves; everything else imports it from
+here, so a Dagster upgrade that moves one breaks this file alone.
+"""
+
+# The statuses of runs not yet finished: public RunsFilter takes statuses, but Dagster
+# exports no public list of the in-progress ones (queued, starting, started, canceling...).
+# Validating a config dict against a config schema (tests of the Helm chart's run launcher
+# config): Dagster validates run config publicly only for whole jobs.
+from dagster._config import process_config
+
+# An engine event's payload (message metadata, error): public DagsterEvent.engine_event
+# requires one and Dagster exports no public constructor for it.
+from dagster._core.events import EngineEventData
+
+# How a wrapped executor retries steps: the Executor interface's `retries` property returns
+# it, and Dagster has no public name for the type.
+from dagster._core.execution.retries import RetryMode
+
+# The instance config a DAGSTER_HOME's dagster.yaml resolves to, and the serialized form of
+# its configurable classes (tests of the deployments' instance configs): no public API
+# loads dagster.yaml without starting an instance.
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._serdes import ConfigurableClassData
+
+__all__ = [
+    "IN_PROGRESS_RUN_STATUSES",
+    "ConfigurableClassData",
+    "EngineEventData",
+    "RetryMode",
+    "dagster_instance_config",
+    "process_config",
+]
