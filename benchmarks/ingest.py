@@ -19,8 +19,9 @@ import uuid
 import dagster as dg
 
 from dfp.lake.lakefs_client import LakeFSClient
-from dfp.settings import load_stack_env
+from dfp.settings import load_settings, stack_environment
 from dfp.stack.benchmarking import print_figures, throwaway_client
+from dfp_resources.environment import resource_run_config
 
 
 def _branch_create_ms(client: LakeFSClient, n: int) -> tuple[float, float]:
@@ -39,7 +40,12 @@ def _execute(job_fn, instance, run_config: dict, asset_selection=None, partition
     with dg.execute_job(
         dg.reconstructable(job_fn),
         instance=instance,
-        run_config={**run_config, "execution": {"config": {"in_process": {}}}},
+        run_config={
+            **run_config,
+            # The settings as they are now (engine, repository change between runs).
+            "resources": resource_run_config(load_settings()),
+            "execution": {"config": {"in_process": {}}},
+        },
         tags={"dagster/partition": partition},
         asset_selection=asset_selection,
     ) as result:
@@ -57,7 +63,8 @@ def run(scale: float, seed: int, branch_samples: int, engines: tuple[str, ...]) 
     from dfp_assets.definitions import ingest_job, staging_job
     from dfp_assets.kronodroid.staging import kronodroid_dbt
 
-    load_stack_env()
+    # This script is its own launcher: it gives itself the local stack's variables.
+    os.environ.update(stack_environment())
     tag = uuid.uuid4().hex[:6]
     full_repo, tiny_repo = f"bench-full-{tag}", f"bench-tiny-{tag}"
     full, tiny = throwaway_client(full_repo), throwaway_client(tiny_repo)

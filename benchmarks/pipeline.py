@@ -19,8 +19,9 @@ import uuid
 
 import dagster as dg
 
-from dfp.settings import load_stack_env
+from dfp.settings import load_settings, stack_environment
 from dfp.stack.benchmarking import print_figures, throwaway_client
+from dfp_resources.environment import resource_run_config
 
 
 def _build(instance: dg.DagsterInstance, partition: str, config: dict):
@@ -31,7 +32,7 @@ def _build(instance: dg.DagsterInstance, partition: str, config: dict):
     with dg.execute_job(
         dg.reconstructable(all_job),
         instance=instance,
-        run_config=config,
+        run_config={"resources": resource_run_config(load_settings()), **config},
         tags={"dagster/partition": partition},
     ) as result:
         assert result.success, f"build_all on {partition} failed"
@@ -51,12 +52,13 @@ def _build(instance: dg.DagsterInstance, partition: str, config: dict):
 
 
 def run(scale: float, seed: int, epochs: int, new_branch: bool) -> dict[str, object]:
-    load_stack_env()
+    # This script is its own launcher: it gives itself the local stack's variables.
+    os.environ.update(stack_environment())
     repository = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
     client = throwaway_client(repository)
     os.environ["LAKEFS_REPOSITORY"] = repository
 
-    figures: dict[str, object] = {"online_store": os.environ.get("DFP_FEAST_ONLINE", "sqlite")}
+    figures: dict[str, object] = {"online_store": load_settings().dfp_feast_online}
     try:
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("lakefs_branch", ["main"])

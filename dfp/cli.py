@@ -170,15 +170,20 @@ def branch_list() -> None:
 @click.option("--port", default=3000, show_default=True)
 def dev(port: int) -> None:
     """Start the local stack and `dagster dev` on it (embedded defaults)."""
-    import os
-
-    from dfp.settings import PROJECT_ROOT
+    from dfp.settings import PROJECT_ROOT, stack_environment
 
     stack_up.callback()
     sync_partitions(_client(), _instance())
-    os.environ.setdefault("DFP_DAGSTER_URL", f"http://127.0.0.1:{port}")
+    # `dagster dev` and the code servers / run workers it starts get the stack's variables
+    # (stack.env, the environment winning) in their environment: resources read secrets
+    # as dg.EnvVar, and the code location never imports stack.env into os.environ itself.
+    env = {
+        "DFP_DAGSTER_URL": f"http://127.0.0.1:{port}",
+        **os.environ,
+        **stack_environment(),
+    }
     dagster = Path(sys.executable).with_name("dagster")
-    os.execv(
+    os.execve(
         dagster,
         [
             str(dagster),
@@ -190,6 +195,7 @@ def dev(port: int) -> None:
             "-p",
             str(port),
         ],
+        env,
     )
 
 
@@ -202,18 +208,20 @@ def reproduce_command(run_id: str, tolerance: float) -> None:
     retrain, and compare metrics (exit 1 when anything differs)."""
     from dfp.kronodroid.reproduce import ReproduceError, reproduce
     from dfp.lake.lakefs_client import LakeFSClient
-    from dfp.settings import LakeFSSettings
+    from dfp.settings import LakeFSSettings, get_settings
     from dfp.tracking import Tracker
-    from dfp_resources.environment import build_resources
 
-    build_resources()  # local defaults (stack.env, catalog URI, MLflow store)
+    config = get_settings()  # environment, then stack.env in local mode
+    catalog_uri = config.iceberg_catalog_uri()
+    if not catalog_uri:
+        raise click.ClickException("DFP_ICEBERG_CATALOG_URI is not set (the Iceberg SQL catalog)")
     try:
-        with LakeFSClient(LakeFSSettings.from_env()) as client:
+        with LakeFSClient(LakeFSSettings.from_settings(config)) as client:
             result = reproduce(
                 run_id,
                 client=client,
-                catalog_uri=os.environ["DFP_ICEBERG_CATALOG_URI"],
-                tracker=Tracker(os.environ.get("MLFLOW_TRACKING_URI")),
+                catalog_uri=catalog_uri,
+                tracker=Tracker(config.tracking_uri()),
                 tolerance=tolerance,
             )
     except ReproduceError as exc:

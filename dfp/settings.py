@@ -1,14 +1,28 @@
-"""Where dfp keeps local state, and which lakeFS it talks to.
+"""Where dfp keeps local state, and every setting it reads from the environment.
 
-Pure configuration: no Dagster imports. Everything is environment-driven so the same code
-runs on the embedded local stack, docker-compose and Kubernetes.
+Pure configuration: no Dagster imports. One `DfpSettings` object holds every variable the
+code reads (same names as the variables), so the same code runs on the embedded local stack,
+docker-compose and Kubernetes:
+
+- DFP_ENV=local (default): variables unset in the environment are filled from
+  `$DFP_HOME/stack.env` (written by `dfp stack up`); the environment always wins.
+- DFP_ENV=compose / k8s: only the environment counts; no local file is read.
+
+Reading never writes `os.environ` and never creates directories. `get_settings()` reads once
+per process; `reload_settings()` reads again (tests, after changing the environment).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,9 +32,18 @@ LAKEFS_VERSION = "v1.84.0"
 DEFAULT_REPOSITORY = "kronodroid"
 DEFAULT_BRANCH = "main"
 
+ENVIRONMENTS = ("local", "compose", "k8s")
+DBT_TARGETS = ("duckdb", "spark")
+ONLINE_STORES = ("sqlite", "redis")
+DEFAULT_F1_FLOOR = "0.8"
+
+LAKEFS_REQUIRED = ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY")
+
 
 def dfp_home() -> Path:
-    """Root of git-ignored local state: build caches, service data, pid files, env file."""
+    """Root of git-ignored local state: build caches, service data, pid files, env file.
+
+    Read straight from the environment: it locates stack.env, so it cannot come from it."""
     return Path(os.environ.get("DFP_HOME", PROJECT_ROOT / ".dfp")).resolve()
 
 
@@ -35,26 +58,131 @@ def stack_env_file() -> Path:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a KEY=VALUE file (comments and blank lines ignored)."""
-    values: dict[str, str] = {}
+    """A KEY=VALUE file as a dict (python-dotenv; a missing file is empty)."""
     if not path.exists():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip()
-    return values
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def load_stack_env() -> None:
-    """Fill unset LAKEFS_* etc. variables from the local stack's env file.
+class SettingsError(ValueError):
+    """A variable holds a value dfp cannot use; the message names the variable and value."""
 
-    Explicit environment always wins, so docker-compose / k8s settings are never overridden.
+
+class DfpSettings(BaseSettings):
+    """Every setting dfp's code reads, named as its environment variable (case-insensitive).
+
+    Build it with `load_settings()` (or the cached `get_settings()`), which picks the
+    env-file source by DFP_ENV and turns validation errors into `SettingsError`s.
     """
-    for key, value in read_env_file(stack_env_file()).items():
-        os.environ.setdefault(key, value)
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_file_encoding="utf-8")
+
+    dfp_env: str = "local"
+    # lakeFS (the keys are secrets: resources get them as dg.EnvVar, never as values)
+    lakefs_endpoint: str | None = None
+    lakefs_access_key_id: str | None = None
+    lakefs_secret_access_key: SecretStr | None = None
+    lakefs_repository: str = DEFAULT_REPOSITORY
+    # Engines and stores
+    dfp_dbt_target: str = "duckdb"
+    dfp_feast_online: str = "sqlite"
+    dfp_feast_home: str | None = None
+    dfp_redis_url: SecretStr | None = None
+    dfp_iceberg_catalog_uri: str | None = None
+    mlflow_tracking_uri: str | None = None
+    # Kept raw: a bad floor fails the run that needs it, not the code location (f1_floor()).
+    dfp_f1_floor: str = DEFAULT_F1_FLOOR
+    dfp_dagster_url: str = "http://127.0.0.1:3000"
+
+    @field_validator("dfp_env")
+    @classmethod
+    def _known_env(cls, env: str) -> str:
+        if env not in ENVIRONMENTS:
+            raise ValueError(f"DFP_ENV={env!r} is not one of {ENVIRONMENTS}")
+        return env
+
+    @field_validator("dfp_dbt_target")
+    @classmethod
+    def _known_target(cls, target: str) -> str:
+        if target not in DBT_TARGETS:
+            raise ValueError(f"DFP_DBT_TARGET={target!r} is not one of {DBT_TARGETS}")
+        return target
+
+    @field_validator("dfp_feast_online")
+    @classmethod
+    def _known_online(cls, online: str) -> str:
+        if online not in ONLINE_STORES:
+            raise ValueError(f"DFP_FEAST_ONLINE={online!r} is not one of sqlite, redis")
+        return online
+
+    @property
+    def is_local(self) -> bool:
+        return self.dfp_env == "local"
+
+    # -- values with local-mode defaults (compose / k8s must set them; None when unset) ----
+    def iceberg_catalog_uri(self) -> str | None:
+        if self.dfp_iceberg_catalog_uri or not self.is_local:
+            return self.dfp_iceberg_catalog_uri
+        return f"sqlite:///{dfp_home() / 'iceberg' / 'catalog.db'}"
+
+    def tracking_uri(self) -> str | None:
+        if self.mlflow_tracking_uri or not self.is_local:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{dfp_home() / 'mlflow' / 'mlflow.db'}"
+
+    def feast_home(self) -> str | None:
+        if self.dfp_feast_home or not self.is_local:
+            return self.dfp_feast_home
+        return str(dfp_home() / "feast")
+
+    def f1_floor(self) -> float:
+        """DFP_F1_FLOOR as a number in [0, 1]; SettingsError naming the value otherwise."""
+        raw = self.dfp_f1_floor
+        try:
+            floor = float(raw)
+        except ValueError:
+            floor = -1.0
+        if not 0.0 <= floor <= 1.0:
+            raise SettingsError(f"DFP_F1_FLOOR={raw!r} is not a number in [0, 1]")
+        return floor
+
+
+def _env_name() -> str:
+    return os.environ.get("DFP_ENV", "local")
+
+
+def load_settings(**overrides: Any) -> DfpSettings:
+    """Read the settings now: the environment, then (local mode only) stack.env."""
+    env_file = stack_env_file() if _env_name() == "local" else None
+    try:
+        return DfpSettings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        messages = []
+        for error in exc.errors():
+            cause = (error.get("ctx") or {}).get("error")
+            messages.append(str(cause) if cause else f"{error['loc']}: {error['msg']}")
+        raise SettingsError("; ".join(messages)) from None
+
+
+@functools.cache
+def get_settings() -> DfpSettings:
+    """The process's settings, read once (`reload_settings()` reads again)."""
+    return load_settings()
+
+
+def reload_settings() -> DfpSettings:
+    """Forget the cached settings and read them again (after the environment changed)."""
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def stack_environment() -> dict[str, str]:
+    """The variables a process started by a local launcher (`dfp dev`, a test fixture, a
+    benchmark script) needs from stack.env: those not already in the environment. Empty
+    outside local mode. The launcher passes them to its child; nothing here sets them."""
+    if _env_name() != "local":
+        return {}
+    return {k: v for k, v in read_env_file(stack_env_file()).items() if k not in os.environ}
 
 
 @dataclass(frozen=True)
@@ -66,20 +194,26 @@ class LakeFSSettings:
 
     @classmethod
     def from_env(cls) -> LakeFSSettings:
-        load_stack_env()
-        missing = [
-            name
-            for name in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY")
-            if not os.environ.get(name)
-        ]
+        """From a fresh read of the settings (environment, then stack.env in local mode)."""
+        return cls.from_settings(load_settings())
+
+    @classmethod
+    def from_settings(cls, settings: DfpSettings) -> LakeFSSettings:
+        secret = settings.lakefs_secret_access_key
+        values = {
+            "LAKEFS_ENDPOINT": settings.lakefs_endpoint,
+            "LAKEFS_ACCESS_KEY_ID": settings.lakefs_access_key_id,
+            "LAKEFS_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else None,
+        }
+        missing = [name for name in LAKEFS_REQUIRED if not values[name]]
         if missing:
             raise RuntimeError(
                 f"lakeFS is not configured: {', '.join(missing)} unset. "
                 "Run `dfp stack up` (local) or set them in the environment."
             )
         return cls(
-            endpoint=os.environ["LAKEFS_ENDPOINT"],
-            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
-            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
-            repository=os.environ.get("LAKEFS_REPOSITORY", DEFAULT_REPOSITORY),
+            endpoint=values["LAKEFS_ENDPOINT"] or "",
+            access_key_id=values["LAKEFS_ACCESS_KEY_ID"] or "",
+            secret_access_key=values["LAKEFS_SECRET_ACCESS_KEY"] or "",
+            repository=settings.lakefs_repository,
         )

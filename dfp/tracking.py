@@ -33,13 +33,11 @@ TAG_QUALITY_GATE = "dfp.quality_gate"  # passed | failed (a failed model is neve
 
 
 def default_tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI, else a SQLite store under DFP_HOME/mlflow."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    root = settings.dfp_home() / "mlflow"
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI (environment, or stack.env in local mode), else a SQLite store
+    under DFP_HOME/mlflow (its directory is made when a Tracker opens it)."""
+    return settings.load_settings().tracking_uri() or (
+        f"sqlite:///{settings.dfp_home() / 'mlflow' / 'mlflow.db'}"
+    )
 
 
 def artifact_root(tracking_uri: str) -> str | None:
@@ -67,6 +65,11 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri or default_tracking_uri()
+        if self.tracking_uri.startswith("sqlite:///"):
+            # A local store: its directory is made on first use, never at import.
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = (

@@ -1,21 +1,33 @@
-"""The one place that picks embedded vs real services, from DFP_ENV.
+"""The one place that maps dfp's settings (`dfp.settings.DfpSettings`) to resources.
 
-- local (default): services from `dfp stack up`; their endpoints and credentials come from
-  DFP_HOME/stack.env unless already set in the environment.
+- local (default): services from `dfp stack up`; endpoints and credentials come from
+  DFP_HOME/stack.env unless set in the environment; catalog, MLflow store and Feast home
+  default to files under DFP_HOME.
 - compose / k8s: every endpoint and secret must be set in the environment (docker-compose
   file, Helm values); nothing is read from local files.
+
+Settings become declared resource config, so Dagster's launchpad shows them (the online
+store kind, the dbt target, the catalog URI, ...) and a run may override them. Secrets are
+passed as `dg.EnvVar(NAME)`: the UI shows the variable's name and the run process reads the
+value from its environment (in local mode the launcher, `dfp dev` or a test fixture, passes
+stack.env's variables to it). Nothing here writes `os.environ` or creates directories.
 """
 
-import os
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from dfp.settings import DEFAULT_REPOSITORY, PROJECT_ROOT, dfp_home, load_stack_env
-from dfp.tracking import default_tracking_uri
+from dfp.settings import (
+    DBT_TARGETS,
+    ENVIRONMENTS,
+    PROJECT_ROOT,
+    DfpSettings,
+    get_settings,
+)
 from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
@@ -24,23 +36,25 @@ from dfp_resources.spark import SparkResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt" / "kronodroid"
 
-ENVIRONMENTS = ("local", "compose", "k8s")
-DBT_TARGETS = ("duckdb", "spark")
+__all__ = [
+    "DBT_PROJECT_DIR",
+    "DBT_TARGETS",
+    "ENVIRONMENTS",
+    "build_resources",
+    "current_env",
+    "dbt_executable",
+    "dbt_target",
+    "resource_run_config",
+]
 
 
 def current_env() -> str:
-    env = os.environ.get("DFP_ENV", "local")
-    if env not in ENVIRONMENTS:
-        raise ValueError(f"DFP_ENV={env!r} is not one of {ENVIRONMENTS}")
-    return env
+    return get_settings().dfp_env
 
 
 def dbt_target() -> str:
     """The staging engine: DFP_DBT_TARGET=duckdb (default, embedded) | spark."""
-    target = os.environ.get("DFP_DBT_TARGET", "duckdb")
-    if target not in DBT_TARGETS:
-        raise ValueError(f"DFP_DBT_TARGET={target!r} is not one of {DBT_TARGETS}")
-    return target
+    return get_settings().dfp_dbt_target
 
 
 def dbt_executable() -> str:
@@ -49,32 +63,68 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else "dbt"
 
 
-def build_resources(env: str | None = None) -> dict[str, Any]:
-    env = env or current_env()
-    if env == "local":
-        load_stack_env()
-        os.environ.setdefault("LAKEFS_REPOSITORY", DEFAULT_REPOSITORY)
-        catalog = dfp_home() / "iceberg" / "catalog.db"
-        catalog.parent.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("DFP_ICEBERG_CATALOG_URI", f"sqlite:///{catalog}")
-        os.environ.setdefault("MLFLOW_TRACKING_URI", default_tracking_uri())
-        os.environ.setdefault("DFP_FEAST_HOME", str(dfp_home() / "feast"))
+def _value_or_env(name: str, value: str | None) -> Any:
+    """A URI as a plain value, unless it is unset (outside local mode: the run then reads
+    and requires the variable) or carries a password (a secret: the variable's name)."""
+    if value is None or urllib.parse.urlsplit(value).password:
+        return dg.EnvVar(name)
+    return value
+
+
+def _settings_config(settings: DfpSettings) -> dict[str, dict[str, Any]]:
+    """Each resource's settings-derived config (values or EnvVars), by resource key."""
+    catalog = _value_or_env("DFP_ICEBERG_CATALOG_URI", settings.iceberg_catalog_uri())
     return {
-        "iceberg": IcebergCatalogResource(uri=dg.EnvVar("DFP_ICEBERG_CATALOG_URI")),
-        # The engine is the dbt target, read when dbt runs: DFP_DBT_TARGET (see dbt_target).
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            dbt_executable=dbt_executable(),
-        ),
-        "spark": SparkResource(catalog_uri=dg.EnvVar("DFP_ICEBERG_CATALOG_URI")),
-        # Online store: DFP_FEAST_ONLINE=sqlite (default, embedded) | redis (DFP_REDIS_URL).
-        "feast": FeastResource(home=dg.EnvVar("DFP_FEAST_HOME")),
-        "mlflow": MLflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
+        "iceberg": {"uri": catalog},
+        # dagster-dbt's resource takes no partial run config: the whole of it, every time.
+        "dbt": {
+            "project_dir": str(DBT_PROJECT_DIR),
+            "profiles_dir": str(DBT_PROJECT_DIR),
+            "dbt_executable": dbt_executable(),
+            "target": settings.dfp_dbt_target,
+        },
+        "spark": {"catalog_uri": catalog},
+        "feast": {
+            "home": _value_or_env("DFP_FEAST_HOME", settings.feast_home()),
+            "online": settings.dfp_feast_online,
+            # A Redis URL carries its password: always the variable, only when it is used.
+            "redis_url": dg.EnvVar("DFP_REDIS_URL")
+            if settings.dfp_feast_online == "redis"
+            else None,
+        },
+        "mlflow": {"tracking_uri": _value_or_env("MLFLOW_TRACKING_URI", settings.tracking_uri())},
+    }
+
+
+def build_resources(settings: DfpSettings | None = None) -> dict[str, Any]:
+    settings = settings or get_settings()
+    config = _settings_config(settings)
+    return {
+        "iceberg": IcebergCatalogResource(**config["iceberg"]),
+        "dbt": DbtCliResource(**config["dbt"]),
+        "spark": SparkResource(**config["spark"]),
+        "feast": FeastResource(**config["feast"]),
+        "mlflow": MLflowResource(**config["mlflow"]),
+        # Endpoint and repository are variables too: the run-launching executor holds this
+        # resource (not the run config), and one code location serves one lakeFS.
         "lakefs": LakeFSResource(
             endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
             access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),
             secret_access_key=dg.EnvVar("LAKEFS_SECRET_ACCESS_KEY"),
             repository=dg.EnvVar("LAKEFS_REPOSITORY"),
         ),
+    }
+
+
+def resource_run_config(settings: DfpSettings) -> dict[str, Any]:
+    """Run config giving the non-lakeFS resources `settings` (EnvVars as `{"env": NAME}`):
+    for runs in a process whose settings changed after the Definitions were built (tests
+    that switch engine or store per test)."""
+
+    def plain(value: Any) -> Any:
+        return {"env": value.env_var_name} if isinstance(value, dg.EnvVar) else value
+
+    return {
+        key: {"config": {name: plain(v) for name, v in fields.items()}}
+        for key, fields in _settings_config(settings).items()
     }

@@ -1,13 +1,13 @@
 """Feast: a feature store per lakeFS branch (registry file and online keys per branch)."""
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
+from pydantic import SecretStr
 
 from dfp.kronodroid.features import (
     RedisOnline,
@@ -21,19 +21,23 @@ from dfp.lake.lakefs_client import LakeFSClient
 
 
 class FeastResource(dg.ConfigurableResource):
-    """Registries and SQLite online files under `home`. The online store is read from the
-    environment when used: DFP_FEAST_ONLINE=sqlite (default, embedded, one file per branch)
-    or redis (DFP_REDIS_URL, a secret; keys carry the branch's Feast project)."""
+    """Registries and SQLite online files under `home`; the online store is `online`:
+    sqlite (default, embedded, one file per branch) or redis (`redis_url`, a secret given as
+    dg.EnvVar("DFP_REDIS_URL"); keys carry the branch's Feast project)."""
 
     home: str
+    online: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str | None = None
 
     def online_settings(self) -> SqliteOnline | RedisOnline:
-        online = os.environ.get("DFP_FEAST_ONLINE", "sqlite")
-        if online == "sqlite":
+        if self.online == "sqlite":
             return SqliteOnline(directory=Path(self.home) / "online")
-        if online == "redis":
-            return RedisOnline.from_env()
-        raise dg.Failure(f"DFP_FEAST_ONLINE={online!r} is not one of sqlite, redis")
+        if not self.redis_url:
+            raise dg.Failure(
+                "the Feast online store is redis but DFP_REDIS_URL is unset: run the local "
+                "stack with DFP_STACK_SERVICES=lakefs,redis (`dfp stack up`) or set it"
+            )
+        return RedisOnline(url=SecretStr(self.redis_url))
 
     def store(
         self,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dfp.settings import PROJECT_ROOT
+from dfp.settings import PROJECT_ROOT, get_settings
 from tests.stack_fixtures import (  # noqa: F401  (fixtures, registered here for every layer)
     instance,
     lakefs,
@@ -23,3 +23,12 @@ def shared_sample_dir() -> Path:
     if not SAMPLE_FILE.is_file():
         pytest.skip("../shared/data/kronodroid is not present")
     return SHARED_SAMPLE
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    """Each test reads the settings as its fixtures left the environment (they are cached
+    per process); a test changing the environment itself calls reload_settings()."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

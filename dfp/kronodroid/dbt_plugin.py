@@ -11,7 +11,6 @@ a locked-down deployment cannot reach; pyarrow + s3fs talk to lakeFS's S3 gatewa
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pyarrow as pa
@@ -24,11 +23,12 @@ from dfp.kronodroid.parse import conform, empty_release_table
 from dfp.kronodroid.schema import Release, sql_name
 from dfp.lake.iceberg import BranchTables
 from dfp.lake.lakefs_client import LakeFSClient
-from dfp.settings import LakeFSSettings
+from dfp.settings import LakeFSSettings, get_settings
 
 
 def catalog_uri() -> str:
-    uri = os.environ.get("DFP_ICEBERG_CATALOG_URI")
+    # The Dagster asset passes the run's catalog to this dbt process as the variable.
+    uri = get_settings().dfp_iceberg_catalog_uri
     if not uri:
         raise RuntimeError("DFP_ICEBERG_CATALOG_URI is not set (the Iceberg SQL catalog)")
     return uri

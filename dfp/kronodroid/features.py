@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from dfp.kronodroid.columns import PERMISSION_COLUMNS, SYSCALL_COLUMNS
 from dfp.kronodroid.schema import PERMISSION_TOTAL_COLUMNS, Release, sql_feature_columns, sql_name
-from dfp.settings import PROJECT_ROOT, LakeFSSettings, load_stack_env
+from dfp.settings import PROJECT_ROOT, LakeFSSettings, load_settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FileSource
@@ -320,17 +320,15 @@ class RedisOnline(BaseModel):
         return url
 
     @classmethod
-    def from_env(cls, variable: str = "DFP_REDIS_URL") -> RedisOnline:
-        import os
-
-        load_stack_env()
-        url = os.environ.get(variable)
-        if not url:
+    def from_env(cls) -> RedisOnline:
+        """DFP_REDIS_URL from the environment (or, in local mode, the stack's stack.env)."""
+        url = load_settings().dfp_redis_url
+        if not url or not url.get_secret_value():
             raise RuntimeError(
-                f"{variable} is unset: run the local stack with DFP_STACK_SERVICES=lakefs,redis "
+                "DFP_REDIS_URL is unset: run the local stack with DFP_STACK_SERVICES=lakefs,redis "
                 "(`dfp stack up`) or set it in the environment"
             )
-        return cls(url=SecretStr(url))
+        return cls(url=url)
 
     def connection_string(self) -> str:
         """Feast's `host:port,password=...,db=...` form of `url`."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -127,6 +128,9 @@ class BranchTables:
     def __init__(self, client: LakeFSClient, catalog_uri: str):
         self.client = client
         self.catalog_uri = catalog_uri
+        if catalog_uri.startswith("sqlite:///"):
+            # A local catalog file: its directory is made on first use, not at import.
+            Path(catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
     # -- catalogs ---------------------------------------------------------------------------
     def catalog(self, io_ref: str) -> SqlCatalog:

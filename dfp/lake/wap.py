@@ -7,11 +7,11 @@ its checks audit that branch, and one merge publishes it. This module holds the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.settings import get_settings
 
 RUN_BRANCH_PREFIX = "dfp-run-"
 #: lakeFS renders commit metadata keys of this form as a link button in its UI.
@@ -31,7 +31,7 @@ def run_id_of(branch: str) -> str | None:
 
 
 def dagster_run_url(run_id: str) -> str:
-    base = os.environ.get("DFP_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
+    base = get_settings().dfp_dagster_url.rstrip("/")
     return f"{base}/runs/{run_id}"
 
 

@@ -4,13 +4,13 @@ MLflow with its lineage, saved on the branch, and gated by a blocking F1 check."
 import base64
 import io
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
+from pydantic import Field
 
 from dfp import tracking
 from dfp.kronodroid.features import FEATURE_GROUPS, SERVICE_NAME
@@ -23,6 +23,7 @@ from dfp.kronodroid.training import (
     training_matrix,
 )
 from dfp.lake import memo
+from dfp.settings import get_settings
 from dfp_assets.kronodroid.features import training_set
 from dfp_assets.platform.partitions import blocking_check, branch_asset
 from dfp_assets.platform.step import BranchStep, branch_step
@@ -36,15 +37,9 @@ MODEL_CODE_VERSION = "malware_model/1"
 
 def _default_f1_floor() -> float:
     """The deployment's quality floor for runs without config (sensor/automation runs):
-    DFP_F1_FLOOR, default 0.8."""
-    raw = os.environ.get("DFP_F1_FLOOR", "0.8")
-    try:
-        floor = float(raw)
-    except ValueError:
-        floor = -1.0
-    if not 0.0 <= floor <= 1.0:
-        raise ValueError(f"DFP_F1_FLOOR={raw!r} is not a number in [0, 1]")
-    return floor
+    DFP_F1_FLOOR, default 0.8. Read when a run builds its config, so a bad value fails that
+    run (naming the variable and value), never the code location's load."""
+    return get_settings().f1_floor()
 
 
 class MalwareModelConfig(dg.Config):
@@ -56,7 +51,7 @@ class MalwareModelConfig(dg.Config):
     hidden_sizes: list[int] = [128, 64]
     seed: int = 0
     pos_weight: str | None = "balanced"
-    f1_floor: float = _default_f1_floor()
+    f1_floor: float = Field(default_factory=_default_f1_floor)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(

@@ -29,7 +29,7 @@ from dfp.lake import memo
 from dfp.lake.iceberg import pointer_path
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.step import BranchStep, branch_step
-from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable, dbt_target
+from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.spark import SparkResource
@@ -115,7 +115,7 @@ def kronodroid_dbt(
     iceberg: IcebergCatalogResource,
     spark: SparkResource,
 ):
-    engine = dbt_target()
+    engine = dbt.target or "duckdb"  # the resource's declared config (DFP_DBT_TARGET)
     models = {
         node["name"]: node
         for node in json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
@@ -170,7 +170,10 @@ def kronodroid_dbt(
                             # The dbt-duckdb plugin writes pointers itself; Spark does not.
                             tables.refresh_pointer(run_branch, _schema(node), node["name"])
                         event = event.with_metadata(
-                            {**event.metadata, **_iceberg_metadata(tables, run_branch, node)}
+                            {
+                                **event.metadata,
+                                **_iceberg_metadata(tables, run_branch, node, engine),
+                            }
                         )
                         built[context.asset_key_for_output(event.output_name).to_user_string()] = (
                             _plain(event.metadata)
@@ -209,7 +212,9 @@ def _schema(node: Mapping[str, Any]) -> str:
     return node["config"].get("schema") or node["schema"]
 
 
-def _iceberg_metadata(tables, run_branch: str, node: Mapping[str, Any]) -> dict[str, Any]:
+def _iceberg_metadata(
+    tables, run_branch: str, node: Mapping[str, Any], engine: str
+) -> dict[str, Any]:
     # dbt committed this table's catalog row moments ago: no resync from lakeFS.
     ident = tables.identifier(run_branch, _schema(node), node["name"])
     table = tables.catalog(run_branch).load_table(ident)
@@ -217,7 +222,7 @@ def _iceberg_metadata(tables, run_branch: str, node: Mapping[str, Any]) -> dict[
     summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
     return {
         "iceberg_table": f"{_schema(node)}.{node['name']}",
-        "staging_engine": dbt_target(),
+        "staging_engine": engine,
         "iceberg_snapshot_id": str(snapshot.snapshot_id) if snapshot else "",
         "iceberg_metadata_location": table.metadata_location,
         "dagster/row_count": int(summary.get("total-records", 0)),

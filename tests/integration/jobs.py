@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from dfp.settings import load_settings
 from dfp_assets.definitions import ingest_job, staging_job
+from dfp_resources.environment import resource_run_config
 
 
 def materialize_raw(
@@ -50,7 +52,7 @@ def run_job(
 ):
     if partition not in instance.get_dynamic_partitions("lakefs_branch"):
         instance.add_dynamic_partitions("lakefs_branch", [partition])
-    run_config: dict = {"ops": {}}
+    run_config: dict = {"ops": {}, "resources": _resources()}
     if raw_config is not None:
         run_config["ops"]["kronodroid_raw"] = {"config": raw_config}
     if check_config:
@@ -78,7 +80,11 @@ def train_model(instance: dg.DagsterInstance, partition: str, model_config: dict
 def _run_partition(job_fn, instance: dg.DagsterInstance, partition: str, ops: dict | None = None):
     if partition not in instance.get_dynamic_partitions("lakefs_branch"):
         instance.add_dynamic_partitions("lakefs_branch", [partition])
-    run_config: dict = {"ops": ops or {}, "execution": {"config": {"in_process": {}}}}
+    run_config: dict = {
+        "ops": ops or {},
+        "resources": _resources(),
+        "execution": {"config": {"in_process": {}}},
+    }
     with dg.execute_job(
         dg.reconstructable(job_fn),
         instance=instance,
@@ -102,3 +108,9 @@ def run_report(instance: dg.DagsterInstance, partition: str):
     from dfp_assets.definitions import report_job
 
     return _run_partition(report_job, instance, partition)
+
+
+def _resources() -> dict:
+    """The resources' settings as this test has them now: the Definitions were built once
+    per process, but tests switch catalog, engine or online store per test."""
+    return resource_run_config(load_settings())

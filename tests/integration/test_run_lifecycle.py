@@ -13,9 +13,9 @@ import pytest
 
 from dfp.lake import wap
 from dfp.lake.iceberg import BranchTables
-from dfp.settings import PROJECT_ROOT
-from dfp_assets.definitions import defs
+from dfp.settings import PROJECT_ROOT, load_settings
 from dfp_assets.platform.branches import lakefs_run_branch_cleanup
+from dfp_resources.environment import build_resources
 from tests.integration.jobs import materialize_raw
 
 pytestmark = pytest.mark.integration
@@ -88,9 +88,10 @@ def test_killed_run_publishes_nothing_and_rerun_succeeds(lakefs, instance):
     # orphaned branch and its catalog rows.
     [killed] = [r for r in instance.get_runs() if r.run_id == wap.run_id_of(run_branch)]
     instance.report_run_failed(killed)
+    resources = build_resources(load_settings())  # this test's catalog
     with dg.build_sensor_context(
         instance=instance,
-        resources={"lakefs": defs.resources["lakefs"], "iceberg": defs.resources["iceberg"]},
+        resources={"lakefs": resources["lakefs"], "iceberg": resources["iceberg"]},
     ) as context:
         lakefs_run_branch_cleanup(context)
     assert run_branch not in lakefs.list_branches(show_hidden=True)

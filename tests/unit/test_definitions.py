@@ -85,13 +85,17 @@ def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
 def test_f1_floor_default_comes_from_the_deployment(monkeypatch):
     import pytest
 
+    from dfp.settings import reload_settings
     from dfp_assets.kronodroid.model import _default_f1_floor
 
     monkeypatch.delenv("DFP_F1_FLOOR", raising=False)
+    reload_settings()
     assert _default_f1_floor() == 0.8
     monkeypatch.setenv("DFP_F1_FLOOR", "0.65")
+    reload_settings()
     assert _default_f1_floor() == 0.65
     for bad in ("high", "1.5", "-0.1"):
         monkeypatch.setenv("DFP_F1_FLOOR", bad)
+        reload_settings()
         with pytest.raises(ValueError, match="DFP_F1_FLOOR"):
             _default_f1_floor()

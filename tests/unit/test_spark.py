@@ -7,7 +7,7 @@ from dfp.kronodroid.parse import canonical_columns, empty_release_table
 from dfp.kronodroid.schema import Release, source_columns, sql_name
 from dfp.lake import spark
 from dfp.lake.lakefs_client import LakeFSClient
-from dfp.settings import LakeFSSettings
+from dfp.settings import LakeFSSettings, reload_settings
 from dfp.stack.jars import JarError, MavenJar
 from dfp_resources.environment import dbt_target
 
@@ -87,9 +87,12 @@ def test_source_columns_are_what_the_duckdb_plugin_sees():
 
 def test_dbt_target_setting(monkeypatch):
     monkeypatch.delenv("DFP_DBT_TARGET", raising=False)
+    reload_settings()
     assert dbt_target() == "duckdb"
     monkeypatch.setenv("DFP_DBT_TARGET", "spark")
+    reload_settings()
     assert dbt_target() == "spark"
     monkeypatch.setenv("DFP_DBT_TARGET", "snowflake")
     with pytest.raises(ValueError, match="DFP_DBT_TARGET='snowflake'"):
+        reload_settings()
         dbt_target()
