@@ -137,7 +137,7 @@ def test_online_features_are_per_branch_on_redis(lakefs, instance, tables, redis
     assert build_staging(instance, "exp-1", {**DATA, "synthetic_seed": 22}).success
     assert train_model(instance, "exp-1", FAST).success
 
-    feast = FeastResource(home=os.environ["DFP_FEAST_HOME"])
+    feast = FeastResource(home=os.environ["DFP_FEAST_HOME"], online="redis", redis_url=redis_url)
     main_store, exp_store = feast.store(lakefs, "main"), feast.store(lakefs, "exp-1")
     exp_rows = tables.load("exp-1", *MART).scan().to_arrow()
     main_ids = set(tables.load("main", *MART).scan().to_arrow()["app_capture_id"].to_pylist())
