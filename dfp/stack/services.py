@@ -20,6 +20,8 @@ Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS alwa
 from __future__ import annotations
 
 import os
+import queue
+import re
 import secrets
 import shutil
 import signal
@@ -27,9 +29,11 @@ import socket
 import string
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,27 +91,126 @@ def ensure_lakefs_binary(log: Callable[[str], None] = _say) -> Path:
     }
     version_var = "github.com/treeverse/lakefs/pkg/version.Version"
     version = settings.LAKEFS_VERSION.lstrip("v")
-    started = time.monotonic()
-    proc = subprocess.run(
-        [
-            go,
-            "build",
-            "-trimpath",
-            f"-ldflags=-s -w -X {version_var}={version}",
-            "-o",
-            str(tmp),
-            ".",
-        ],
-        cwd=LAKEFS_BUILD_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise StackError(f"building lakeFS failed:\n{proc.stderr[-4000:]}")
+    argv = [
+        go,
+        "build",
+        "-v",  # one line per package compiled (cached packages print nothing)
+        "-trimpath",
+        f"-ldflags=-s -w -X {version_var}={version}",
+        "-o",
+        str(tmp),
+        ".",
+    ]
+    progress = GoBuildProgress(log)
+    returncode = _stream_lines(argv, LAKEFS_BUILD_DIR, env, progress.feed, progress.quiet)
+    if returncode != 0:
+        raise StackError(
+            f"building lakeFS failed (go build exited {returncode} after "
+            f"{progress.elapsed():.0f}s); last output lines:\n{progress.tail_text()}"
+        )
     tmp.rename(binary)
-    log(f"built {binary} in {time.monotonic() - started:.0f}s")
+    log(f"built {binary} in {progress.elapsed():.0f}s ({progress.summary()})")
     return binary
+
+
+# A `go build -v` package line is a bare import path; anything with spaces, a colon or a
+# leading '#' is a message (errors come as "# pkg" then "file.go:1:2: ...").
+_GO_PACKAGE = re.compile(r"[A-Za-z0-9_.~+-]+(/[A-Za-z0-9_.~+-]+)*")
+_GO_DOWNLOADING = re.compile(r"go: downloading (\S+) (\S+)$")
+
+
+class GoBuildProgress:
+    """`go build -v` output (stdout and stderr merged) to progress lines: one per module
+    downloaded and per package compiled, each with its counter and the seconds since the
+    build started, and a "still building" line when the toolchain is quiet (linking lakeFS
+    prints nothing for a minute). Keeps the last lines for the error message."""
+
+    def __init__(
+        self,
+        log: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+        tail_lines: int = 40,
+    ):
+        self.log = log
+        self.clock = clock
+        self.started = clock()
+        self.modules = 0
+        self.packages = 0
+        self.tail: deque[str] = deque(maxlen=tail_lines)
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def _say(self, what: str) -> None:
+        self.log(f"[{self.elapsed():5.0f}s] {what}")
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return
+        self.tail.append(line)
+        if match := _GO_DOWNLOADING.match(line):
+            self.modules += 1
+            self._say(f"module {self.modules:4d} downloaded {match[1]} {match[2]}")
+        elif _GO_PACKAGE.fullmatch(line):
+            self.packages += 1
+            self._say(f"package {self.packages:4d} compiled {line}")
+        else:
+            self._say(line)  # warnings and errors, as the toolchain wrote them
+
+    def quiet(self) -> None:
+        self._say(f"still building ({self.summary()} so far)")
+
+    def summary(self) -> str:
+        return f"{self.modules} modules downloaded, {self.packages} packages compiled"
+
+    def tail_text(self) -> str:
+        return "\n".join(self.tail) or "(no output)"
+
+
+def _stream_lines(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    on_line: Callable[[str], None],
+    on_quiet: Callable[[], None],
+    quiet_s: float = 20.0,
+) -> int:
+    """Run `argv`, handing each output line (stderr merged into stdout) to `on_line` as it
+    is written and calling `on_quiet` after every `quiet_s` without output; returns the exit
+    code. A reader thread keeps the pipe drained while this one waits with a timeout."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+
+        def read() -> None:
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        reader = threading.Thread(target=read, name="go-build-output", daemon=True)
+        reader.start()
+        while True:
+            try:
+                line = lines.get(timeout=quiet_s)
+            except queue.Empty:
+                on_quiet()
+                continue
+            if line is None:
+                break
+            on_line(line)
+        reader.join()
+        return proc.wait()
 
 
 # -- managed processes ----------------------------------------------------------------------

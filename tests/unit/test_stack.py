@@ -1,5 +1,9 @@
 """The lakeFS binary lookup: explicit, cached, or a clear message on how to get one."""
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
 from dfp.stack import services as stack
@@ -138,3 +142,141 @@ def test_mlflow_server_settings(tmp_path):
         "http://127.0.0.1:5511"
     )
     assert "MLFLOW_TRACKING_URI" not in mlflow_env(creds, enabled=False, port=5511)
+
+
+# -- build progress (recorded `go build -v` output) --------------------------------------------
+GO_BUILD_DATA = Path(__file__).parent / "data" / "go_build"
+
+
+class FakeClock:
+    """The build starts at 100 s; the test moves `now` before feeding each line."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _recorded(name: str) -> list[str]:
+    return (GO_BUILD_DATA / name).read_text().splitlines(keepends=True)
+
+
+def test_go_build_progress_one_line_per_module_and_package_in_order():
+    said: list[str] = []
+    clock = FakeClock()
+    progress = stack.GoBuildProgress(said.append, clock=clock)
+    lines = _recorded("build_v.txt")
+    for i, line in enumerate(lines):
+        clock.now = 100.0 + 2 * i  # line i arrives 2i seconds into the build
+        progress.feed(line)
+    assert len(said) == len(lines) == 114
+    assert said[0] == "[    0s] module    1 downloaded github.com/google/uuid v1.6.0"
+    assert said[1] == "[    2s] package    1 compiled internal/unsafeheader"
+    assert said[2] == "[    4s] package    2 compiled internal/goarch"
+    assert said[-1] == "[  226s] package  113 compiled github.com/google/uuid"
+    # Counters and seconds only grow, in the order the toolchain wrote the lines.
+    packages = [line for line in said if " package " in line]
+    assert [int(p.split()[3]) for p in packages] == list(range(1, 114))
+    seconds = [int(line[1:6]) for line in said]
+    assert seconds == sorted(seconds)
+    assert progress.summary() == "1 modules downloaded, 113 packages compiled"
+
+
+def test_go_build_progress_passes_errors_through_and_keeps_them_for_the_message():
+    said: list[str] = []
+    progress = stack.GoBuildProgress(said.append, clock=FakeClock(), tail_lines=3)
+    for line in _recorded("build_v_fail.txt"):
+        progress.feed(line)
+    progress.quiet()
+    assert said == [
+        "[    0s] package    1 compiled example.local/m",
+        "[    0s] # example.local/m",  # "# pkg" heads a compile error, it is no package
+        "[    0s] ./main.go:8:32: undefined: uuid.NewStringX",
+        "[    0s] still building (0 modules downloaded, 1 packages compiled so far)",
+    ]
+    assert progress.tail_text().splitlines() == [
+        "example.local/m",
+        "# example.local/m",
+        "./main.go:8:32: undefined: uuid.NewStringX",
+    ]
+
+
+@pytest.mark.timeout(60)  # a broken hand-over would leave the child blocked on its FIFO
+def test_stream_lines_hands_over_each_line_as_written_and_reports_silence(tmp_path):
+    # The child writes a line, then blocks on a FIFO that only the silence callback opens:
+    # the line must have arrived before the child ends, and silence must be noticed.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    child = (
+        "import sys; print('first', flush=True); "
+        f"open({str(fifo)!r}).read(); print('second'); sys.exit(3)"
+    )
+    events: list[str] = []
+    released: list[bool] = []
+
+    def quiet() -> None:
+        events.append("quiet")
+        # Release the child once its first line is in (Python's start-up may be quiet too).
+        if "first\n" in events and not released:
+            released.append(True)
+            with open(fifo, "w") as f:
+                f.write("go")
+
+    code = stack._stream_lines(
+        [sys.executable, "-c", child], tmp_path, dict(os.environ), events.append, quiet, 0.05
+    )
+    assert code == 3
+    lines = [e for e in events if e != "quiet"]
+    assert lines == ["first\n", "second\n"]
+    # "second" could only be written after a silence reported while the child waited.
+    assert "quiet" in events[events.index("first\n") : events.index("second\n")]
+
+
+FAKE_GO = """#!{python}
+import sys
+from pathlib import Path
+sys.stdout.write(Path({log!r}).read_text())
+if {fail!r}:
+    sys.exit(1)
+Path(sys.argv[sys.argv.index("-o") + 1]).write_text("built")
+"""
+
+
+def _fake_go(tmp_path, monkeypatch, recorded: str, fail: bool) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    go = bin_dir / "go"
+    go.write_text(
+        FAKE_GO.format(python=sys.executable, log=str(GO_BUILD_DATA / recorded), fail=fail)
+    )
+    go.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("DFP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LAKEFS_BIN", raising=False)
+
+
+def test_build_streams_progress_then_caches_the_binary(tmp_path, monkeypatch):
+    _fake_go(tmp_path, monkeypatch, "build_v.txt", fail=False)
+    said: list[str] = []
+    binary = stack.ensure_lakefs_binary(log=said.append)
+    assert binary == stack.lakefs_binary_path() and binary.read_text() == "built"
+    assert said[0].startswith("building lakeFS")
+    assert "module    1 downloaded github.com/google/uuid v1.6.0" in said[1]
+    assert "package  113 compiled github.com/google/uuid" in said[-2]
+    assert said[-1].startswith(f"built {binary} in ")
+    assert said[-1].endswith("(1 modules downloaded, 113 packages compiled)")
+    assert stack.ensure_lakefs_binary(log=said.append) == binary  # cached: no second build
+    assert len(said) == 116
+
+
+def test_failed_build_raises_with_the_last_output_lines_and_caches_nothing(tmp_path, monkeypatch):
+    _fake_go(tmp_path, monkeypatch, "build_v_fail.txt", fail=True)
+    said: list[str] = []
+    with pytest.raises(stack.StackError) as err:
+        stack.ensure_lakefs_binary(log=said.append)
+    message = str(err.value)
+    assert "go build exited 1" in message
+    assert message.endswith("# example.local/m\n./main.go:8:32: undefined: uuid.NewStringX")
+    assert said[-1].endswith("./main.go:8:32: undefined: uuid.NewStringX")
+    assert not stack.lakefs_binary_path().exists()
