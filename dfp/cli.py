@@ -45,7 +45,7 @@ def stack_jars() -> None:
     from dfp.stack.jars import JarError
 
     try:
-        for path in spark_jars():
+        for path in spark_jars(log=lambda msg: click.echo(f"[dfp stack] {msg}")):
             click.echo(path)
     except JarError as exc:
         raise click.ClickException(str(exc)) from exc

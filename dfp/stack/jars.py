@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,18 +59,24 @@ def _fetch(url: str) -> bytes:
         raise JarError(f"could not fetch {url}: {exc}") from exc
 
 
-def ensure_jars(coordinates: list[str], log=print) -> list[Path]:
-    """Paths of the jars, downloading (and checksum-verifying) the missing ones."""
+def ensure_jars(coordinates: list[str], log: Callable[[str], None] = print) -> list[Path]:
+    """Paths of the jars, downloading (and checksum-verifying) the missing ones; one line per
+    jar fetched and one when it is verified (a cached jar says nothing: every Spark session
+    calls this)."""
     repository = os.environ.get("DFP_MAVEN_REPOSITORY", MAVEN_CENTRAL).rstrip("/")
     target = jar_dir()
     target.mkdir(parents=True, exist_ok=True)
+    jars = [MavenJar.parse(coordinate) for coordinate in coordinates]
+    missing = [jar for jar in jars if not (target / jar.file_name).exists()]
     paths = []
-    for coordinate in coordinates:
-        jar = MavenJar.parse(coordinate)
+    for jar in jars:
         path = target / jar.file_name
         if not path.exists():
+            coordinate = f"{jar.group}:{jar.artifact}:{jar.version}"
             url = jar.url(repository)
-            log(f"fetching {coordinate} from {repository}")
+            number = f"{missing.index(jar) + 1}/{len(missing)}"
+            log(f"jar {number} fetching {coordinate} from {repository}")
+            started = time.monotonic()
             data = _fetch(url)
             expected = _fetch(url + ".sha1").decode().split()[0].strip().lower()
             actual = hashlib.sha1(data).hexdigest()  # noqa: S324 - Maven's published checksum
@@ -77,5 +85,9 @@ def ensure_jars(coordinates: list[str], log=print) -> list[Path]:
             partial = path.with_suffix(".partial")
             partial.write_bytes(data)
             partial.rename(path)
+            log(
+                f"jar {number} {jar.file_name}: {len(data) / 2**20:.1f} MB, sha1 verified "
+                f"({time.monotonic() - started:.1f}s)"
+            )
         paths.append(path)
     return paths

@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import http.server
+import os
 import threading
 
 import pytest
@@ -50,6 +51,21 @@ def test_fetches_verifies_and_caches(maven_repo, tmp_path):
     ]
     ensure_jars(["org.example:thing:1.2"], log=lambda m: None)
     assert len(requests) == 2  # cached: no second download
+
+
+def test_one_line_per_jar_fetched_and_verified_none_for_cached(maven_repo):
+    root, _ = maven_repo
+    publish(root, "org.example:one:1.0", b"x" * 2**20)
+    publish(root, "org.example:two:2.0", b"y" * 100)
+    said: list[str] = []
+    ensure_jars(["org.example:one:1.0"], log=said.append)
+    said.clear()
+    ensure_jars(["org.example:one:1.0", "org.example:two:2.0"], log=said.append)
+    assert (
+        said[0] == f"jar 1/1 fetching org.example:two:2.0 from {os.environ['DFP_MAVEN_REPOSITORY']}"
+    )
+    assert said[1].startswith("jar 1/1 two-2.0.jar: 0.0 MB, sha1 verified (")
+    assert len(said) == 2  # one-1.0 was cached: silent
 
 
 def test_checksum_mismatch_is_refused_and_nothing_cached(maven_repo, tmp_path):
