@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,14 +118,22 @@ def fit_and_evaluate(
     event_dates: Sequence | np.ndarray | pd.Series,
     config: TrainConfig,
     threshold: float = 0.5,
+    on_epoch: Callable[[str, int, float, float], None] | None = None,
 ) -> TrainingOutcome:
-    """Train and evaluate on a temporal split (older → newer) and on a random split."""
+    """Train and evaluate on a temporal split (older → newer) and on a random split.
+    ``on_epoch(split, epoch, loss, seconds)`` reports each epoch of both trainings."""
+
+    def report(split: str) -> Callable[[int, float, float], None] | None:
+        if on_epoch is None:
+            return None
+        return lambda epoch, loss, seconds: on_epoch(split, epoch, loss, seconds)
+
     train_idx, test_idx = temporal_split(event_dates, TEST_FRACTION, labels=labels)
-    temporal = train_model(features[train_idx], labels[train_idx], config)
+    temporal = train_model(features[train_idx], labels[train_idx], config, report("temporal"))
     temporal_metrics = evaluate(temporal.model, features[test_idx], labels[test_idx], threshold)
 
     r_train, r_test = random_split(labels, TEST_FRACTION, seed=config.seed)
-    random = train_model(features[r_train], labels[r_train], config)
+    random = train_model(features[r_train], labels[r_train], config, report("random"))
     random_metrics = evaluate(random.model, features[r_test], labels[r_test], threshold)
 
     return TrainingOutcome(

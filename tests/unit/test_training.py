@@ -66,6 +66,30 @@ def test_fit_and_evaluate_is_deterministic_and_reports_both_splits():
     assert first.params()["hidden_sizes"] == "[128, 64]"
 
 
+def test_fit_and_evaluate_reports_each_epoch_of_both_trainings_in_order():
+    frame = _frame()
+    features, labels = training_matrix(frame, ["g1", "g2"])
+    config = TrainConfig(epochs=3, batch_size=64, seed=1)
+    epochs: list[tuple[str, int, float, float]] = []
+    outcome = fit_and_evaluate(
+        features, labels, frame["event_timestamp"], config, on_epoch=lambda *a: epochs.append(a)
+    )
+    assert [(split, n) for split, n, _, _ in epochs] == [
+        ("temporal", 1),
+        ("temporal", 2),
+        ("temporal", 3),
+        ("random", 1),
+        ("random", 2),
+        ("random", 3),
+    ]
+    # The reported seconds are the ones the outcome keeps for the published (temporal) model.
+    assert [s for split, _, _, s in epochs if split == "temporal"] == outcome.epoch_seconds
+    assert all(loss > 0 for _, _, loss, _ in epochs)
+    # Reporting changes nothing in the training.
+    silent = fit_and_evaluate(features, labels, frame["event_timestamp"], config)
+    assert silent.digest == outcome.digest
+
+
 def test_digest_changes_with_any_value():
     frame = _frame(20)
     digest = training_set_digest(frame, ["g1", "g2"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -157,13 +158,17 @@ def _seed_everything(seed: int) -> None:
 
 
 def train(
-    features: np.ndarray, labels: np.ndarray, config: TrainConfig | None = None
+    features: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> TrainResult:
     """Train a `MalwareClassifier` on raw features (float32 [N, F], nulls filled) and 0/1 labels.
 
     Normalization statistics are fitted on ``features``; the MLP is trained with AdamW on
     BCEWithLogits (optionally weighted by ``config.pos_weight``), shuffled mini-batches, for
-    ``config.epochs`` epochs. Deterministic: see the module docstring.
+    ``config.epochs`` epochs. Deterministic: see the module docstring. ``on_epoch(epoch, loss,
+    seconds)`` is called after each epoch (1-based), for progress output.
     """
     config = config or TrainConfig()
     x_np, y_np = validate_training_inputs(features, labels)
@@ -207,6 +212,8 @@ def train(
                 total += loss.item() * batch.shape[0]
             loss_history.append(total / n_rows)
             epoch_seconds.append(time.perf_counter() - started)
+            if on_epoch is not None:
+                on_epoch(len(epoch_seconds), loss_history[-1], epoch_seconds[-1])
         model.eval()
     finally:
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
