@@ -208,6 +208,7 @@ def reproduce_command(run_id: str, tolerance: float) -> None:
     retrain, and compare metrics (exit 1 when anything differs)."""
     from dfp.kronodroid.reproduce import ReproduceError, reproduce
     from dfp.lake.lakefs_client import LakeFSClient
+    from dfp.progress import elapsed_log
     from dfp.settings import LakeFSSettings, get_settings
     from dfp.tracking import Tracker
 
@@ -223,6 +224,7 @@ def reproduce_command(run_id: str, tolerance: float) -> None:
                 catalog_uri=catalog_uri,
                 tracker=Tracker(config.tracking_uri()),
                 tolerance=tolerance,
+                log=elapsed_log(click.echo),
             )
     except ReproduceError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -294,6 +296,7 @@ def devicefarm_run(
 ) -> None:
     """Run the benchmark harness for each export of BRANCH on a device profile."""
     from dfp.devicefarm import farm
+    from dfp.progress import elapsed_log
     from mobile.records import UploadRejected
 
     if profile == "host":
@@ -302,9 +305,10 @@ def devicefarm_run(
         from mobile.android import AdbProfile
 
         device = farm.AndroidProfile(AdbProfile(serial=serial, adb=adb_path, num_threads=threads))
+    say = elapsed_log(click.echo)
     try:
         with _client() as client:
-            result = farm.run(client, branch, device, iterations=iterations, warmup=warmup)
+            result = farm.run(client, branch, device, iterations=iterations, warmup=warmup, log=say)
             for record in result.records:
                 lat = record.latency
                 click.echo(
@@ -317,13 +321,15 @@ def devicefarm_run(
                 output.write_bytes(farm.upload_json(result))
             if upload == "lakefs":
                 path, commit = farm.upload_lakefs(client, result)
-                click.echo(f"committed {path} to {branch} @ {commit[:12]}")
+                say(f"uploaded: committed {path} to {branch} @ {commit[:12]}")
             elif upload == "rest":
                 reply = farm.upload_rest(gateway_url, os.environ.get(farm.TOKEN_ENV, ""), result)
-                click.echo(
-                    f"gateway recorded {reply['recorded']} record(s) for "
+                say(
+                    f"uploaded: gateway recorded {reply['recorded']} record(s) for "
                     f"{reply['asset']} partition {reply['partition']}"
                 )
+            else:
+                say("not uploaded (--upload none)")
     except (farm.DeviceFarmError, UploadRejected, RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -15,7 +15,7 @@ import json
 import platform
 import socket
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,10 +73,19 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1024:.1f} KB" if n_bytes < 2**20 else f"{n_bytes / 2**20:.1f} MB"
+
+
 def fetch_exports(
-    client: LakeFSClient, ref: str, dest: Path, formats: Sequence[str] = FORMATS
+    client: LakeFSClient,
+    ref: str,
+    dest: Path,
+    formats: Sequence[str] = FORMATS,
+    log: Callable[[str], None] = print,
 ) -> list[ModelFile]:
-    """Download the exports of `ref` (and check each against its export info's sha256)."""
+    """Download the exports of `ref` (and check each against its export info's sha256); one
+    line per file downloaded and verified."""
     files = []
     for fmt in formats:
         try:
@@ -96,15 +105,24 @@ def fetch_exports(
         path = dest / FILE_NAMES[fmt]
         path.write_bytes(data)
         files.append(ModelFile(fmt, path, digest, len(data)))
+        log(
+            f"downloaded {export_object(fmt)} ({fmt}, {_size(len(data))}), "
+            f"sha256 {digest[:12]} verified"
+        )
     return files
 
 
-def fetch_eager_model(client: LakeFSClient, ref: str, dest: Path) -> ModelFile:
+def fetch_eager_model(
+    client: LakeFSClient, ref: str, dest: Path, log: Callable[[str], None] = print
+) -> ModelFile:
     """The branch's eager PyTorch model, benchmarked on the host next to its exports."""
     data = client.read(ref, MODEL_OBJECT)
     path = dest / "model.pt"
     path.write_bytes(data)
-    return ModelFile("pytorch", path, _sha256(data), len(data))
+    digest = _sha256(data)
+    # No export info to check against: the model is the branch's own object.
+    log(f"downloaded {MODEL_OBJECT} (pytorch, {_size(len(data))}), sha256 {digest[:12]}")
+    return ModelFile("pytorch", path, digest, len(data))
 
 
 # -- device profiles ---------------------------------------------------------------------
@@ -208,20 +226,25 @@ def run(
     *,
     iterations: int = 1000,
     warmup: int = 50,
+    log: Callable[[str], None] = print,
 ) -> BenchmarkUpload:
     """Benchmark every export of `branch` (and, where the profile runs Python, the eager
-    model) on the profile's device; returns the validated upload."""
+    model) on the profile's device; returns the validated upload. `log` gets one line per
+    stage: each download (size, sha256 verified), each benchmark with its p50."""
     if not client.branch_exists(branch):
         raise DeviceFarmError(f"lakeFS branch {branch!r} does not exist in {client.repository!r}")
     device = profile.device_info()
+    log(f"device {device.name} ({device.kind}): benchmarking the exports of {branch!r}")
     records = []
     with tempfile.TemporaryDirectory(prefix="dfp-devicefarm-") as tmp:
         wanted = profile.formats()
-        models = fetch_exports(client, branch, Path(tmp), [f for f in FORMATS if f in wanted])
+        formats = [f for f in FORMATS if f in wanted]
+        models = fetch_exports(client, branch, Path(tmp), formats, log=log)
         if "pytorch" in wanted:
-            models.append(fetch_eager_model(client, branch, Path(tmp)))
+            models.append(fetch_eager_model(client, branch, Path(tmp), log=log))
         for model in models:
             measured = profile.benchmark(model, iterations, warmup)
+            log(_benchmarked(model, measured))
             records.append(
                 {
                     "schema_version": SCHEMA_VERSION,
@@ -255,6 +278,17 @@ def run(
     }
     # Validate what we send exactly as the receivers will.
     return parse_upload(json.dumps(payload), source=f"device-farm run on {device.name}")
+
+
+def _benchmarked(model: ModelFile, measured: Measured) -> str:
+    lat = measured.latency
+    # Some native tools report a mean only (no percentiles).
+    center = f"p50 {lat.p50_us:.1f} µs" if lat.p50_us is not None else f"mean {lat.mean_us:.1f} µs"
+    load = "" if measured.load_ms is None else f", load {measured.load_ms:.1f} ms"
+    return (
+        f"benchmarked {RUNTIME_OF[model.format]} {measured.runtime_version} ({model.format}): "
+        f"{center}{load}, {measured.iterations} iterations"
+    )
 
 
 # -- uploads ------------------------------------------------------------------------------

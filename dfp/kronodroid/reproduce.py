@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,10 @@ def reproduce(
     catalog_uri: str,
     tracker: tracking.Tracker,
     tolerance: float = 1e-6,
+    log: Callable[[str], None] = print,
 ) -> Reproduction:
+    """`log` gets one line per stage: the MLflow run read, the mart read, the point-in-time
+    join, each training epoch, the comparison."""
     recorded = tracker.read(run_id)
     repository = _tag(recorded, tracking.TAG_REPOSITORY)
     if repository != client.repository:
@@ -91,6 +95,10 @@ def reproduce(
     if snapshot_id is None:
         raise ReproduceError(f"run {run_id} recorded no snapshot of {'.'.join(MART)}")
     config = TrainConfig.model_validate_json(_tag(recorded, tracking.TAG_TRAIN_CONFIG))
+    log(
+        f"read MLflow run {run_id}: lakeFS commit {commit[:12]}, mart snapshot {snapshot_id}, "
+        f"{len(recorded.metrics)} metrics, {config.epochs} epochs"
+    )
 
     # The mart as it was: the commit's catalog pointer, then the recorded snapshot.
     tables = BranchTables(client, catalog_uri)
@@ -106,6 +114,10 @@ def reproduce(
         )
     finally:
         tables.forget(commit)
+    log(
+        f"read {'.'.join(MART)} at commit {commit[:12]} snapshot {snapshot_id}: "
+        f"{feast_table.num_rows} rows"
+    )
 
     with tempfile.TemporaryDirectory(prefix="dfp-reproduce-") as tmp:
         offline = Path(tmp) / "app_features.parquet"
@@ -122,18 +134,37 @@ def reproduce(
 
     groups = list(FEATURE_GROUPS)
     digest = training_set_digest(frame, groups)
+    recorded_digest = recorded.tags.get(tracking.TAG_TRAINING_SET_DIGEST, "")
+    short = digest.removeprefix("sha256:")[:12]
+    log(
+        f"point-in-time join: {len(frame)} rows, training set {short} "
+        f"({'same as' if digest == recorded_digest else 'DIFFERS from'} the recorded one)"
+    )
     features, labels = training_matrix(frame, groups)
     dates = pd.to_datetime(frame["event_timestamp"], utc=True)
-    outcome = fit_and_evaluate(features, labels, dates, config)
+
+    def epoch_done(split: str, epoch: int, loss: float, seconds: float) -> None:
+        log(
+            f"training ({split} split): epoch {epoch}/{config.epochs} "
+            f"loss {loss:.4f} {seconds:.1f}s"
+        )
+
+    outcome = fit_and_evaluate(features, labels, dates, config, on_epoch=epoch_done)
     metrics = outcome.metrics()
     recorded_metrics = {k: v for k, v in recorded.metrics.items() if k in metrics}
+    differences = compare_metrics(recorded_metrics, metrics, tolerance)
+    log(
+        f"compared {len(metrics)} metrics with the run's: "
+        + (f"{len(differences)} differ ({', '.join(differences)})" if differences else "all within")
+        + f" (tolerance {tolerance:g})"
+    )
     return Reproduction(
         run_id=run_id,
         commit=commit,
         recorded_commit=_tag(recorded, tracking.TAG_COMMIT),
         training_set_digest=digest,
-        recorded_training_set_digest=recorded.tags.get(tracking.TAG_TRAINING_SET_DIGEST, ""),
+        recorded_training_set_digest=recorded_digest,
         metrics=metrics,
         recorded_metrics=recorded_metrics,
-        differences=compare_metrics(recorded_metrics, metrics, tolerance),
+        differences=differences,
     )

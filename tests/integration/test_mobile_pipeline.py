@@ -4,6 +4,7 @@ committed to lakeFS that a real daemon's sensor records."""
 
 import hashlib
 import json
+import re
 import time
 
 import dagster as dg
@@ -18,6 +19,7 @@ from dfp.lake import wap
 from dfp_assets.kronodroid.mobile import PARITY_CHECK, device_benchmark_sensor
 from dfp_resources.environment import build_resources
 from mobile.exporters import FORMATS, ExportInfo
+from mobile.runtimes import RUNTIME_OF
 from tests.integration import dagster_processes as procs
 from tests.integration.jobs import build_staging, export_models, run_report, train_model
 
@@ -33,6 +35,31 @@ def _device_farm(branch: str, upload: str, *options: str):
     """`dfp devicefarm run` on the host profile, a short benchmark."""
     argv = ["devicefarm", "run", "--device", "host", "--branch", branch, "--upload", upload]
     return CliRunner().invoke(main, [*argv, *options, *BENCH])
+
+
+def _assert_stage_lines(output: str, branch: str, uploaded: str) -> None:
+    """One progress line per stage, in order, each with the seconds since the start."""
+    stages = [line for line in output.splitlines() if re.match(r"\[ *\d+\.\ds\] ", line)]
+    expected = [
+        rf"device \S+ \(host\): benchmarking the exports of '{branch}'",
+        *[
+            rf"downloaded {re.escape(export_object(f))} \({f}, [\d.]+ [KM]B\), "
+            r"sha256 [0-9a-f]{12} verified"
+            for f in FORMATS
+        ],
+        r"downloaded models/malware_model/model\.pt \(pytorch, [\d.]+ [KM]B\), sha256 [0-9a-f]{12}",
+        *[
+            rf"benchmarked {RUNTIME_OF[f]} \S+ \({f}\): p50 [\d.]+ µs, load [\d.]+ ms, "
+            "40 iterations"
+            for f in (*FORMATS, "pytorch")
+        ],
+        rf"uploaded: {uploaded}",
+    ]
+    assert len(stages) == len(expected), output
+    for line, pattern in zip(stages, expected, strict=True):
+        assert re.fullmatch(rf"\[ *\d+\.\ds\] {pattern}", line), (line, pattern)
+    seconds = [float(line[1:].split("s]")[0]) for line in stages]
+    assert seconds == sorted(seconds)
 
 
 def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
@@ -143,6 +170,11 @@ def test_exports_parity_and_device_farm_over_rest(lakefs, instance, tmp_path, mo
         cli = _device_farm("main", "rest", "--gateway", gate)
         assert cli.exit_code == 0, cli.output
         assert "gateway recorded 4 record(s) for device_benchmarks partition main" in cli.output
+        _assert_stage_lines(
+            cli.output,
+            "main",
+            "gateway recorded 4 record\\(s\\) for device_benchmarks partition main",
+        )
 
         found = procs.graphql_materializations(web, BENCHMARK_ASSET, "main")
         assert len(found) == 1 and found[0]["partition"] == "main"
@@ -196,6 +228,9 @@ def test_lakefs_upload_is_recorded_by_the_daemons_sensor(lakefs, instance, tmp_p
     cli = _device_farm("exp-2", "lakefs")
     assert cli.exit_code == 0, cli.output
     (path,) = [o.path for o in lakefs.list_objects("exp-2", devicefarm.BENCHMARKS_PREFIX)]
+    _assert_stage_lines(
+        cli.output, "exp-2", rf"committed {re.escape(path)} to exp-2 @ [0-9a-f]{{12}}"
+    )
 
     home = instance.root_directory
     with procs.webserver(home, tmp_path) as web, procs.daemon(home, tmp_path):

@@ -2,6 +2,7 @@
 MLflow), lineage, reproduction and the blocking quality gate."""
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -100,6 +101,27 @@ def test_model_pipeline_lineage_online_and_reproduce(lakefs, instance, tables):
     cli = CliRunner().invoke(main, ["reproduce", run_id])
     assert cli.exit_code == 0, cli.output
     assert tags[tracking.TAG_COMMIT] in cli.output and "reproduced: same commit" in cli.output
+    # One progress line per stage, in order, each with the seconds since the start.
+    stages = [line for line in cli.output.splitlines() if re.match(r"\[ *\d+\.\ds\] ", line)]
+    commit = tags[tracking.TAG_COMMIT][:12]
+    epochs = FAST["epochs"]
+    expected = [
+        rf"read MLflow run {run_id}: lakeFS commit {commit}, mart snapshot \d+, \d+ metrics, "
+        rf"{epochs} epochs",
+        rf"read marts\.mart_app_features at commit {commit} snapshot \d+: \d+ rows",
+        r"point-in-time join: \d+ rows, training set [0-9a-f]{12} \(same as the recorded one\)",
+        *[
+            rf"training \({split} split\): epoch {n}/{epochs} loss \d+\.\d{{4}} \d+\.\ds"
+            for split in ("temporal", "random")
+            for n in range(1, epochs + 1)
+        ],
+        r"compared \d+ metrics with the run's: all within \(tolerance 1e-06\)",
+    ]
+    assert len(stages) == len(expected), cli.output
+    for line, pattern in zip(stages, expected, strict=True):
+        assert re.fullmatch(rf"\[ *\d+\.\ds\] {pattern}", line), (line, pattern)
+    rows = [int(m[1]) for m in (re.search(r": (\d+) rows", line) for line in stages[1:3])]
+    assert rows[0] == rows[1] > 0  # the join kept every mart row
 
 
 def load_model_bytes(data: bytes):
