@@ -199,6 +199,21 @@ def dev(port: int) -> None:
     )
 
 
+# -- dbt ------------------------------------------------------------------------------------
+@main.group()
+def dbt() -> None:
+    """The dbt project (dbt/kronodroid) behind the staging assets."""
+
+
+@dbt.command("prepare")
+def dbt_prepare() -> None:
+    """Parse the dbt project into target/manifest.json, which loading the Dagster definitions
+    needs (`dagster dev` does it itself when the project changed)."""
+    from dfp_assets.kronodroid.dbt_project import prepare
+
+    click.echo(prepare())
+
+
 # -- reproduce -----------------------------------------------------------------------------
 @main.command("reproduce")
 @click.argument("run_id")

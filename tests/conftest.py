@@ -13,6 +13,18 @@ from tests.stack_fixtures import (  # noqa: F401  (fixtures, registered here for
     redis_url,
 )
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Prepare the dbt manifest when the dbt project changed: loading the definitions never
+    runs dbt, and a test session should see the models as they are now."""
+    from dfp.kronodroid.dbt_manifest import manifest_is_stale
+
+    if manifest_is_stale(PROJECT_ROOT / "dbt" / "kronodroid"):
+        from dfp_assets.kronodroid.dbt_project import prepare
+
+        prepare()
+
+
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "kronodroid"
 SAMPLE_FILE = SHARED_SAMPLE / "real_device_subset_2019.csv"
 

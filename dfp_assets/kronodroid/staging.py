@@ -14,7 +14,6 @@ so their materializations and test results are reported from the memo.
 import hashlib
 import json
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,19 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
 from dfp.lake import memo
 from dfp.lake.iceberg import pointer_path
+from dfp_assets.kronodroid.dbt_project import dbt_project, ensure_manifest
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.step import BranchStep, branch_step
-from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable
+from dfp_resources.environment import DBT_PROJECT_DIR
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.spark import SparkResource
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 #: Bump when this glue or the Iceberg writing changes: memos of older builds are not reused.
 STAGING_CODE_VERSION = "kronodroid_dbt/1"
 _NOT_PROJECT = {"target", "logs", "dbt_packages", "__pycache__"}
@@ -57,23 +56,9 @@ def dbt_project_version() -> str:
     return sha.hexdigest()
 
 
-def _manifest_is_stale() -> bool:
-    manifest = dbt_project.manifest_path
-    if not manifest.exists():
-        return True
-    built = manifest.stat().st_mtime
-    sources = [p for p in DBT_PROJECT_DIR.rglob("*") if p.suffix in (".sql", ".yml")]
-    return any(p.stat().st_mtime > built for p in sources if "target" not in p.parts)
-
-
-# `dbt parse` writes the manifest the asset definitions are built from; redo it whenever
-# the dbt project changed (a fresh clone has none).
-if _manifest_is_stale():
-    subprocess.run(
-        [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(DBT_PROJECT_DIR)],
-        cwd=DBT_PROJECT_DIR,
-        check=True,
-    )
+# The manifest the asset definitions are built from: prepared beforehand (`dfp dbt prepare`),
+# or by `dagster dev` when the dbt project changed; loading runs no dbt otherwise.
+ensure_manifest()
 
 
 class DfpDbtTranslator(DagsterDbtTranslator):
