@@ -3,7 +3,6 @@
 from typing import Any
 
 import dagster as dg
-from dagster_pyspark.resources import spark_session_from_config
 
 from dfp.lake.lakefs_client import LakeFSClient
 from dfp.lake.spark import spark_conf, spark_jars, stop_session_on_other_ref
@@ -25,6 +24,8 @@ class SparkResource(dg.ConfigurableResource):
 
     def session(self, client: LakeFSClient, io_ref: str) -> Any:
         """A SparkSession reading and writing `io_ref` (dagster-pyspark builds it)."""
+        from dagster_pyspark.resources import spark_session_from_config  # loads pyspark
+
         conf = self.conf(client, io_ref)
         stop_session_on_other_ref(client, io_ref)
         return spark_session_from_config(conf)

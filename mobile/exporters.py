@@ -19,10 +19,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import torch
+
 
 Format = Literal["executorch", "tflite", "onnx"]
 FORMATS: tuple[Format, ...] = ("executorch", "tflite", "onnx")
@@ -102,6 +105,8 @@ def export_model(model: torch.nn.Module, fmt: str, out_dir: Path) -> tuple[Path,
     The file is written in a scratch directory inside ``out_dir`` and moved into place, so a
     failed export leaves no partial file and an exporter that writes side files is caught.
     """
+    import torch
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     n_features = getattr(model, "n_features", None)
@@ -168,21 +173,10 @@ def _quiet_exporters() -> Iterator[None]:
             os.environ["LITERT_TORCH_SHOW_PROGRESS"] = saved_progress
 
 
-class _NamedIO(torch.nn.Module):
-    """Names the TFLite signature's input and output (litert-torch takes them from kwargs
-    and from the returned dict's keys)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {OUTPUT_NAME: self.model(features)}
-
-
 def _convert_executorch(
     model: torch.nn.Module, example: torch.Tensor, path: Path
 ) -> Callable[[], Details]:
+    import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
@@ -217,6 +211,18 @@ def _convert_tflite(
     model: torch.nn.Module, example: torch.Tensor, path: Path
 ) -> Callable[[], Details]:
     import litert_torch
+    import torch
+
+    class _NamedIO(torch.nn.Module):
+        """Names the TFLite signature's input and output (litert-torch takes them from kwargs
+        and from the returned dict's keys). Defined here: subclassing needs torch loaded."""
+
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {OUTPUT_NAME: self.model(features)}
 
     named = _NamedIO(model).eval()
     litert_torch.convert(named, sample_kwargs={INPUT_NAME: example}).export(str(path))
@@ -248,6 +254,8 @@ def _tflite_details(path: Path) -> Details:
 def _convert_onnx(
     model: torch.nn.Module, example: torch.Tensor, path: Path
 ) -> Callable[[], Details]:
+    import torch
+
     torch.onnx.export(
         model,
         (example,),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-import torch
 from pydantic import BaseModel
 
 from mobile.runtimes import validate_rows
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 class _Predicts(Protocol):
@@ -46,6 +48,8 @@ class ParityReport(BaseModel):
 
 def reference_probabilities(reference: torch.nn.Module, rows: np.ndarray) -> np.ndarray:
     """Eager float32 P(malware) ``[N]`` for validated rows, in eval mode and without grad."""
+    import torch
+
     was_training = reference.training
     reference.eval()
     try:
@@ -69,6 +73,8 @@ def check_parity(
     gets the same class (probability ≥ ``threshold`` is malware). Rows must be a finite 2-D
     ``[N ≥ 1, reference.n_features]`` array (ValueError otherwise).
     """
+    import numpy as np
+
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     if not 0.0 <= threshold <= 1.0:

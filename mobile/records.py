@@ -17,9 +17,8 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -33,6 +32,10 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+if TYPE_CHECKING:
+    pass
+
 
 SCHEMA_VERSION = "dfp.device_benchmark/v1"
 SCHEMA_FILE = Path(__file__).parent / "schema" / "device_benchmark.v1.json"
@@ -189,6 +192,8 @@ class LatencyStats(BaseModel):
     @classmethod
     def from_samples(cls, latencies_us: Sequence[float]) -> LatencyStats:
         """Stats of per-inference latencies (µs); percentiles by linear interpolation."""
+        import numpy as np
+
         if isinstance(latencies_us, str | bytes) or any(isinstance(x, bool) for x in latencies_us):
             raise TypeError("latencies_us must be a sequence of numbers")
         samples = np.asarray(list(latencies_us), dtype=float)

@@ -10,9 +10,11 @@ import importlib
 import importlib.metadata
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 RUNTIME_OF: dict[str, str] = {
     "executorch": "executorch",
@@ -62,6 +64,8 @@ def validate_rows(rows: Any, n_features: int) -> np.ndarray:
 
     Raises ValueError naming the problem: the shape, or the first non-finite cell.
     """
+    import numpy as np
+
     try:
         array = np.asarray(rows)
     except (TypeError, ValueError) as exc:
@@ -114,6 +118,8 @@ class Runner(ABC):
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """P(malware) ``[N]`` (float32) for ``[N, n_features]`` rows, one `run_one` per row."""
+        import numpy as np
+
         array = validate_rows(rows, self.n_features)
         out = np.empty(array.shape[0], dtype=np.float32)
         for i in range(array.shape[0]):

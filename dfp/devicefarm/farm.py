@@ -19,9 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
-
-import requests
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dfp.kronodroid.training import MODEL_OBJECT
 from dfp.lake.lakefs_client import LakeFSClient
@@ -37,6 +35,10 @@ from mobile.records import (
     safe_device_name,
 )
 from mobile.runtimes import RUNTIME_OF
+
+if TYPE_CHECKING:
+    pass
+
 
 BENCHMARK_ASSET = "device_benchmarks"
 EXPORTS_PREFIX = "models/malware_model/mobile"
@@ -317,6 +319,8 @@ def upload_lakefs(client: LakeFSClient, upload: BenchmarkUpload) -> tuple[str, s
 
 def upload_rest(gateway_url: str, token: str, upload: BenchmarkUpload, timeout: float = 30.0):
     """POST the upload to the gateway in front of Dagster's REST API; returns its JSON reply."""
+    import requests
+
     if not token:
         raise DeviceFarmError(f"no upload token: set {TOKEN_ENV}")
     url = gateway_url.rstrip("/") + "/v1/device-benchmarks"

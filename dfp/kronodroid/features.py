@@ -42,8 +42,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -57,6 +55,11 @@ if TYPE_CHECKING:
     from feast import FeatureStore, FileSource
 
     from dfp.lake.lakefs_client import LakeFSClient
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
 
 # -- feature groups -------------------------------------------------------------------------
 _SYSCALLS = (*SYSCALL_COLUMNS, "nr_syscalls")
@@ -138,6 +141,8 @@ def _event_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _vectors(mart: pa.Table, columns: tuple[str, ...]) -> pa.ListArray:
     """(n, k) float32 values of `columns`, nulls as 0, as a list<float32> array."""
+    import numpy as np
+
     n, k = mart.num_rows, len(columns)
     by_column = np.empty((k, n), dtype=np.float32)
     for j, name in enumerate(columns):
@@ -156,6 +161,8 @@ def mart_to_feast_table(mart: pa.Table, *, created_at: datetime | None = None) -
     Vectorised with numpy: the full 142k-row mart takes about a second. Raises
     `FeatureDataError` naming the problem (missing columns, null keys, duplicates, ...).
     """
+    import numpy as np
+
     _check_mart(mart)
     created_at = created_at or datetime.now(UTC)
     if created_at.tzinfo is None:
@@ -180,6 +187,8 @@ def mart_to_feast_table(mart: pa.Table, *, created_at: datetime | None = None) -
 def feature_matrix(features: Mapping[str, Sequence[Any]]) -> np.ndarray:
     """The (n, 476) float32 model input from group vectors (an `online_features` answer or
     a `historical_features` frame), in `model_feature_order()`."""
+    import numpy as np
+
     blocks = []
     for group, columns in FEATURE_GROUPS.items():
         rows = list(features[group])
@@ -568,6 +577,8 @@ def _latest_per_key(table: pa.Table) -> pa.Table:
     """One row per (sha256, capture): the one with the latest (event_timestamp,
     created_timestamp), as Feast's materialization picks it. A table without duplicate keys
     (every export of the mart) is returned as is, uncopied."""
+    import numpy as np
+
     keys = table.select(list(ENTITY_KEYS)).group_by(list(ENTITY_KEYS)).aggregate([])
     if keys.num_rows == table.num_rows:
         return table
@@ -661,6 +672,9 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.Data
     mart, whose rows are each app's only version, `read_offline(store)` holds the same values
     (and the labels) and reads in seconds.
     """
+    import numpy as np
+    import pandas as pd
+
     missing = [c for c in (*ENTITY_KEYS, "event_timestamp") if c not in entity_df.columns]
     if missing:
         raise FeatureDataError(f"entity_df lacks column(s) {missing}")

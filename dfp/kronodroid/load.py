@@ -10,14 +10,16 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dlt
 import pyarrow as pa
-from dlt.common.schema import Schema
 
 from dfp.kronodroid.schema import Release
 from dfp.lake.lakefs_client import LakeFSClient
+
+if TYPE_CHECKING:
+    from dlt.common.schema import Schema
+
 
 RAW_PREFIX = "raw"
 DATASET = "kronodroid"
@@ -38,6 +40,8 @@ class LoadResult:
 
 
 def _raw_schema() -> Schema:
+    from dlt.common.schema import Schema
+
     return Schema("kronodroid_raw", normalizers={"names": "direct"})
 
 
@@ -53,6 +57,8 @@ def load_to_lakefs(
 
     `credentials` are dlt AwsCredentials fields (key, secret, endpoint_url, ...).
     """
+    import dlt
+
     if not tables:
         raise ValueError("nothing to load: no release tables")
 

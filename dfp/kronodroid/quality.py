@@ -7,12 +7,9 @@ Dagster layer turns into blocking asset-check results.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pandera.pandas as pa
 import pyarrow as pyarrow
-from pandera.errors import SchemaErrors
 from pydantic import BaseModel, Field
 
 from dfp.kronodroid.schema import (
@@ -26,6 +23,11 @@ from dfp.kronodroid.schema import (
     kind_of,
     original_columns,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pandera.pandas as pa
+    from pandera.errors import SchemaErrors
 
 
 class RawQualityThresholds(BaseModel):
@@ -59,6 +61,8 @@ _ISO = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def _column_schema(column: str) -> pa.Column:
+    import pandera.pandas as pa
+
     kind = kind_of(column)
     if kind is Kind.LABEL:
         return pa.Column("Int64", pa.Check.isin([0, 1]), nullable=False)
@@ -83,6 +87,8 @@ def _column_schema(column: str) -> pa.Column:
 
 def raw_schema(release: Release, present: list[str]) -> pa.DataFrameSchema:
     """The release's pandera schema; optional layout columns are validated when present."""
+    import pandera.pandas as pa
+
     optional = {*DATE_COLUMNS[release], *DERIVED_SUBSET_COLUMNS, "FilesInsideAPK"}
     columns = {c: _column_schema(c) for c in original_columns(release) if c not in optional}
     for c in optional:
@@ -94,10 +100,14 @@ def raw_schema(release: Release, present: list[str]) -> pa.DataFrameSchema:
 
 def to_pandas(table: pyarrow.Table) -> pd.DataFrame:
     """Arrow → pandas with nullable integers (so a missing metric stays an integer column)."""
+    import pandas as pd
+
     return table.to_pandas(types_mapper={pyarrow.int64(): pd.Int64Dtype()}.get)
 
 
 def _failures(df: pd.DataFrame, errors: SchemaErrors, limit: int = 25) -> list[dict[str, Any]]:
+    import pandas as pd
+
     cases = errors.failure_cases
     row_in_file = df.groupby(SOURCE_FILE_COLUMN).cumcount() + 1
     out = []
@@ -118,6 +128,9 @@ def _failures(df: pd.DataFrame, errors: SchemaErrors, limit: int = 25) -> list[d
 
 def audit(frames: dict[Release, pd.DataFrame], limits: RawQualityThresholds) -> list[CheckOutcome]:
     """Evaluate every raw check on the given releases (as read back from the run branch)."""
+    import pandas as pd
+    from pandera.errors import SchemaErrors
+
     outcomes: list[CheckOutcome] = []
 
     schema_meta: dict[str, Any] = {}

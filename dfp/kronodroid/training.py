@@ -9,9 +9,8 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from dfp.kronodroid.model import (
@@ -23,7 +22,13 @@ from dfp.kronodroid.model import (
     temporal_split,
 )
 from dfp.kronodroid.model import train as train_model
-from dfp.kronodroid.model.classifier import MalwareClassifier
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from dfp.kronodroid.model.classifier import MalwareClassifier
+
 
 TEST_FRACTION = 0.2
 #: Where `malware_model` keeps the trained model on its branch.
@@ -93,6 +98,8 @@ def training_matrix(
     A row whose vector is missing (no feature row at or before its event time) is an error
     naming the entity: training on zeros would silently teach the model nonsense.
     """
+    import numpy as np
+
     missing = [c for c in (*vector_columns, label_column) if c not in frame.columns]
     if missing:
         raise ValueError(f"training set lacks column(s) {missing}")
@@ -169,6 +176,8 @@ def parity_rows(frame: pd.DataFrame, vector_columns: Sequence[str], rows: int = 
     """A fixed batch of real feature rows for export parity checks: up to rows/2 of each class,
     the first by (sha256, capture), so the batch does not depend on the table's row order and
     both decisions are exercised."""
+    import pandas as pd
+
     if rows < 2:
         raise ValueError(f"parity batch needs at least 2 rows, got {rows}")
     ordered = frame.sort_values(["sha256", "capture"], kind="mergesort")

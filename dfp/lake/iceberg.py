@@ -23,41 +23,28 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
-from pyiceberg.io.pyarrow import PyArrowFileIO
-from pyiceberg.table import Table, TableProperties
-from pyiceberg.typedef import EMPTY_DICT, Properties
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from dfp.lake.lakefs_client import LakeFSClient
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table import Table
+
 
 ICEBERG_PREFIX = "iceberg"
 POINTER_FILE = "dfp-current.json"
 REPOSITORY_PROPERTY = "dfp.lakefs.repository"
 IO_REF_PROPERTY = "dfp.lakefs.io-ref"
-
-
-class BranchFileIO(PyArrowFileIO):
-    """PyArrow FileIO that reads and writes every `s3://<repo>/<ref>/…` path on one ref."""
-
-    @staticmethod
-    def parse_location(location: str, properties: Properties = EMPTY_DICT) -> tuple[str, str, str]:
-        scheme, netloc, path = PyArrowFileIO.parse_location(location, properties)
-        io_ref = properties.get(IO_REF_PROPERTY)
-        if io_ref and scheme in ("s3", "s3a") and netloc == properties.get(REPOSITORY_PROPERTY):
-            bucket, _, rest = path.partition("/")
-            _ref, _, key = rest.partition("/")
-            if key:
-                path = f"{bucket}/{io_ref}/{key}"
-        return scheme, netloc, path
+#: pyiceberg loads the FileIO by name (its own module: subclassing needs pyiceberg loaded).
+BRANCH_FILEIO = "dfp.lake.iceberg_io.BranchFileIO"
 
 
 def _namespaces(catalog: SqlCatalog, branch: str) -> list[tuple[str, ...]]:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
     try:
         return catalog.list_namespaces((branch,))
     except NoSuchNamespaceError:
@@ -67,6 +54,10 @@ def _namespaces(catalog: SqlCatalog, branch: str) -> list[tuple[str, ...]]:
 def _indexed(catalog: SqlCatalog, branch: str) -> dict[tuple[str, str], str | None]:
     """(schema, table) -> metadata location of a branch's catalog rows, read from the rows
     themselves (the metadata file may already be gone from the branch)."""
+    from pyiceberg.catalog.sql import IcebergTables
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
     with Session(catalog.engine) as session:
         rows = session.execute(
             select(IcebergTables).where(
@@ -136,12 +127,14 @@ class BranchTables:
     def catalog(self, io_ref: str) -> SqlCatalog:
         """A catalog whose FileIO reads/writes on `io_ref` (one catalog object per ref)."""
         # One catalog name per lakeFS repository: repositories may share a catalog database.
+        from pyiceberg.catalog.sql import SqlCatalog
+
         return SqlCatalog(
             self.client.repository,
             uri=self.catalog_uri,
             **self.client.pyiceberg_properties(),
             **{
-                "py-io-impl": f"{BranchFileIO.__module__}.{BranchFileIO.__name__}",
+                "py-io-impl": BRANCH_FILEIO,
                 REPOSITORY_PROPERTY: self.client.repository,
                 IO_REF_PROPERTY: io_ref,
             },
@@ -226,6 +219,8 @@ class BranchTables:
         from `target_branch`; defaults to the branch itself) and reach the target branch only
         when that branch is merged. Uncommitted: the caller commits `io_ref`.
         """
+        from pyiceberg.exceptions import NoSuchTableError
+
         io_ref = io_ref or target_branch
         self.sync(io_ref)
         catalog = self.catalog(io_ref)
@@ -254,6 +249,8 @@ class BranchTables:
     def write_paths(self, target_branch: str, schema: str, table: str) -> dict[str, str]:
         """New files go under the target branch's logical paths, whichever branch the table
         was created on (rule 1)."""
+        from pyiceberg.table import TableProperties
+
         location = self.location(target_branch, schema, table)
         return {
             TableProperties.WRITE_DATA_PATH: f"{location}/data",

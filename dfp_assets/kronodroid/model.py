@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field
 
@@ -170,6 +169,8 @@ def _train_and_track(
     groups = list(FEATURE_GROUPS)
     frame = pq.read_table(io.BytesIO(client.read(step.run_branch, TRAINING_SET_OBJECT))).to_pandas()
     features, labels = training_matrix(frame, groups)
+    import pandas as pd  # here, not at module level: loading definitions skips pandas
+
     dates = pd.to_datetime(frame["event_timestamp"], utc=True)
     outcome = fit_and_evaluate(features, labels, dates, config.train_config())
     passed = outcome.temporal.f1 >= config.f1_floor

@@ -99,3 +99,52 @@ def test_f1_floor_default_comes_from_the_deployment(monkeypatch):
         reload_settings()
         with pytest.raises(ValueError, match="DFP_F1_FLOOR"):
             _default_f1_floor()
+
+
+#: Libraries only asset bodies need; loading the definitions (every step worker does) must not.
+LAZY_LIBRARIES = (
+    "torch",
+    "pyiceberg",
+    "dlt",
+    "pandera",
+    "pandas",
+    "sqlalchemy",
+    "pyspark",
+    "feast",
+    "executorch",
+    "onnxruntime",
+    "ai_edge_litert",
+    "litert_torch",
+    "sklearn",
+    "mlflow",
+    "matplotlib",
+    "kagglehub",
+    "duckdb",
+    "polars",
+)
+
+# Dagster's own import runs `file` (platform.architecture, in its vendored croniter): the hook
+# goes in after it, so what is recorded is what loading dfp's definitions spawns.
+_LOAD_IN_CHILD = """
+import json, sys
+import dagster
+spawned = []
+sys.addaudithook(lambda event, args: spawned.append(repr(args[:2])) if event in (
+    "subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork") else None)
+import dfp_assets.definitions
+print(json.dumps({"modules": sorted(sys.modules), "spawned": spawned}))
+"""
+
+
+def test_loading_definitions_imports_no_heavy_library_and_spawns_no_process():
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_IS_DEV_CLI"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOAD_IN_CHILD], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    tops = {name.split(".")[0] for name in loaded["modules"]}
+    assert not tops & set(LAZY_LIBRARIES), sorted(tops & set(LAZY_LIBRARIES))
+    assert loaded["spawned"] == []  # no `dbt parse` (nor anything else) while loading

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-DEFAULT_HIDDEN_SIZES: tuple[int, ...] = (128, 64)
+from dfp.kronodroid.model.defaults import DEFAULT_HIDDEN_SIZES
 
 # Floor for the standard deviation in forward(): guards a hand-set or loaded buffer against
 # division by zero. Constant features never reach it after `fit_normalization`, which sets

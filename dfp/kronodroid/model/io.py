@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from dfp.kronodroid.model.classifier import MalwareClassifier
+    from dfp.kronodroid.model.classifier import MalwareClassifier
+
 
 FORMAT = "dfp.malware_classifier"
 FORMAT_VERSION = 1
@@ -22,6 +25,8 @@ FORMAT_VERSION = 1
 
 def save_model(model: MalwareClassifier, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` to ``path`` (parents created, replaced atomically); return the path."""
+    import torch
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -40,6 +45,10 @@ def save_model(model: MalwareClassifier, path: str | os.PathLike[str]) -> Path:
 
 def load_model(path: str | os.PathLike[str]) -> MalwareClassifier:
     """Load a model written by `save_model`, on CPU and in eval mode."""
+    import torch
+
+    from dfp.kronodroid.model.classifier import MalwareClassifier
+
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a saved {FORMAT} model")
@@ -63,6 +72,8 @@ def model_digest(model: torch.nn.Module) -> str:
 
     Equal digests mean bit-identical weights and normalization buffers.
     """
+    import torch
+
     digest = hashlib.sha256()
     state = model.state_dict()
     for name in sorted(state):

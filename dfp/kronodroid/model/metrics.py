@@ -8,11 +8,15 @@ predicted or no actual positives). ROC AUC is NaN when the labels hold a single 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict
-from torch import nn
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
 
 DEFAULT_BATCH_SIZE = 8192
 
@@ -67,6 +71,8 @@ class Metrics(BaseModel):
 
 
 def _check_labels(labels: np.ndarray | list[int], n_rows: int) -> np.ndarray:
+    import numpy as np
+
     y = np.asarray(labels)
     if y.shape != (n_rows,):
         raise ValueError(f"labels has shape {y.shape}, expected ({n_rows},)")
@@ -88,6 +94,7 @@ def metrics_from_probabilities(
     """Metrics for malware probabilities [N] (or [N, 1]) against 0/1 labels [N]."""
     # Imported here: sklearn takes seconds to import, and loading dfp.kronodroid.model (e.g.
     # in a Dagster code location or an export job) should not pay for it.
+    import numpy as np
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -126,6 +133,9 @@ def predict_proba(
 
     The model is put in eval mode for the call and its previous mode restored afterwards.
     """
+    import numpy as np
+    import torch
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     x = torch.as_tensor(np.asarray(features, dtype=np.float32))

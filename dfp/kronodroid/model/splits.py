@@ -20,10 +20,11 @@ is always applied to apps newer than the ones it learnt from):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 def _check_fraction(test_fraction: float) -> None:
@@ -37,6 +38,8 @@ def _class_counts(labels: np.ndarray) -> str:
 
 
 def _as_datetimes(event_dates: Sequence[Any] | np.ndarray | pd.Series) -> pd.Series:
+    import pandas as pd
+
     series = pd.Series(event_dates).reset_index(drop=True)
     try:
         dates = pd.to_datetime(series, errors="raise")
@@ -61,6 +64,9 @@ def temporal_split(
     how the cutoff is chosen and how ties and nulls are handled. Pass ``labels`` (0/1) to
     also reject a split with a single-class side.
     """
+    import numpy as np
+    import pandas as pd
+
     _check_fraction(test_fraction)
     dates = _as_datetimes(event_dates)
     n_rows = len(dates)
@@ -128,6 +134,7 @@ def random_split(
     Reproducible for a given ``seed``. Each class needs at least two rows (sklearn's rule for
     stratification); a single class raises ValueError.
     """
+    import numpy as np
     from sklearn.model_selection import train_test_split  # slow import: only when needed
 
     _check_fraction(test_fraction)

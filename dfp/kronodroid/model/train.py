@@ -20,14 +20,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from torch import nn
 
-from dfp.kronodroid.model.classifier import DEFAULT_HIDDEN_SIZES, MalwareClassifier
+from dfp.kronodroid.model.defaults import DEFAULT_HIDDEN_SIZES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from dfp.kronodroid.model.classifier import MalwareClassifier
+
 
 # How many offending positions/values an input error shows.
 _SAMPLE = 5
@@ -60,6 +63,8 @@ class TrainConfig(BaseModel):
     @field_validator("pos_weight")
     @classmethod
     def _positive_weight(cls, value: float | str | None) -> float | str | None:
+        import numpy as np
+
         if isinstance(value, int | float) and not (value > 0 and np.isfinite(value)):
             raise ValueError(f"pos_weight must be a finite number > 0, got {value}")
         return value
@@ -78,6 +83,8 @@ class TrainResult:
 
 
 def _positions(mask: np.ndarray) -> list[tuple[int, ...]] | list[int]:
+    import numpy as np
+
     found = np.argwhere(mask)[:_SAMPLE]
     if mask.ndim == 1:
         return [int(p[0]) for p in found]
@@ -91,6 +98,8 @@ def validate_training_inputs(features: object, labels: object) -> tuple[np.ndarr
     a non-2-D matrix, zero rows or columns, a row-count mismatch, NaN/inf features (also
     values beyond float32 range), labels other than 0/1, and a single class.
     """
+    import numpy as np
+
     x = np.asarray(features)
     if x.ndim != 2:
         raise ValueError(f"features must be a 2-D array [rows, n_features], got shape {x.shape}")
@@ -152,6 +161,9 @@ def _resolve_pos_weight(config: TrainConfig, y: np.ndarray) -> float | None:
 
 
 def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -170,6 +182,11 @@ def train(
     ``config.epochs`` epochs. Deterministic: see the module docstring. ``on_epoch(epoch, loss,
     seconds)`` is called after each epoch (1-based), for progress output.
     """
+    import torch
+    from torch import nn
+
+    from dfp.kronodroid.model.classifier import MalwareClassifier
+
     config = config or TrainConfig()
     x_np, y_np = validate_training_inputs(features, labels)
     pos_weight = _resolve_pos_weight(config, y_np)

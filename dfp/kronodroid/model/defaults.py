@@ -1,0 +1,3 @@
+"""Model shape defaults that configs need without loading torch."""
+
+DEFAULT_HIDDEN_SIZES: tuple[int, ...] = (128, 64)
