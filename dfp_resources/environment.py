@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from dfp.settings import (
     DBT_TARGETS,
@@ -28,6 +27,7 @@ from dfp.settings import (
     DfpSettings,
     get_settings,
 )
+from dfp_resources.dbt import DbtResource
 from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
@@ -76,7 +76,6 @@ def _settings_config(settings: DfpSettings) -> dict[str, dict[str, Any]]:
     catalog = _value_or_env("DFP_ICEBERG_CATALOG_URI", settings.iceberg_catalog_uri())
     return {
         "iceberg": {"uri": catalog},
-        # dagster-dbt's resource takes no partial run config: the whole of it, every time.
         "dbt": {
             "project_dir": str(DBT_PROJECT_DIR),
             "profiles_dir": str(DBT_PROJECT_DIR),
@@ -101,7 +100,7 @@ def build_resources(settings: DfpSettings | None = None) -> dict[str, Any]:
     config = _settings_config(settings)
     return {
         "iceberg": IcebergCatalogResource(**config["iceberg"]),
-        "dbt": DbtCliResource(**config["dbt"]),
+        "dbt": DbtResource(**config["dbt"]),
         "spark": SparkResource(**config["spark"]),
         "feast": FeastResource(**config["feast"]),
         "mlflow": MLflowResource(**config["mlflow"]),

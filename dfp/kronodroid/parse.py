@@ -22,12 +22,14 @@ from dfp.kronodroid.schema import (
     DERIVED_SUBSET_COLUMNS,
     SOURCE_FILE_COLUMN,
     Kind,
+    KronodroidInputError,
     Release,
     SchemaMismatch,
     kind_of,
     original_columns,
     resolve_columns,
 )
+from dfp.kronodroid.schema import release_for_file as release_for_file
 
 #: Tokens the sources use for "no value" in nullable numeric columns.
 MISSING_TOKENS = ("None", "")
@@ -49,51 +51,10 @@ _INT_PATTERN = r"^[+-]?\d+(\.0*)?$"
 _FLOAT_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
-class KronodroidInputError(ValueError):
-    """Bad input: names the file and, where known, the column, row and offending value."""
-
-    def __init__(
-        self,
-        file: str,
-        problem: str,
-        *,
-        column: str | None = None,
-        row: int | None = None,
-        value: object = None,
-    ):
-        self.file, self.problem, self.column, self.row, self.value = (
-            file,
-            problem,
-            column,
-            row,
-            value,
-        )
-        where = f"{file}"
-        if column is not None:
-            where += f", column '{column}'"
-        if row is not None:
-            where += f", row {row}"
-        detail = f" (value {value!r})" if value is not None else ""
-        super().__init__(f"{where}: {problem}{detail}")
-
-
 @dataclass(frozen=True)
 class ReleaseFile:
     path: Path
     release: Release
-
-
-def release_for_file(path: Path) -> Release:
-    """Kronodroid files are named `*-emu-*` (emulator) or `*-real-*` (real device)."""
-    name = path.name.lower()
-    is_emu, is_real = "emu" in name, "real" in name
-    if is_emu == is_real:
-        raise KronodroidInputError(
-            path.name,
-            "cannot tell the release from the file name: expected 'emu' (emulator) or "
-            "'real' (real device) in it",
-        )
-    return Release.EMULATOR if is_emu else Release.REAL_DEVICE
 
 
 def read_release_file(path: Path, release: Release) -> pa.Table:

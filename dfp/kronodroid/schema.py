@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from pathlib import Path
 
 from dfp.kronodroid.columns import PERMISSION_COLUMNS, SYSCALL_COLUMNS
 
@@ -234,3 +235,44 @@ if __name__ == "__main__":
     target = PROJECT_ROOT / "dbt" / "kronodroid" / "macros" / "kronodroid_columns.sql"
     target.write_text(dbt_columns_macro())
     sys.stdout.write(f"wrote {target}\n")
+
+
+class KronodroidInputError(ValueError):
+    """Bad input: names the file and, where known, the column, row and offending value."""
+
+    def __init__(
+        self,
+        file: str,
+        problem: str,
+        *,
+        column: str | None = None,
+        row: int | None = None,
+        value: object = None,
+    ):
+        self.file, self.problem, self.column, self.row, self.value = (
+            file,
+            problem,
+            column,
+            row,
+            value,
+        )
+        where = f"{file}"
+        if column is not None:
+            where += f", column '{column}'"
+        if row is not None:
+            where += f", row {row}"
+        detail = f" (value {value!r})" if value is not None else ""
+        super().__init__(f"{where}: {problem}{detail}")
+
+
+def release_for_file(path: Path) -> Release:
+    """Kronodroid files are named `*-emu-*` (emulator) or `*-real-*` (real device)."""
+    name = path.name.lower()
+    is_emu, is_real = "emu" in name, "real" in name
+    if is_emu == is_real:
+        raise KronodroidInputError(
+            path.name,
+            "cannot tell the release from the file name: expected 'emu' (emulator) or "
+            "'real' (real device) in it",
+        )
+    return Release.EMULATOR if is_emu else Release.REAL_DEVICE

@@ -8,13 +8,13 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
-import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from dfp.kronodroid.parse import KronodroidInputError, read_release, release_for_file
-from dfp.kronodroid.schema import Release
+from dfp.kronodroid.schema import KronodroidInputError, Release, release_for_file
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from dfp.lake.lakefs_client import LakeFSClient
 
 KAGGLE_DATASET = "dhoogla/kronodroid-2021"
@@ -121,6 +121,8 @@ def collect_files(config: SourceConfig, workdir: Path) -> tuple[str, dict[Releas
 
 
 def read_tables(files: dict[Release, list[Path]]) -> dict[Release, pa.Table]:
+    from dfp.kronodroid.parse import read_release  # pyarrow: loaded when files are read
+
     return {release: read_release(paths, release) for release, paths in files.items()}
 
 

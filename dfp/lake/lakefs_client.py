@@ -8,12 +8,30 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import lakefs_sdk
-from lakefs_sdk.exceptions import ApiException, NotFoundException
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from dfp.settings import LakeFSSettings
+
+if TYPE_CHECKING:
+    import lakefs_sdk
+    from lakefs_sdk.exceptions import ApiException
+
+
+def _sdk() -> ModuleType:
+    # lakefs-sdk costs ~0.5 s to import (hundreds of generated models): the first client pays
+    # it, not every process that loads the definitions.
+    import lakefs_sdk
+
+    return lakefs_sdk
+
+
+def _not_found() -> type[Exception]:
+    return _sdk().exceptions.NotFoundException
+
+
+def _api_exception() -> type[Exception]:
+    return _sdk().exceptions.ApiException
 
 
 class LakeFSError(RuntimeError):
@@ -56,17 +74,17 @@ class LakeFSClient:
     def __init__(self, settings: LakeFSSettings):
         self.settings = settings
         self.repository = settings.repository
-        configuration = lakefs_sdk.Configuration(
+        configuration = _sdk().Configuration(
             host=settings.endpoint.rstrip("/") + "/api/v1",
             username=settings.access_key_id,
             password=settings.secret_access_key,
         )
-        self._api = lakefs_sdk.ApiClient(configuration)
-        self.branches = lakefs_sdk.BranchesApi(self._api)
-        self.commits = lakefs_sdk.CommitsApi(self._api)
-        self.refs = lakefs_sdk.RefsApi(self._api)
-        self.objects = lakefs_sdk.ObjectsApi(self._api)
-        self.repositories = lakefs_sdk.RepositoriesApi(self._api)
+        self._api = _sdk().ApiClient(configuration)
+        self.branches = _sdk().BranchesApi(self._api)
+        self.commits = _sdk().CommitsApi(self._api)
+        self.refs = _sdk().RefsApi(self._api)
+        self.objects = _sdk().ObjectsApi(self._api)
+        self.repositories = _sdk().RepositoriesApi(self._api)
 
     # -- repository -------------------------------------------------------------------------
     def ensure_repository(self, storage_namespace: str, default_branch: str = "main") -> bool:
@@ -74,17 +92,17 @@ class LakeFSClient:
         try:
             self.repositories.get_repository(self.repository)
             return False
-        except NotFoundException:
+        except _not_found():
             pass
         try:
             self.repositories.create_repository(
-                lakefs_sdk.RepositoryCreation(
+                _sdk().RepositoryCreation(
                     name=self.repository,
                     storage_namespace=storage_namespace,
                     default_branch=default_branch,
                 )
             )
-        except ApiException as exc:
+        except _api_exception() as exc:
             raise _api_error(f"create repository {self.repository}", exc) from exc
         return True
 
@@ -107,13 +125,13 @@ class LakeFSClient:
         try:
             self.branches.get_branch(self.repository, name)
             return True
-        except NotFoundException:
+        except _not_found():
             return False
 
     def head(self, branch: str) -> str:
         try:
             return self.branches.get_branch(self.repository, branch).commit_id
-        except ApiException as exc:
+        except _api_exception() as exc:
             raise _api_error(f"get branch {self.repository}/{branch}", exc) from exc
 
     def create_branch(
@@ -123,9 +141,9 @@ class LakeFSClient:
         try:
             return self.branches.create_branch(
                 self.repository,
-                lakefs_sdk.BranchCreation(name=name, source=source, hidden=hidden),
+                _sdk().BranchCreation(name=name, source=source, hidden=hidden),
             )
-        except ApiException as exc:
+        except _api_exception() as exc:
             if exist_ok and exc.status == 409:
                 return self.head(name)
             raise _api_error(f"create branch {self.repository}/{name} from {source}", exc) from exc
@@ -134,11 +152,11 @@ class LakeFSClient:
         try:
             self.branches.delete_branch(self.repository, name)
             return True
-        except NotFoundException:
+        except _not_found():
             if missing_ok:
                 return False
             raise LakeFSError(f"branch {self.repository}/{name} does not exist") from None
-        except ApiException as exc:
+        except _api_exception() as exc:
             raise _api_error(f"delete branch {self.repository}/{name}", exc) from exc
 
     # -- commits, diffs, merges ------------------------------------------------------------
@@ -154,20 +172,20 @@ class LakeFSClient:
             commit = self.commits.commit(
                 self.repository,
                 branch,
-                lakefs_sdk.CommitCreation(
+                _sdk().CommitCreation(
                     message=message,
                     metadata={k: str(v) for k, v in (metadata or {}).items()},
                     allow_empty=allow_empty,
                 ),
             )
-        except ApiException as exc:
+        except _api_exception() as exc:
             raise _api_error(f"commit on {self.repository}/{branch}", exc) from exc
         return commit.id
 
     def get_commit(self, ref: str) -> lakefs_sdk.Commit:
         try:
             return self.commits.get_commit(self.repository, ref)
-        except ApiException as exc:
+        except _api_exception() as exc:
             raise _api_error(f"get commit {self.repository}@{ref}", exc) from exc
 
     def log(self, ref: str, amount: int = 100) -> list[lakefs_sdk.Commit]:
@@ -199,11 +217,11 @@ class LakeFSClient:
                 self.repository,
                 source_ref,
                 destination_branch,
-                merge=lakefs_sdk.Merge(
+                merge=_sdk().Merge(
                     message=message, metadata={k: str(v) for k, v in metadata.items()}
                 ),
             )
-        except ApiException as exc:
+        except _api_exception() as exc:
             raise _api_error(
                 f"merge {self.repository}: {source_ref} -> {destination_branch}", exc
             ) from exc
@@ -217,14 +235,14 @@ class LakeFSClient:
             fh.flush()
             try:
                 stats = self.objects.upload_object(self.repository, branch, path, content=fh.name)
-            except ApiException as exc:
+            except _api_exception() as exc:
                 raise _api_error(f"upload {self.repository}/{branch}/{path}", exc) from exc
         return ObjectInfo(stats.path, stats.size_bytes or 0, stats.checksum)
 
     def read(self, ref: str, path: str) -> bytes:
         try:
             return bytes(self.objects.get_object(self.repository, ref, path))
-        except ApiException as exc:
+        except _api_exception() as exc:
             raise _api_error(f"read {self.repository}/{ref}/{path}", exc) from exc
 
     def list_objects(self, ref: str, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -244,7 +262,7 @@ class LakeFSClient:
         for start in range(0, len(paths), 1000):
             chunk = paths[start : start + 1000]
             errors = self.objects.delete_objects(
-                self.repository, branch, lakefs_sdk.PathList(paths=chunk)
+                self.repository, branch, _sdk().PathList(paths=chunk)
             )
             if errors.errors:
                 raise LakeFSError(f"delete under {branch}/{prefix} failed: {errors.errors[:3]}")

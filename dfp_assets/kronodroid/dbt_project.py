@@ -1,72 +1,80 @@
-"""The Kronodroid dbt project (dagster-dbt's `DbtProject`) and how its manifest is prepared.
+"""The Kronodroid dbt project: its manifest, how that is prepared, and the asset plan.
 
-`dbt_assets` builds the dbt asset definitions from `target/manifest.json`, so the manifest must
-exist before the definitions load. Loading never runs dbt, except under `dagster dev`:
-- `dagster dev` (`bash scripts/dev.sh`): `prepare_if_dev()` re-parses when the dbt project is
-  newer than the manifest (a fresh clone, an edited model). Every run and step process that
-  `dagster dev` starts inherits its environment, so parsing only when stale keeps them from
-  each running `dbt parse` again.
-- everywhere else (tests, the daemon's run and step workers, deployments): the manifest is
-  prepared beforehand by `dfp dbt prepare` (`.ci/run`, the Docker image; the test session does
-  it too when stale). A missing manifest fails loading with that instruction.
-`dagster-dbt project prepare-and-package --file dfp_assets/kronodroid/dbt_project.py` does the
-same preparation (this module loads without a manifest).
+The dbt assets are built from `target/manifest.json` through a plan of their specs
+(dfp_assets/platform/dbt_plan.py), so the manifest must exist before the definitions load.
+Loading never runs dbt, except under `dagster dev`:
+- `dagster dev` (`bash scripts/dev.sh`): dagster-dbt's `prepare_if_dev()` re-parses when the
+  dbt project is newer than the manifest (a fresh clone, an edited model). Every run and step
+  process that `dagster dev` starts inherits its environment, so parsing only when stale keeps
+  them from each running `dbt parse` again.
+- everywhere else (tests, the daemon's run and step workers, deployments): the manifest and
+  plan are prepared beforehand by `dfp dbt prepare` (`.ci/run`, the Docker image; the test
+  session does it too when stale). A missing manifest fails loading with that instruction; a
+  plan older than its manifest is rebuilt (with dagster-dbt, once).
 """
 
 import logging
+import os
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
-from dagster_dbt.dbt_project import DagsterDbtProjectPreparer, using_dagster_dev
+import dagster as dg
 
 from dfp.kronodroid.dbt_manifest import manifest_is_stale
-from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable
+from dfp_assets.platform.dbt_plan import DbtAssetPlan, ensure_plan, write_plan
+from dfp_resources.environment import DBT_PROJECT_DIR
 
 PREPARE_COMMAND = "uv run dfp dbt prepare"
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
-class DfpDbtProjectPreparer(DagsterDbtProjectPreparer):
-    """dagster-dbt's preparer (`dbt deps` if needed, `dbt parse`, with its guard against
-    concurrent writers), run with the dbt beside this Python and, in dev, only when stale."""
-
-    def prepare_if_dev(self, project: DbtProject) -> None:
-        if using_dagster_dev() and manifest_is_stale(project.project_dir):
-            super().prepare_if_dev(project)
-
-    def _prepare_manifest(self, project: DbtProject) -> None:
-        # The parent runs `dbt` from PATH; a venv's python run without activating it (the
-        # test runner, a daemon) has dbt beside sys.executable but not on PATH.
-        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-            self._prepare_project_cli_args, target_path=project.target_path
-        ).wait()
-        self._invalidate_seeds_in_partial_parse(project)
+def _using_dagster_dev() -> bool:
+    # The variable `dagster dev` sets for its processes (dagster-dbt's test reads the same).
+    return bool(os.getenv("DAGSTER_IS_DEV_CLI"))
 
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# DbtProject is a frozen record that builds dagster-dbt's default preparer; ours is kept beside.
-preparer = DfpDbtProjectPreparer()
+def _translator():
+    from dfp_assets.kronodroid.dbt_cli import DfpDbtTranslator
+
+    return DfpDbtTranslator()
+
+
+def _project():
+    from dfp_assets.kronodroid.dbt_cli import dbt_project
+
+    return dbt_project()
 
 
 def prepare() -> Path:
-    """Parse the dbt project into its manifest now (`dfp dbt prepare`); returns its path."""
-    preparer.prepare(dbt_project)
-    return dbt_project.manifest_path
+    """Parse the dbt project into its manifest and write the asset plan now
+    (`dfp dbt prepare`); returns the manifest's path."""
+    from dfp_assets.kronodroid.dbt_cli import DfpDbtProjectPreparer
+
+    project = _project()
+    DfpDbtProjectPreparer().prepare(project)
+    write_plan(project.manifest_path, _translator(), project)
+    return project.manifest_path
 
 
 def ensure_manifest() -> Path:
     """The manifest the definitions are built from: prepared if stale under `dagster dev`,
     otherwise it must exist already (never a dbt subprocess while loading)."""
-    preparer.prepare_if_dev(dbt_project)
-    if not dbt_project.manifest_path.exists():
+    if _using_dagster_dev() and manifest_is_stale(DBT_PROJECT_DIR):
+        prepare()
+    if not MANIFEST_PATH.exists():
         raise FileNotFoundError(
-            f"dbt manifest {dbt_project.manifest_path} is missing: run `{PREPARE_COMMAND}` "
+            f"dbt manifest {MANIFEST_PATH} is missing: run `{PREPARE_COMMAND}` "
             "once (and after changing dbt/kronodroid), or use `bash scripts/dev.sh` / "
             "`dagster dev`, which prepare it themselves."
         )
-    if not using_dagster_dev() and manifest_is_stale(DBT_PROJECT_DIR):
+    if not _using_dagster_dev() and manifest_is_stale(DBT_PROJECT_DIR):
         logging.getLogger(__name__).warning(
             "dbt manifest is older than dbt/kronodroid: the asset graph may miss model changes; "
             "run `%s`",
             PREPARE_COMMAND,
         )
-    return dbt_project.manifest_path
+    return MANIFEST_PATH
+
+
+def asset_plan(partitions_def: dg.PartitionsDefinition | None) -> DbtAssetPlan:
+    """The dbt models' asset specs and the dbt tests' check specs, from the manifest."""
+    return ensure_plan(ensure_manifest(), partitions_def, _translator, _project)

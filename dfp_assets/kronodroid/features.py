@@ -14,11 +14,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dfp.kronodroid import online_reuse
 from dfp.kronodroid.features import (
@@ -52,6 +50,9 @@ from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 MART = ("marts", "mart_app_features")
 MART_KEY = dg.AssetKey(list(MART))
 #: Bump when the training-set logic changes: memos from older code are then not reused.
@@ -72,7 +73,7 @@ def run_branch_tables(tables: BranchTables, run_branch: str) -> Iterator[BranchT
         tables.forget(run_branch)
 
 
-def mart_feast_table(tables: BranchTables, ref: str) -> tuple[pa.Table, dict[str, str]]:
+def mart_feast_table(tables: BranchTables, ref: str) -> tuple["pa.Table", dict[str, str]]:
     """The mart on `ref` as Feast's table, plus its Iceberg lineage. `created_timestamp` is
     the snapshot's commit time, so rebuilding from the same snapshot gives the same table."""
     mart = tables.catalog(ref).load_table(tables.identifier(ref, *MART))
@@ -183,6 +184,8 @@ def feast_online(
         feast.run_store(step.client, step.branch, step.run_branch) as store,
     ):
         digest = read_offline_digest(step.client, step.run_branch)  # None: materialize
+        import pyarrow.compute as pc
+
         entities = read_offline(store, [*ENTITY_KEYS, "event_timestamp"])
         stamps = entities.column("event_timestamp")
         # A window holding every row gives the same online rows whatever its exact ends.
@@ -245,7 +248,7 @@ def _reuse_online(
     store,
     digest: str | None,
     complete: bool,
-    entities: pa.Table,
+    entities: "pa.Table",
 ) -> dict[str, str] | None:
     """Online rows for this offline table without materializing: the branch's own project
     already holds them (a refresh), or the project of the branch whose memo this branch
@@ -324,6 +327,9 @@ def training_set(
                 table = read_offline(store, [*ENTITY_COLUMNS, "created_timestamp"])
                 frame = build_training_set(store, table)
             digest = training_set_digest(frame, groups)
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
             sink = io.BytesIO()
             pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
             client.upload(run_branch, TRAINING_SET_OBJECT, sink.getvalue())

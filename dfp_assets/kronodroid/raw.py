@@ -10,9 +10,8 @@ import dagster as dg
 import pyarrow as pa
 
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX, load_to_lakefs, read_releases
-from dfp.kronodroid.parse import KronodroidInputError
 from dfp.kronodroid.quality import CHECK_DESCRIPTIONS, RawQualityThresholds, audit, to_pandas
-from dfp.kronodroid.schema import LABEL_COLUMN
+from dfp.kronodroid.schema import LABEL_COLUMN, KronodroidInputError
 from dfp.kronodroid.sources import (
     KAGGLE_DATASET,
     SourceConfig,

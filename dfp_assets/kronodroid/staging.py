@@ -13,22 +13,21 @@ so their materializations and test results are reported from the memo.
 
 import hashlib
 import json
-import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
 from dfp.lake import memo
 from dfp.lake.iceberg import pointer_path
-from dfp_assets.kronodroid.dbt_project import dbt_project, ensure_manifest
+from dfp_assets.kronodroid.dbt_project import MANIFEST_PATH, asset_plan
+from dfp_assets.platform.dbt_plan import dbt_events
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.step import BranchStep, branch_step
+from dfp_resources.dbt import DbtResource
 from dfp_resources.environment import DBT_PROJECT_DIR
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
@@ -56,54 +55,30 @@ def dbt_project_version() -> str:
     return sha.hexdigest()
 
 
-# The manifest the asset definitions are built from: prepared beforehand (`dfp dbt prepare`),
-# or by `dagster dev` when the dbt project changed; loading runs no dbt otherwise.
-ensure_manifest()
+# The specs dagster-dbt derives from the manifest (prepared beforehand by `dfp dbt prepare`,
+# or by `dagster dev` when the dbt project changed); loading runs no dbt and no dagster-dbt.
+_PLAN = asset_plan(lakefs_branch_partitions)
 
 
-class DfpDbtTranslator(DagsterDbtTranslator):
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return "staging" if dbt_resource_props["resource_type"] == "model" else None
-
-    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
-        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        # A failing dbt test stops everything downstream of its model.
-        return spec._replace(blocking=True) if spec is not None else None
-
-
-@contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set variables for the dbt subprocess (it inherits os.environ), then restore."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    partitions_def=lakefs_branch_partitions,
-    dagster_dbt_translator=DfpDbtTranslator(),
+@dg.multi_asset(
     name="kronodroid_dbt",
+    specs=_PLAN.specs,
+    check_specs=_PLAN.check_specs,
+    can_subset=True,
 )
 def kronodroid_dbt(
     context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: DbtResource,
     lakefs: LakeFSResource,
     iceberg: IcebergCatalogResource,
     spark: SparkResource,
 ):
+    from dfp_assets.kronodroid.dbt_cli import DfpDbtTranslator
+
     engine = dbt.target or "duckdb"  # the resource's declared config (DFP_DBT_TARGET)
     models = {
         node["name"]: node
-        for node in json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
+        for node in json.loads(MANIFEST_PATH.read_text())["nodes"].values()
         if node["resource_type"] == "model"
     }
     with (
@@ -136,39 +111,37 @@ def kronodroid_dbt(
             context.log.info(f"Spark engine; existing tables on {run_branch}: {prepared}")
             engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
         try:
-            with _environ(**engine_env):
-                invocation = dbt.cli(
-                    ["build", "--vars", json.dumps(dbt_vars)],
-                    context=context,
-                    # Per-run artifacts live and die with the run (not under dbt/target).
-                    target_path=Path(root) / "target",
+            events = dbt_events(
+                context,
+                dbt.cli_resource().cli,
+                ["build", "--vars", json.dumps(dbt_vars)],
+                manifest_path=MANIFEST_PATH,
+                translator=DfpDbtTranslator(),
+                env=engine_env,
+                # Per-run artifacts live and die with the run (not under dbt/target).
+                target_path=Path(root) / "target",
+            )
+            for event in events:
+                model = (
+                    event.asset_key.path[-1] if isinstance(event, dg.MaterializeResult) else None
                 )
-                for event in invocation.stream():
-                    model = (
-                        context.asset_key_for_output(event.output_name).path[-1]
-                        if isinstance(event, dg.Output)
-                        else None
-                    )
-                    if model in models:
-                        node = models[model]
-                        if engine == "spark":
-                            # The dbt-duckdb plugin writes pointers itself; Spark does not.
-                            tables.refresh_pointer(run_branch, _schema(node), node["name"])
-                        event = event.with_metadata(
-                            {
-                                **event.metadata,
-                                **_iceberg_metadata(tables, run_branch, node, engine),
-                            }
-                        )
-                        built[context.asset_key_for_output(event.output_name).to_user_string()] = (
-                            _plain(event.metadata)
-                        )
-                    elif isinstance(event, dg.AssetCheckResult):
-                        checked[_check_id(event.asset_key, event.check_name)] = {
-                            "passed": event.passed,
-                            "metadata": _plain(event.metadata),
-                        }
-                    yield event
+                if model in models:
+                    node = models[model]
+                    if engine == "spark":
+                        # The dbt-duckdb plugin writes pointers itself; Spark does not.
+                        tables.refresh_pointer(run_branch, _schema(node), node["name"])
+                    metadata = {
+                        **(event.metadata or {}),
+                        **_iceberg_metadata(tables, run_branch, node, engine),
+                    }
+                    event = dg.MaterializeResult(asset_key=event.asset_key, metadata=metadata)
+                    built[event.asset_key.to_user_string()] = _plain(metadata)
+                elif isinstance(event, dg.AssetCheckResult):
+                    checked[_check_id(event.asset_key, event.check_name)] = {
+                        "passed": event.passed,
+                        "metadata": _plain(event.metadata),
+                    }
+                yield event
             complete = len(built) == len(models) and len(checked) == len(kronodroid_dbt.check_keys)
             if complete and all(c["passed"] for c in checked.values()):
                 # Only a whole build that passed every test can stand in for a later one.

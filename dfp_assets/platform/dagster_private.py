@@ -25,9 +25,32 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._serdes import ConfigurableClassData
 
+
+def dbt_subset_selection(context, manifest, translator, indirect_env):
+    """dagster-dbt's `--select` arguments and DBT_INDIRECT_SELECTION for a step's subset.
+
+    dagster-dbt computes them inside `DbtCliResource.cli(context=...)` only for assets made by
+    `@dbt_assets` (it reads the manifest from their metadata); dfp's dbt assets are built from
+    a plan (dfp_assets/platform/dbt_plan.py), so the step calls the same function itself,
+    which dagster-dbt keeps in a private module. Imported here, at run time: dagster-dbt is
+    too slow to load with the definitions."""
+    from dagster_dbt.asset_utils import get_subset_selection_for_context
+
+    return get_subset_selection_for_context(
+        context=context,
+        manifest=manifest,
+        select=None,
+        exclude=None,
+        selector=None,
+        dagster_dbt_translator=translator,
+        current_dbt_indirect_selection_env=indirect_env,
+    )
+
+
 __all__ = [
     "IN_PROGRESS_RUN_STATUSES",
     "ConfigurableClassData",
+    "dbt_subset_selection",
     "EngineEventData",
     "RetryMode",
     "dagster_instance_config",

@@ -121,6 +121,9 @@ LAZY_LIBRARIES = (
     "kagglehub",
     "duckdb",
     "polars",
+    "dagster_dbt",  # the dbt assets load from their plan (dfp_assets/platform/dbt_plan.py)
+    "dbt",
+    "lakefs_sdk",
 )
 
 # Dagster's own import runs `file` (platform.architecture, in its vendored croniter): the hook
