@@ -5,8 +5,10 @@ reconstructable job with dfp's executor around Dagster's multiprocess executor (
 step, as a daemon-launched run has), then reads the run's event log and prints per step:
 - worker_s: STEP_WORKER_STARTING -> STEP_START (process start, code load, resource init);
 - body_s: STEP_START -> the step's first event from its own body: its first `context.log`
-  message (a plain log record carrying the step key), else its first output / materialization
-  / check result (ASSET_MATERIALIZATION_PLANNED and other framework events are not counted).
+  message (a plain log record carrying the step key; every memoized asset logs one as it
+  enters `branch_step`, before any library it needs is imported), else its first output /
+  materialization / check result (framework events such as ASSET_MATERIALIZATION_PLANNED
+  are not counted).
 Target (printed beside them): work starts within 3 s of STEP_START.
 Needs the local stack with its own state: `DFP_HOME=/tmp/dfp-bench uv run dfp stack up`, then
 `DFP_HOME=/tmp/dfp-bench uv run python benchmarks/step_startup.py [--scale 0.05]`.
@@ -25,7 +27,7 @@ import uuid
 import dagster as dg
 from dagster import DagsterEventType
 
-from dfp.settings import load_stack_env
+from dfp.settings import stack_environment
 from dfp.stack.benchmarking import print_figures, throwaway_client
 
 TARGET_BODY_S = 3.0
@@ -69,7 +71,8 @@ def _step_figures(records) -> dict[str, tuple[float | None, float | None, str]]:
 def run(scale: float, seed: int) -> dict[str, object]:
     from dfp_assets.definitions import all_job
 
-    load_stack_env()
+    # This script is its own launcher: it gives itself the local stack's variables.
+    os.environ.update(stack_environment())
     repository = f"bench-steps-{uuid.uuid4().hex[:6]}"
     client = throwaway_client(repository)
     os.environ["LAKEFS_REPOSITORY"] = repository

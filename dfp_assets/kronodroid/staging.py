@@ -73,8 +73,6 @@ def kronodroid_dbt(
     iceberg: IcebergCatalogResource,
     spark: SparkResource,
 ):
-    from dfp_assets.kronodroid.dbt_cli import DfpDbtTranslator
-
     engine = dbt.target or "duckdb"  # the resource's declared config (DFP_DBT_TARGET)
     models = {
         node["name"]: node
@@ -110,6 +108,8 @@ def kronodroid_dbt(
             prepared = tables.prepare_writes(run_branch, step.branch)
             context.log.info(f"Spark engine; existing tables on {run_branch}: {prepared}")
             engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
+        from dfp_assets.kronodroid.dbt_cli import DfpDbtTranslator  # dagster-dbt: ~2.5 s
+
         try:
             events = dbt_events(
                 context,

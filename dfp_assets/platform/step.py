@@ -139,11 +139,14 @@ def branch_step(
 ) -> Iterator[BranchStep]:
     """The step of `asset` (default: the context's one asset) on its run branch."""
     run_branch = lakefs.run_branch(context)
+    asset = asset or context.asset_key.to_user_string()
+    # Also the mark benchmarks/step_startup.py times: the step's own work begins here.
+    context.log.info(f"{asset}: writing run branch {run_branch} of {context.partition_key}")
     with lakefs.client() as client:
         yield BranchStep(
             context=context,
             client=client,
             run_branch=run_branch,
             branch=context.partition_key,
-            asset=asset or context.asset_key.to_user_string(),
+            asset=asset,
         )
