@@ -8,7 +8,6 @@ from typing import Any
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import DagsterDbtProjectPreparer
 
-from dfp.kronodroid.dbt_manifest import manifest_is_stale
 from dfp_resources.environment import DBT_PROJECT_DIR, dbt_executable
 
 
@@ -24,11 +23,8 @@ class DfpDbtTranslator(DagsterDbtTranslator):
 
 class DfpDbtProjectPreparer(DagsterDbtProjectPreparer):
     """dagster-dbt's preparer (`dbt deps` if needed, `dbt parse`, with its guard against
-    concurrent writers), run with the dbt beside this Python and, in dev, only when stale."""
-
-    def prepare_if_dev(self, project: DbtProject) -> None:
-        if self.using_dagster_dev() and manifest_is_stale(project.project_dir):
-            super().prepare_if_dev(project)
+    concurrent writers), run with the dbt beside this Python. When it runs (always for
+    `dfp dbt prepare`, only when stale under `dagster dev`) is dbt_project.ensure_manifest's."""
 
     def _prepare_manifest(self, project: DbtProject) -> None:
         # The parent runs `dbt` from PATH; a venv's python run without activating it (the

@@ -3,7 +3,7 @@
 The dbt assets are built from `target/manifest.json` through a plan of their specs
 (dfp_assets/platform/dbt_plan.py), so the manifest must exist before the definitions load.
 Loading never runs dbt, except under `dagster dev`:
-- `dagster dev` (`bash scripts/dev.sh`): dagster-dbt's `prepare_if_dev()` re-parses when the
+- `dagster dev` (`bash scripts/dev.sh`): loading re-parses (dagster-dbt's preparer) when the
   dbt project is newer than the manifest (a fresh clone, an edited model). Every run and step
   process that `dagster dev` starts inherits its environment, so parsing only when stale keeps
   them from each running `dbt parse` again.

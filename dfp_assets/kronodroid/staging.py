@@ -74,9 +74,10 @@ def kronodroid_dbt(
     spark: SparkResource,
 ):
     engine = dbt.target or "duckdb"  # the resource's declared config (DFP_DBT_TARGET)
+    manifest = json.loads(MANIFEST_PATH.read_text())  # parsed once: models here, dbt's events
     models = {
         node["name"]: node
-        for node in json.loads(MANIFEST_PATH.read_text())["nodes"].values()
+        for node in manifest["nodes"].values()
         if node["resource_type"] == "model"
     }
     with (
@@ -115,7 +116,7 @@ def kronodroid_dbt(
                 context,
                 dbt.cli_resource().cli,
                 ["build", "--vars", json.dumps(dbt_vars)],
-                manifest_path=MANIFEST_PATH,
+                manifest=manifest,
                 translator=DfpDbtTranslator(),
                 env=engine_env,
                 # Per-run artifacts live and die with the run (not under dbt/target).

@@ -207,19 +207,19 @@ def dbt_events(
     invoke: Callable[..., Any],
     args: Sequence[str],
     *,
-    manifest_path: Path,
+    manifest: Mapping[str, Any],
     translator: Any,
     env: Mapping[str, str] | None = None,
     **cli_kwargs: Any,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
     """Run `dbt <args>` for the models and tests this step selected, as asset events.
 
-    `invoke` is dagster-dbt's `DbtCliResource.cli`. The selection (`--select`, indirect test
+    `invoke` is dagster-dbt's `DbtCliResource.cli`; `manifest` the parsed manifest the
+    plan was made from. The selection (`--select`, indirect test
     selection) is dagster-dbt's own for the step's subset; its model and test events come
     back as the results of this multi-asset's specs."""
     from dfp_assets.platform.dagster_private import dbt_subset_selection
 
-    manifest = json.loads(manifest_path.read_text())
     selection, indirect = dbt_subset_selection(
         context, manifest, translator, os.getenv("DBT_INDIRECT_SELECTION")
     )
