@@ -371,6 +371,43 @@ def devicefarm_gateway(host: str, port: int, dagster_url: str | None) -> None:
     serve(url, token, client.branch_exists, host, port)
 
 
+# -- monitoring ----------------------------------------------------------------------------
+@main.group()
+def monitor() -> None:
+    """Prometheus metrics of the platform (runs, checks, sensors, models per branch)."""
+
+
+@monitor.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    default=None,
+    type=int,
+    help="default: DFP_MONITOR_PORT or 9470 (what deploy/monitoring/prometheus.yml scrapes)",
+)
+@click.option("--no-lakefs", is_flag=True, help="Dagster metrics only (no commit latency)")
+def monitor_serve(host: str, port: int | None, no_lakefs: bool) -> None:
+    """Serve /metrics: reads the Dagster instance (DAGSTER_HOME) and lakeFS on each scrape."""
+    from dagster import DagsterInstance
+
+    from dfp.monitoring.exporter import SnapshotCollector, make_registry, server
+    from dfp.stack.dagster_home import prepare_dagster_home
+    from dfp_assets.platform.monitoring import InstanceReader
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not (home and (Path(home) / "dagster.yaml").is_file()):
+        prepare_dagster_home()  # an instance configured elsewhere is read as it is
+    lakefs = None if no_lakefs else _client
+    reader = InstanceReader(DagsterInstance.get(), lakefs)
+    port = port or int(os.environ.get("DFP_MONITOR_PORT", "9470"))
+    httpd = server(make_registry(SnapshotCollector(reader.snapshot, reader.sources())), host, port)
+    click.echo(f"dfp monitor: http://{host}:{port}/metrics", err=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
 # -- benchmarks ----------------------------------------------------------------------------
 @main.group()
 def bench() -> None:

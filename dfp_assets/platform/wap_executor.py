@@ -21,6 +21,9 @@ from dfp_resources.lakefs import LakeFSResource
 
 PARTITION_TAG = "dagster/partition"
 KEEP_RUN_BRANCH_TAG = "dfp/keep_run_branch"
+#: Engine-event metadata key saying what write-audit-publish did (the monitoring exporter
+#: counts these): merged, unchanged or refused.
+PUBLISH_RESULT_KEY = "dfp/publish"
 
 
 class PublishBlocked(Exception):
@@ -94,7 +97,7 @@ class WriteAuditPublishExecutor(dg.Executor):
                 yield dg.DagsterEvent.engine_event(
                     plan_context,
                     f"write-audit-publish: NOT publishing to {target}: {audit.reason()}",
-                    EngineEventData({"target_branch": target}),
+                    EngineEventData({"target_branch": target, PUBLISH_RESULT_KEY: "refused"}),
                 )
                 if audit.failed_checks and not audit.failed_steps:
                     # Non-blocking checks failed but every step succeeded: fail the run, so a
@@ -114,6 +117,7 @@ class WriteAuditPublishExecutor(dg.Executor):
                         "target_branch": target,
                         "merge_commit": commit or "",
                         "assets": ",".join(sorted(audit.materialized)),
+                        PUBLISH_RESULT_KEY: "merged" if commit else "unchanged",
                     }
                 ),
             )
