@@ -118,3 +118,11 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     finally:
         stack.redis.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def missing_service(reason: str) -> None:
+    """A service binary the test needs is not installed: skip on a developer's machine, fail
+    under CI=true (where `.ci/run` installs everything, so a skip would hide a broken setup)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)

@@ -15,6 +15,12 @@ Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS alwa
 * `mlflow`: an MLflow tracking server (the venv's `mlflow server`) on 127.0.0.1:
   `DFP_MLFLOW_PORT` (default 5500), SQLite backend and artifacts under
   `$DFP_HOME/state/mlflow`; stack.env gets `MLFLOW_TRACKING_URI` while it is enabled.
+* `prometheus`, `alertmanager`, `pushgateway`, `node-exporter`: Debian's Prometheus packages on
+  127.0.0.1 (`DFP_PROMETHEUS_PORT` 9090, `DFP_ALERTMANAGER_PORT` 9093, `DFP_PUSHGATEWAY_PORT`
+  9091, `DFP_NODE_EXPORTER_PORT` 9100), data under `$DFP_HOME/state/<name>`; Prometheus
+  scrapes the enabled ones and evaluates deploy/monitoring/rules/.
+* `monitor`: `dfp monitor serve`, dfp's exporter (`DFP_MONITOR_PORT` 9470), reading the
+  Dagster instance and lakeFS.
 """
 
 from __future__ import annotations
@@ -571,6 +577,8 @@ class LocalStack:
             start_timeout_s=120.0,
         )
 
+        self.monitoring = MonitoringServices(self.home, lambda: self.enabled)
+
     @property
     def enabled(self) -> set[str]:
         """lakeFS always; more via DFP_STACK_SERVICES (e.g. "lakefs,postgres,redis")."""
@@ -584,6 +592,7 @@ class LocalStack:
             "postgres": self.postgres,
             "redis": self.redis,
             "mlflow": self.mlflow,
+            **self.monitoring.services(),
         }
         unknown = self.enabled - set(known)
         if unknown:
@@ -798,3 +807,195 @@ class LocalStack:
                 }
             )
         return rows
+
+
+# -- monitoring (Debian's Prometheus packages, dfp's exporter) -----------------------------
+MONITORING_DIR = settings.PROJECT_ROOT / "deploy" / "monitoring"
+#: DFP_STACK_SERVICES names of the monitoring services, in start order: Prometheus last, so
+#: its first scrape finds the others up.
+MONITORING_SERVICES = ("monitor", "node-exporter", "pushgateway", "alertmanager", "prometheus")
+#: Debian package and binary of each Prometheus component (`.ci/run` installs them).
+PROMETHEUS_BINARIES = {
+    "prometheus": "/usr/bin/prometheus",
+    "promtool": "/usr/bin/promtool",
+    "pushgateway": "/usr/bin/prometheus-pushgateway",
+    "alertmanager": "/usr/bin/prometheus-alertmanager",
+    "node-exporter": "/usr/bin/prometheus-node-exporter",
+}
+PROMETHEUS_PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "pushgateway": "prometheus-pushgateway",
+    "alertmanager": "prometheus-alertmanager",
+    "node-exporter": "prometheus-node-exporter",
+}
+
+
+def prometheus_bin(component: str) -> Path:
+    """A Prometheus component from Debian's packages, or one on PATH."""
+    path = Path(PROMETHEUS_BINARIES[component])
+    if path.is_file():
+        return path
+    found = shutil.which(path.name)
+    if found:
+        return Path(found)
+    package = PROMETHEUS_PACKAGES[component]
+    raise StackError(
+        f"{path.name} not found: install Debian's {package} package (apt-get install {package})"
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringPorts:
+    prometheus: int = 9090
+    pushgateway: int = 9091
+    alertmanager: int = 9093
+    node_exporter: int = 9100
+    monitor: int = 9470
+
+    @classmethod
+    def from_env(cls) -> MonitoringPorts:
+        default = cls()
+        return cls(
+            prometheus=int(os.environ.get("DFP_PROMETHEUS_PORT", default.prometheus)),
+            pushgateway=int(os.environ.get("DFP_PUSHGATEWAY_PORT", default.pushgateway)),
+            alertmanager=int(os.environ.get("DFP_ALERTMANAGER_PORT", default.alertmanager)),
+            node_exporter=int(os.environ.get("DFP_NODE_EXPORTER_PORT", default.node_exporter)),
+            monitor=int(os.environ.get("DFP_MONITOR_PORT", default.monitor)),
+        )
+
+
+def prometheus_config(
+    ports: MonitoringPorts, enabled: set[str], scrape_interval: str = "15s"
+) -> dict:
+    """prometheus.yml for the local stack: the same jobs as deploy/monitoring/prometheus.yml
+    (compose, Kubernetes), on 127.0.0.1, only for the services that are part of the stack;
+    the rules are the repository's files."""
+    targets = {
+        "prometheus": ("prometheus", ports.prometheus),
+        "dfp": ("monitor", ports.monitor),
+        "node": ("node-exporter", ports.node_exporter),
+        "pushgateway": ("pushgateway", ports.pushgateway),
+        "alertmanager": ("alertmanager", ports.alertmanager),
+    }
+    scrape_configs = []
+    for job, (service, port) in targets.items():
+        if service != "prometheus" and service not in enabled:
+            continue
+        scrape = {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        if job == "pushgateway":
+            scrape["honor_labels"] = True  # pushed series keep their own job/instance
+        scrape_configs.append(scrape)
+    config: dict = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(p) for p in sorted((MONITORING_DIR / "rules").glob("*.rules.yml"))],
+        "scrape_configs": scrape_configs,
+    }
+    if "alertmanager" in enabled:
+        target = f"127.0.0.1:{ports.alertmanager}"
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
+    return config
+
+
+class MonitoringServices:
+    """Prometheus, Pushgateway, Alertmanager and node-exporter (Debian's packages) and
+    `dfp monitor serve`, each on 127.0.0.1 with its state under DFP_HOME/state/<name>."""
+
+    def __init__(self, home: Path, enabled: Callable[[], set[str]]):
+        self.ports = MonitoringPorts.from_env()
+        self.scrape_interval = os.environ.get("DFP_PROMETHEUS_SCRAPE_INTERVAL", "15s")
+        self._enabled = enabled
+        state = home / "state"
+        ports = self.ports
+        self.prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
+        self.alertmanager_url = f"http://127.0.0.1:{ports.alertmanager}"
+        self.prometheus_dir = state / "prometheus"
+        self.alertmanager_dir = state / "alertmanager"
+        self.pushgateway_dir = state / "pushgateway"
+        self.prometheus = ManagedService(
+            name="prometheus",
+            url=self.prometheus_url,
+            state_dir=self.prometheus_dir,
+            argv=lambda: [
+                str(prometheus_bin("prometheus")),
+                f"--config.file={self.prometheus_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.prometheus_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+                "--storage.tsdb.retention.time=30d",
+            ],
+            healthy=lambda: _http_ok(f"{self.prometheus_url}/-/ready"),
+            prepare=self._prepare_prometheus,
+        )
+        self.alertmanager = ManagedService(
+            name="alertmanager",
+            url=self.alertmanager_url,
+            state_dir=self.alertmanager_dir,
+            argv=lambda: [
+                str(prometheus_bin("alertmanager")),
+                f"--config.file={MONITORING_DIR / 'alertmanager.yml'}",
+                f"--storage.path={self.alertmanager_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{ports.alertmanager}",
+                "--cluster.listen-address=",  # one instance: no gossip port
+            ],
+            healthy=lambda: _http_ok(f"{self.alertmanager_url}/-/ready"),
+            prepare=lambda: _require_free_port(ports.alertmanager, "DFP_ALERTMANAGER_PORT"),
+        )
+        self.pushgateway = ManagedService(
+            name="pushgateway",
+            url=f"http://127.0.0.1:{ports.pushgateway}",
+            state_dir=self.pushgateway_dir,
+            argv=lambda: [
+                str(prometheus_bin("pushgateway")),
+                f"--web.listen-address=127.0.0.1:{ports.pushgateway}",
+                f"--persistence.file={self.pushgateway_dir / 'pushgateway.data'}",
+            ],
+            healthy=lambda: _http_ok(f"http://127.0.0.1:{ports.pushgateway}/-/ready"),
+            prepare=lambda: _require_free_port(ports.pushgateway, "DFP_PUSHGATEWAY_PORT"),
+        )
+        self.node_exporter = ManagedService(
+            name="node-exporter",
+            url=f"http://127.0.0.1:{ports.node_exporter}",
+            state_dir=state / "node-exporter",
+            argv=lambda: [
+                str(prometheus_bin("node-exporter")),
+                f"--web.listen-address=127.0.0.1:{ports.node_exporter}",
+            ],
+            healthy=lambda: _http_ok(f"http://127.0.0.1:{ports.node_exporter}/metrics"),
+            prepare=lambda: _require_free_port(ports.node_exporter, "DFP_NODE_EXPORTER_PORT"),
+        )
+        self.monitor = ManagedService(
+            name="monitor",
+            url=f"http://127.0.0.1:{ports.monitor}/metrics",
+            state_dir=state / "monitor",
+            argv=lambda: [
+                str(Path(sys.executable).with_name("dfp")),
+                "monitor",
+                "serve",
+                "--port",
+                str(ports.monitor),
+            ],
+            healthy=lambda: _http_ok(f"http://127.0.0.1:{ports.monitor}/metrics"),
+            prepare=lambda: _require_free_port(ports.monitor, "DFP_MONITOR_PORT"),
+            start_timeout_s=120.0,  # imports Dagster
+        )
+
+    def services(self) -> dict[str, ManagedService]:
+        """DFP_STACK_SERVICES name -> service, in start order."""
+        by_name = {
+            "monitor": self.monitor,
+            "node-exporter": self.node_exporter,
+            "pushgateway": self.pushgateway,
+            "alertmanager": self.alertmanager,
+            "prometheus": self.prometheus,
+        }
+        return {name: by_name[name] for name in MONITORING_SERVICES}
+
+    def _prepare_prometheus(self) -> None:
+        _require_free_port(self.ports.prometheus, "DFP_PROMETHEUS_PORT")
+        prometheus_bin("prometheus")
+        self.prometheus_dir.mkdir(parents=True, exist_ok=True)
+        config = prometheus_config(self.ports, self._enabled(), self.scrape_interval)
+        (self.prometheus_dir / "prometheus.yml").write_text(
+            "# written by `dfp stack up` from dfp.stack.services.prometheus_config\n"
+            + yaml.safe_dump(config, sort_keys=False)
+        )
