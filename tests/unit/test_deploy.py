@@ -55,7 +55,17 @@ COMPOSE_SERVICES = {
     "dagster-webserver",
     "dagster-daemon",
     "devicefarm-gateway",
+    # deploy/monitoring/
+    "dfp-monitor",
+    "prometheus",
+    "alertmanager",
+    "pushgateway",
+    "node-exporter",
+    "grafana",
 }
+#: Upstream images of the monitoring services (the versions of Debian's packages that the
+#: local stack runs).
+MONITORING_IMAGES = {"prometheus", "alertmanager", "pushgateway", "node-exporter", "grafana"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|_KEY$")
 
 
@@ -157,7 +167,9 @@ def test_compose_has_every_service_of_the_platform():
     assert services["redis"]["image"].startswith("redis:7")
     assert services["seaweedfs"]["image"].startswith("chrislusf/seaweedfs:")
     dfp_services = {n for n, s in services.items() if "${DFP_IMAGE" in str(s.get("image"))}
-    assert dfp_services == COMPOSE_SERVICES - {"postgres", "redis", "seaweedfs", "lakefs"}
+    assert dfp_services == COMPOSE_SERVICES - {"postgres", "redis", "seaweedfs", "lakefs"} - (
+        MONITORING_IMAGES
+    )
     built = [n for n, s in services.items() if "build" in s]
     assert built == ["dagster-code"]
     assert services["dagster-code"]["build"]["dockerfile"] == "deploy/docker/Dockerfile"
@@ -221,7 +233,7 @@ def test_compose_ports_bind_to_loopback_only():
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
             published += 1
         assert "network_mode" not in service, name
-    assert published == 4  # Dagster UI, lakeFS, MLflow, the gateway
+    assert published == 6  # Dagster UI, lakeFS, MLflow, the gateway, Prometheus, Grafana
 
 
 def compose_variables(text: str) -> dict[str, str]:
@@ -506,7 +518,7 @@ def test_the_openapi_check_catches_typos():
 
 def pod_templates() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     for doc in k8s_docs():
-        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
+        if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
             yield doc, doc["spec"]["template"]
 
 
@@ -657,6 +669,7 @@ def test_every_config_map_used_exists():
 def test_k8s_uses_the_dfp_image_and_the_compose_images():
     services = compose()["services"]
     external = {services[n]["image"] for n in ("postgres", "redis", "seaweedfs", "lakefs")}
+    external |= {services[n]["image"] for n in MONITORING_IMAGES}
     for doc, template in pod_templates():
         for container in template["spec"]["containers"]:
             assert container["name"] and container["image"], doc["metadata"]["name"]

@@ -127,3 +127,42 @@ def test_alertmanager_config_passes_amtool():
         missing_service("amtool not found: install Debian's prometheus-alertmanager package")
     proc = _run([str(amtool), "check-config", str(MONITORING_DIR / "alertmanager.yml")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- the same files on docker-compose and Kubernetes ------------------------------------------
+def test_kubernetes_manifest_is_rendered_from_deploy_monitoring():
+    from tests.unit.test_deploy import load_module
+
+    render = load_module(
+        MONITORING_DIR.parent / "k8s" / "render_monitoring.py", "dfp_render_monitoring"
+    )
+    committed = (MONITORING_DIR.parent / "k8s" / "monitoring.yaml").read_text()
+    assert committed == render.render(), "run: python3 deploy/k8s/render_monitoring.py"
+    maps = {
+        d["metadata"]["name"]: d["data"]
+        for d in yaml.safe_load_all(committed)
+        if d and d["kind"] == "ConfigMap"
+    }
+    assert maps["prometheus-rules"] == {p.name: p.read_text() for p in RULES}
+    assert (
+        maps["alertmanager-config"]["alertmanager.yml"]
+        == (MONITORING_DIR / "alertmanager.yml").read_text()
+    )
+
+
+def test_compose_mounts_the_monitoring_files():
+    from dfp.settings import PROJECT_ROOT
+
+    services = yaml.safe_load((PROJECT_ROOT / "docker-compose.yaml").read_text())["services"]
+    prometheus = services["prometheus"]["volumes"]
+    assert "./deploy/monitoring/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus
+    assert "./deploy/monitoring/rules:/etc/prometheus/rules:ro" in prometheus
+    grafana = services["grafana"]["volumes"]
+    assert "./deploy/monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana
+    assert services["dfp-monitor"]["command"][:3] == ["dfp", "monitor", "serve"]
+    # deploy/monitoring/prometheus.yml scrapes the compose service names and ports.
+    deployed = yaml.safe_load((MONITORING_DIR / "prometheus.yml").read_text())
+    for job in deployed["scrape_configs"]:
+        for target in job["static_configs"][0]["targets"]:
+            host = target.split(":")[0]
+            assert host == "localhost" or host in services, target
