@@ -394,9 +394,8 @@ def monitor_serve(host: str, port: int | None, no_lakefs: bool) -> None:
     from dfp.stack.dagster_home import prepare_dagster_home
     from dfp_assets.platform.monitoring import InstanceReader
 
-    home = os.environ.get("DAGSTER_HOME")
-    if not (home and (Path(home) / "dagster.yaml").is_file()):
-        prepare_dagster_home()  # an instance configured elsewhere is read as it is
+    if not os.environ.get("DAGSTER_HOME"):
+        prepare_dagster_home()  # an instance chosen by DAGSTER_HOME is read as it is
     lakefs = None if no_lakefs else _client
     reader = InstanceReader(DagsterInstance.get(), lakefs)
     port = port or int(os.environ.get("DFP_MONITOR_PORT", "9470"))

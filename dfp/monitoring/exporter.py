@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,12 +20,15 @@ log = logging.getLogger(__name__)
 
 
 class SnapshotCollector(Collector):
-    """Calls `read` on every scrape; a failed read is a scrape with `dfp_exporter_up 0`
-    (Prometheus keeps the old samples' staleness semantics) rather than an HTTP error."""
+    """Calls `read` on every scrape. A failed read (say, SQLite busy while runs write) serves
+    the last good snapshot with `dfp_exporter_up 0`: one bad scrape must not make every
+    series stale in Prometheus (alerts would resolve and fire again)."""
 
     def __init__(self, read: Callable[[], Snapshot], sources: tuple[str, ...]):
         self._read = read
         self._sources = sources
+        self._last: Snapshot | None = None
+        self._last_success: float | None = None
         # One scrape at a time: the reader caches and is not built for concurrent calls.
         self._lock = threading.Lock()
 
@@ -34,12 +38,24 @@ class SnapshotCollector(Collector):
         with self._lock:
             try:
                 snapshot = self._read()
+                self._last, self._last_success = snapshot, time.time()
             except Exception:
                 log.exception("reading the platform's state failed")
-                snapshot, up = None, 0.0
+                up = 0.0
+                snapshot = self._last
+                if snapshot is not None:
+                    # Ages (sensor lag, unseen commits) keep growing while reads fail.
+                    snapshot = dataclasses.replace(snapshot, now=time.time())
+            last_success = self._last_success
         if snapshot is not None:
             yield from families(snapshot, self._sources)
         yield GaugeMetricFamily("dfp_exporter_up", "1 when the last scrape read the state.", up)
+        if last_success is not None:
+            yield GaugeMetricFamily(
+                "dfp_exporter_last_success_timestamp_seconds",
+                "When the exporter last read the platform's state.",
+                last_success,
+            )
         yield GaugeMetricFamily(
             "dfp_exporter_scrape_duration_seconds",
             "How long the exporter took to read the platform's state.",

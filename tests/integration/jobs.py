@@ -114,3 +114,18 @@ def _resources() -> dict:
     """The resources' settings as this test has them now: the Definitions were built once
     per process, but tests switch catalog, engine or online store per test."""
     return resource_run_config(load_settings())
+
+
+def build_everything(
+    instance: dg.DagsterInstance,
+    partition: str,
+    raw_config: dict,
+    model_config: dict | None = None,
+):
+    """Run `build_all` (raw → dbt → features → model → exports) for one branch partition."""
+    from dfp_assets.definitions import all_job
+
+    ops: dict = {"kronodroid_raw": {"config": raw_config}}
+    if model_config:
+        ops["malware_model"] = {"config": model_config}
+    return _run_partition(all_job, instance, partition, ops)

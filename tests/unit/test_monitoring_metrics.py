@@ -349,7 +349,13 @@ def test_domains_come_from_one_mapping_that_a_new_domain_extends(monkeypatch):
 
 
 def test_exporter_serves_the_snapshot_and_survives_a_failed_read():
-    reads = iter([Snapshot(now=NOW, runs=[run("a")]), RuntimeError("instance unreachable")])
+    reads = iter(
+        [
+            RuntimeError("instance unreachable"),
+            Snapshot(now=NOW, runs=[run("a")]),
+            RuntimeError("database is locked"),
+        ]
+    )
 
     def read() -> Snapshot:
         item = next(reads)
@@ -369,12 +375,16 @@ def test_exporter_serves_the_snapshot_and_survives_a_failed_read():
                 text = resp.read().decode()
             return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
+        never = scrape()  # nothing read yet: only the exporter's own state
+        assert never["dfp_exporter_up"][0].value == 0 and "dfp_runs" not in never
         first = scrape()
         assert first["dfp_exporter_up"][0].value == 1
         assert first["dfp_runs"][0].labels["job"] == "build_all"
         second = scrape()
         assert second["dfp_exporter_up"][0].value == 0
-        assert "dfp_runs" not in second
+        # The last good snapshot is served meanwhile: its series do not go stale.
+        assert second["dfp_runs"][0].labels["job"] == "build_all"
+        assert second["dfp_exporter_last_success_timestamp_seconds"][0].value > 0
     finally:
         httpd.shutdown()
         httpd.server_close()
