@@ -22,6 +22,11 @@ from dagster._core.execution.retries import RetryMode
 # its configurable classes (tests of the deployments' instance configs): no public API
 # loads dagster.yaml without starting an instance.
 from dagster._core.instance.config import dagster_instance_config
+
+# Which sensors an instance knows and whether they run (the monitoring exporter, the tests'
+# sensor-tick waits): the instance's instigator-state API takes these and Dagster exports
+# neither publicly.
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._serdes import ConfigurableClassData
 
@@ -52,6 +57,8 @@ __all__ = [
     "ConfigurableClassData",
     "dbt_subset_selection",
     "EngineEventData",
+    "InstigatorStatus",
+    "InstigatorType",
     "RetryMode",
     "dagster_instance_config",
     "process_config",

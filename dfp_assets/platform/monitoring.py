@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 from dfp.lake.lakefs_client import LakeFSClient
 from dfp.monitoring import domains
@@ -33,6 +31,7 @@ from dfp.monitoring.snapshot import (
     Snapshot,
     Step,
 )
+from dfp_assets.platform.dagster_private import InstigatorStatus, InstigatorType
 from dfp_assets.platform.wap_executor import PARTITION_TAG, PUBLISH_RESULT_KEY
 
 #: Tags lakefs_commit_sensor puts on the runs it requests (dfp_assets.kronodroid.automation;
@@ -42,12 +41,12 @@ COMMIT_TAG = "dfp/lakefs_commit"
 PARTITIONS = "lakefs_branch"
 
 EVENT_TYPES = {
-    DagsterEventType.STEP_START,
-    DagsterEventType.STEP_SUCCESS,
-    DagsterEventType.STEP_FAILURE,
-    DagsterEventType.ASSET_CHECK_EVALUATION,
-    DagsterEventType.ASSET_MATERIALIZATION,
-    DagsterEventType.ENGINE_EVENT,
+    dg.DagsterEventType.STEP_START,
+    dg.DagsterEventType.STEP_SUCCESS,
+    dg.DagsterEventType.STEP_FAILURE,
+    dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.ENGINE_EVENT,
 }
 
 
@@ -93,14 +92,14 @@ def read_run_events(instance: dg.DagsterInstance, run_id: str, branch: str) -> _
             if event is None:
                 continue
             kind = event.event_type
-            if kind == DagsterEventType.STEP_START:
+            if kind == dg.DagsterEventType.STEP_START:
                 started[event.step_key or ""] = entry.timestamp
-            elif kind in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
                 key = event.step_key or ""
                 if key in started:
-                    outcome = "success" if kind == DagsterEventType.STEP_SUCCESS else "failure"
+                    outcome = "success" if kind == dg.DagsterEventType.STEP_SUCCESS else "failure"
                     found.steps.append(Step(run_id, key, outcome, entry.timestamp - started[key]))
-            elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+            elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                 ev = event.asset_check_evaluation_data
                 found.checks.append(
                     CheckEvaluation(
@@ -114,9 +113,9 @@ def read_run_events(instance: dg.DagsterInstance, run_id: str, branch: str) -> _
                         metadata=_numbers(ev.metadata),
                     )
                 )
-            elif kind == DagsterEventType.ASSET_MATERIALIZATION:
+            elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 found.materializations.append(_materialization(entry, run_id, branch))
-            elif kind == DagsterEventType.ENGINE_EVENT:
+            elif kind == dg.DagsterEventType.ENGINE_EVENT:
                 data = event.engine_event_data
                 result = (data.metadata or {}).get(PUBLISH_RESULT_KEY) if data else None
                 if result is not None:
