@@ -60,7 +60,9 @@ def _counter(name: str, doc: str, labels: list[str], values: dict[tuple[str, ...
 
 
 def run_families(snapshot: Snapshot) -> Iterator[Metric]:
-    labels = ["domain", "job", "branch", "status"]
+    # `dagster_job`, not `job`: Prometheus sets `job` to the scrape job on every series and
+    # would rename an exported one to `exported_job`.
+    labels = ["domain", "dagster_job", "branch", "status"]
     current: Counter[tuple[str, ...]] = Counter()
     for run in snapshot.runs:
         current[(domains.domain_of_job(run.job), run.job, run.branch, run.status)] += 1
@@ -80,13 +82,13 @@ def run_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield _gauge(
         "dfp_runs_finished_recent",
         f"Runs of each job created in the last {FAILURE_WINDOW_S:.0f} s that finished.",
-        ["domain", "job"],
+        ["domain", "dagster_job"],
         dict(recent),
     )
     yield _gauge(
         "dfp_run_failure_ratio",
         f"Failed / finished runs of each job created in the last {FAILURE_WINDOW_S:.0f} s.",
-        ["domain", "job"],
+        ["domain", "dagster_job"],
         {k: failed[k] / n for k, n in recent.items()},
     )
 
@@ -101,7 +103,7 @@ def run_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield _histogram(
         "dfp_step_duration_seconds",
         "Step durations (STEP_START to STEP_SUCCESS / STEP_FAILURE).",
-        ["domain", "job", "branch", "step", "outcome"],
+        ["domain", "dagster_job", "branch", "step", "outcome"],
         durations,
         STEP_BUCKETS,
     )
@@ -114,7 +116,7 @@ def run_families(snapshot: Snapshot) -> Iterator[Metric]:
         "dfp_publish",
         "Write-audit-publish outcomes: merged (one lakeFS merge), unchanged (nothing to "
         "merge) or refused (a step or check failed: nothing published).",
-        ["domain", "job", "branch", "result"],
+        ["domain", "dagster_job", "branch", "result"],
         publishes,
     )
     yield from _commit_latency(snapshot)
@@ -130,7 +132,7 @@ def _commit_latency(snapshot: Snapshot) -> Iterator[Metric]:
     yield _histogram(
         "dfp_lakefs_commit_to_run_requested_seconds",
         "From a lakeFS commit to the run a sensor requested for it (run creation time).",
-        ["domain", "job", "branch"],
+        ["domain", "dagster_job", "branch"],
         latency,
         COMMIT_LATENCY_BUCKETS,
     )

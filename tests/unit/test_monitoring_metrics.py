@@ -56,7 +56,7 @@ def test_runs_by_status_job_branch_and_domain():
         ],
     )
     found = samples(snap)
-    labels = {"domain": "kronodroid", "job": "build_all", "branch": "main"}
+    labels = {"domain": "kronodroid", "dagster_job": "build_all", "branch": "main"}
     assert value(found, "dfp_runs", **labels, status="SUCCESS") == 1
     assert value(found, "dfp_runs", **labels, status="STARTED") == 1
     assert value(found, "dfp_runs_finished_total", **labels, status="SUCCESS") == 1
@@ -64,9 +64,14 @@ def test_runs_by_status_job_branch_and_domain():
     assert ("dfp_runs_finished_total", frozenset({**labels, "status": "STARTED"}.items())) not in (
         found
     )
-    failed = {"domain": "kronodroid", "job": "build_all", "branch": "exp-1", "status": "FAILURE"}
+    failed = {
+        "domain": "kronodroid",
+        "dagster_job": "build_all",
+        "branch": "exp-1",
+        "status": "FAILURE",
+    }
     assert value(found, "dfp_runs_finished_total", **failed) == 1
-    maintenance = {"domain": "platform", "job": "create_lakefs_branch", "branch": ""}
+    maintenance = {"domain": "platform", "dagster_job": "create_lakefs_branch", "branch": ""}
     assert value(found, "dfp_runs", **maintenance, status="SUCCESS") == 1
 
 
@@ -82,7 +87,7 @@ def test_failure_ratio_counts_only_the_last_hours_finished_runs():
         ],
     )
     found = samples(snap)
-    job = {"domain": "kronodroid", "job": "build_all"}
+    job = {"domain": "kronodroid", "dagster_job": "build_all"}
     assert value(found, "dfp_runs_finished_recent", **job) == 3
     assert value(found, "dfp_run_failure_ratio", **job) == pytest.approx(2 / 3)
 
@@ -101,7 +106,7 @@ def test_step_durations_are_a_histogram_per_job_branch_step_and_outcome():
     found = samples(snap)
     labels = {
         "domain": "kronodroid",
-        "job": "build_all",
+        "dagster_job": "build_all",
         "branch": "main",
         "step": "malware_model",
         "outcome": "success",
@@ -262,7 +267,7 @@ def test_publishes_commit_latency_and_unseen_heads():
         ],
     )
     found = samples(snap)
-    job = {"domain": "kronodroid", "job": "build_all"}
+    job = {"domain": "kronodroid", "dagster_job": "build_all"}
     assert value(found, "dfp_publish_total", **job, branch="exp-2", result="merged") == 1
     assert value(found, "dfp_publish_total", **job, branch="exp-1", result="refused") == 1
     latency = {**job, "branch": "exp-2"}
@@ -321,7 +326,7 @@ def test_domains_come_from_one_mapping_that_a_new_domain_extends(monkeypatch):
         found,
         "dfp_runs",
         domain="toxic_comments",
-        job="build_toxic",
+        dagster_job="build_toxic",
         branch="main",
         status="SUCCESS",
     )
@@ -379,11 +384,11 @@ def test_exporter_serves_the_snapshot_and_survives_a_failed_read():
         assert never["dfp_exporter_up"][0].value == 0 and "dfp_runs" not in never
         first = scrape()
         assert first["dfp_exporter_up"][0].value == 1
-        assert first["dfp_runs"][0].labels["job"] == "build_all"
+        assert first["dfp_runs"][0].labels["dagster_job"] == "build_all"
         second = scrape()
         assert second["dfp_exporter_up"][0].value == 0
         # The last good snapshot is served meanwhile: its series do not go stale.
-        assert second["dfp_runs"][0].labels["job"] == "build_all"
+        assert second["dfp_runs"][0].labels["dagster_job"] == "build_all"
         assert second["dfp_exporter_last_success_timestamp_seconds"][0].value > 0
     finally:
         httpd.shutdown()
