@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp.settings import get_settings
 from dfp_assets.kronodroid.automation import dfp_automation_sensor, lakefs_commit_sensor
 from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
 from dfp_assets.kronodroid.jobs import (
@@ -68,7 +69,7 @@ defs = dg.Definitions(
         dfp_automation_sensor,
     ],
     resources=resources,
-    executor=lakefs_wap_executor(resources["lakefs"]),
+    executor=lakefs_wap_executor(resources["lakefs"], default_mode=get_settings().executor()),
 )
 
 

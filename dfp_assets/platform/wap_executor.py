@@ -130,11 +130,21 @@ class WriteAuditPublishExecutor(dg.Executor):
 def lakefs_wap_executor(
     lakefs: LakeFSResource,
     inner: dg.ExecutorDefinition = dg.multi_or_in_process_executor,
+    *,
+    default_mode: str | None = None,
 ) -> dg.ExecutorDefinition:
-    """`inner` (default: Dagster's multiprocess/in-process executor) wrapped in WAP."""
+    """`inner` (default: Dagster's multiprocess/in-process executor) wrapped in WAP.
+
+    `default_mode` ("in_process" / "multiprocess") replaces the inner executor's default
+    config, used by runs whose config has no `execution` (the UI's, the sensors')."""
+    schema = inner.config_schema
+    if default_mode is not None:
+        schema = dg.Field(
+            schema.as_field().config_type, default_value={default_mode: {}}, is_required=False
+        )
     return dg.ExecutorDefinition(
         name="lakefs_wap_executor",
-        config_schema=inner.config_schema,
+        config_schema=schema,
         requirements=inner.get_requirements,
         executor_creation_fn=lambda init_context: WriteAuditPublishExecutor(
             inner.executor_creation_fn(init_context), lakefs

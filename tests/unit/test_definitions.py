@@ -151,3 +151,11 @@ def test_loading_definitions_imports_no_heavy_library_and_spawns_no_process():
     tops = {name.split(".")[0] for name in loaded["modules"]}
     assert not tops & set(LAZY_LIBRARIES), sorted(tops & set(LAZY_LIBRARIES))
     assert loaded["spawned"] == []  # no `dbt parse` (nor anything else) while loading
+
+
+def test_jobs_default_to_the_settings_executor():
+    from dfp.settings import get_settings
+
+    job = defs.resolve_job_def("build_all")
+    default = job.executor_def.config_schema.as_field().default_value
+    assert default == {get_settings().executor(): {}}
