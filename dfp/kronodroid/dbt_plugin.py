@@ -11,7 +11,7 @@ a locked-down deployment cannot reach; pyarrow + s3fs talk to lakeFS's S3 gatewa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +24,9 @@ from dfp.kronodroid.schema import Release, sql_name
 from dfp.lake.iceberg import BranchTables
 from dfp.lake.lakefs_client import LakeFSClient
 from dfp.settings import LakeFSSettings, get_settings
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
 
 
 def catalog_uri() -> str:
@@ -40,6 +43,11 @@ class Plugin(BasePlugin):
         self.target_branch = plugin_config.get("target_branch") or self.io_ref
         self.client = LakeFSClient(LakeFSSettings.from_env())
         self.tables = BranchTables(self.client, catalog_uri())
+        self.connection: DuckDBPyConnection | None = None
+
+    def configure_connection(self, conn: DuckDBPyConnection) -> None:
+        # dbt-duckdb calls this for each database it opens; store() counts a model's rows there.
+        self.connection = conn
 
     def load(self, source_config: SourceConfig):
         """Source `releases`: every raw release on `io_ref`, canonical columns (SQL-safe names,
@@ -63,9 +71,23 @@ class Plugin(BasePlugin):
         return pa.concat_tables(tables, promote_options="default")
 
     def store(self, target_config: TargetConfig) -> None:
-        """The model's parquet (written by dbt-duckdb) → Iceberg `<schema>.<model>`."""
+        """The model's parquet (written by dbt-duckdb) → Iceberg `<schema>.<model>`, holding
+        exactly the rows of the relation dbt's tests query.
+
+        dbt-duckdb's `external` materialization writes an empty model as one row of NULLs
+        (and its view over the file filters that row out again, so dbt's tests see none):
+        copied as is, an empty release became a table of one all-NULL row whose `not_null`
+        tests had passed. The view's row count decides what the file holds."""
         relation = target_config.relation
         data = pq.read_table(target_config.location.path)
+        tested_rows = self._row_count(relation)
+        if tested_rows == 0:
+            data = data.slice(0, 0)
+        elif tested_rows != data.num_rows:
+            raise RuntimeError(
+                f"{relation}: dbt's relation has {tested_rows} rows but its file "
+                f"{target_config.location.path} has {data.num_rows}"
+            )
         self.tables.write(
             data,
             schema=relation.schema,
@@ -74,3 +96,12 @@ class Plugin(BasePlugin):
             io_ref=self.io_ref,
             snapshot_properties={"dbt_model": relation.identifier, "lakefs_io_ref": self.io_ref},
         )
+
+    def _row_count(self, relation: object) -> int:
+        if self.connection is None:
+            raise RuntimeError("the dbt-duckdb connection was never configured for this plugin")
+        cursor = self.connection.cursor()
+        try:
+            return cursor.execute(f"select count(*) from {relation}").fetchone()[0]
+        finally:
+            cursor.close()

@@ -136,3 +136,50 @@ def test_real_sample_through_staging(
     assert pc.sum(mart["label"]).as_py() == 169
     # The subset's ISO Highest-date becomes the event date.
     assert mart["event_date"].null_count == 0
+    # The sample has no emulator release: its staging table is empty, typed like the other.
+    assert_empty_like(
+        tables, result, "main", "stg_kronodroid_emulator", "stg_kronodroid_real_device"
+    )
+
+
+def assert_empty_like(
+    tables: BranchTables, result, branch: str, empty_model: str, like_model: str
+) -> None:
+    """`staging.<empty_model>` on `branch` has no rows, the columns and types of `like_model`,
+    an Iceberg snapshot of 0 records, and Dagster reported 0 rows for it."""
+    empty = tables.load(branch, "staging", empty_model)
+    like = tables.load(branch, "staging", like_model)
+    rows = empty.scan().to_arrow()
+    assert rows.num_rows == 0, rows.slice(0, 1).to_pylist()
+    assert [(f.name, f.field_type) for f in empty.schema().fields] == [
+        (f.name, f.field_type) for f in like.schema().fields
+    ]
+    assert empty.current_snapshot().summary.additional_properties["total-records"] == "0"
+    reported = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+    }
+    assert reported[f"staging/{empty_model}"]["dagster/row_count"].value == 0
+
+
+def test_branch_with_one_release_has_an_empty_table_for_the_other(
+    lakefs, instance, tables, tmp_path
+):
+    # Regression: dbt-duckdb writes an empty model's file as one all-NULL row (its own view
+    # filters it, so the not_null tests passed); that row reached the Iceberg table.
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        generate_release(Release.REAL_DEVICE, 1200, seed=7), tmp_path / "kronodroid-real-v1.parquet"
+    )
+    result = build_staging(instance, "main", {"source": "local", "local_dir": str(tmp_path)})
+    assert result.success
+    assert_empty_like(
+        tables, result, "main", "stg_kronodroid_emulator", "stg_kronodroid_real_device"
+    )
+    apps = tables.load("main", "staging", "stg_kronodroid_apps").scan().to_arrow()
+    real = tables.load("main", "staging", "stg_kronodroid_real_device").scan().to_arrow()
+    assert apps.num_rows == real.num_rows > 0
+    assert set(apps["capture"].to_pylist()) == {"real_device"}
+    assert tables.load("main", *MART).scan().to_arrow().num_rows == real.num_rows
