@@ -8,6 +8,7 @@ actually landed on the run branch.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -64,13 +65,13 @@ def read_release_file(path: Path, release: Release) -> pa.Table:
         raise KronodroidInputError(name, "file does not exist")
     if path.stat().st_size == 0:
         raise KronodroidInputError(name, "file is empty")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
+    suffix = data_suffix(path)
+    if suffix in (".csv", ".csv.gz"):
         raw = _read_csv_as_binary(path)
     elif suffix == ".parquet":
         raw = _read_parquet(path)
     else:
-        raise KronodroidInputError(name, f"unsupported file type '{suffix}' (csv or parquet)")
+        raise KronodroidInputError(name, f"unsupported file type '{suffix}' (csv, csv.gz, parquet)")
     if raw.num_rows == 0:
         raise KronodroidInputError(name, "file has a header but no data rows")
     try:
@@ -96,10 +97,52 @@ def read_release(files: Iterable[Path], release: Release) -> pa.Table:
 
 
 # -- readers --------------------------------------------------------------------------------
+def data_suffix(path: Path) -> str:
+    """The file's type as its name says: `.csv.gz` counts as one suffix."""
+    name = path.name.lower()
+    return ".csv.gz" if name.endswith(".csv.gz") else path.suffix.lower()
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if data_suffix(path) == ".csv.gz" else open(path, "rb")
+
+
+#: Delimiters a Kronodroid CSV saved by a spreadsheet in another locale may use.
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab"}
+
+
+def _delimiter_problem(header: list[str]) -> str | None:
+    if len(header) > 1:
+        return None
+    for delimiter, word in _OTHER_DELIMITERS.items():
+        if header[0].count(delimiter) > 1:
+            return (
+                f"the header looks {word}-delimited ({header[0].count(delimiter) + 1} "
+                f"{word}-separated fields, no commas): Kronodroid CSV files are comma-separated"
+            )
+    return None
+
+
+def _first_ragged_row(path: Path, expected: int) -> tuple[int, int] | None:
+    """(1-based data row, its field count) of the first row whose field count differs from
+    the header's; Arrow cannot number rows when values may hold newlines."""
+    with _open_binary(path) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
+        reader = csv.reader(text)
+        next(reader, None)
+        for number, fields in enumerate(reader, start=1):
+            if len(fields) != expected:
+                return number, len(fields)
+    return None
+
+
 def _read_csv_as_binary(path: Path) -> pa.Table:
     name = path.name
-    with open(path, "rb") as fh:
-        header_bytes = fh.readline()
+    try:
+        with _open_binary(path) as fh:
+            header_bytes = fh.readline()
+    except (OSError, EOFError) as exc:
+        raise KronodroidInputError(name, f"not a readable gzip file: {exc}") from None
     try:
         header = next(csv.reader(io.StringIO(header_bytes.decode("utf-8-sig"))))
     except UnicodeDecodeError as exc:
@@ -107,6 +150,8 @@ def _read_csv_as_binary(path: Path) -> pa.Table:
     except StopIteration:
         raise KronodroidInputError(name, "file has no header row") from None
     header = [h.strip() for h in header]
+    if problem := _delimiter_problem(header):
+        raise KronodroidInputError(name, problem)
     try:
         # Read every column as bytes: UTF-8 and numeric validity are checked per column
         # below, so errors can name the column instead of a byte offset.
@@ -121,6 +166,12 @@ def _read_csv_as_binary(path: Path) -> pa.Table:
             ),
         )
     except pa.ArrowInvalid as exc:
+        ragged = _first_ragged_row(path, len(header))
+        if ragged is not None:
+            row, fields = ragged
+            raise KronodroidInputError(
+                name, f"row has {fields} fields, the header has {len(header)}", row=row
+            ) from None
         raise KronodroidInputError(name, f"not a readable CSV file: {exc}") from None
     return table
 

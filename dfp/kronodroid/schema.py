@@ -173,7 +173,7 @@ def resolve_columns(release: Release, present: list[str], file: str) -> tuple[st
     unknown = [c for c in present if c not in original and c not in allowed_extra]
     if unknown:
         raise SchemaMismatch(
-            f"{file}: unknown column(s) {unknown[:10]} not in the Kronodroid {release} schema"
+            f"{file}: unknown column(s) {_shown(unknown)} not in the Kronodroid {release} schema"
         )
     missing = [c for c in original if c not in present_set and c not in optional]
     if missing:
@@ -184,6 +184,13 @@ def resolve_columns(release: Release, present: list[str], file: str) -> tuple[st
     ordered = [c for c in original if c in present_set]
     ordered += [c for c in DERIVED_SUBSET_COLUMNS if c in present_set]
     return tuple(ordered)
+
+
+def _shown(columns: list[str], count: int = 10, width: int = 40) -> str:
+    """A short listing of column names: at most `count`, each cut to `width` characters."""
+    names = [c if len(c) <= width else c[: width - 3] + "..." for c in columns[:count]]
+    more = f" (+{len(columns) - count} more)" if len(columns) > count else ""
+    return f"{names}{more}"
 
 
 def dbt_columns_macro() -> str:

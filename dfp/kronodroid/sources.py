@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from dfp.lake.lakefs_client import LakeFSClient
 
 KAGGLE_DATASET = "dhoogla/kronodroid-2021"
-DATA_SUFFIXES = (".csv", ".parquet")
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 SourceName = Literal["auto", "kaggle", "local", "synthetic", "lakefs"]
 #: Where users push new Kronodroid files (CSV or parquet, as Kaggle ships them) on a branch,
@@ -69,7 +69,7 @@ def discover_files(directory: Path) -> dict[Release, list[Path]]:
     files = sorted(
         p
         for p in directory.rglob("*")
-        if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not p.name.startswith(".")
+        if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES) and not p.name.startswith(".")
     )
     if not files:
         raise KronodroidInputError(
@@ -81,13 +81,22 @@ def discover_files(directory: Path) -> dict[Release, list[Path]]:
     # The Kaggle dataset ships each file as both CSV and parquet: read each stem once,
     # preferring the parquet copy.
     for release, paths in by_release.items():
-        parquet_stems = {(p.parent, p.stem) for p in paths if p.suffix.lower() == ".parquet"}
+        parquet_stems = {(p.parent, _stem(p)) for p in paths if p.suffix.lower() == ".parquet"}
         by_release[release] = [
             p
             for p in paths
-            if p.suffix.lower() == ".parquet" or (p.parent, p.stem) not in parquet_stems
+            if p.suffix.lower() == ".parquet" or (p.parent, _stem(p)) not in parquet_stems
         ]
     return by_release
+
+
+def _stem(path: Path) -> str:
+    """The name without its data suffix (`x.csv.gz` → `x`)."""
+    name = path.name
+    for suffix in DATA_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
 
 
 def download_kaggle(dataset: str = KAGGLE_DATASET) -> Path:

@@ -265,7 +265,62 @@ def test_csv_with_a_short_row(tmp_path, tables):
     path = _write(tables[EMU].slice(0, 5), tmp_path / "short-emu.csv")
     path.write_bytes(path.read_bytes() + b'"com.x\n",1,2\n')
     err = _input_error(path, EMU)
-    assert str(err).startswith("short-emu.csv: not a readable CSV file")
+    assert (err.file, err.row) == ("short-emu.csv", 6)
+    assert str(err) == "short-emu.csv, row 6: row has 3 fields, the header has 484"
+
+
+def test_csv_gz_reads_like_the_plain_csv(tmp_path, tables):
+    import gzip
+
+    plain = _write(tables[REAL], tmp_path / "a-real.csv")
+    packed = tmp_path / "a-real.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    from_gz = read_release_file(packed, REAL)
+    assert from_gz.column(SOURCE_FILE_COLUMN)[0].as_py() == "a-real.csv.gz"
+    assert from_gz.drop_columns([SOURCE_FILE_COLUMN]).equals(
+        read_release_file(plain, REAL).drop_columns([SOURCE_FILE_COLUMN])
+    )
+
+
+def test_csv_gz_with_a_short_row_names_the_row(tmp_path, tables):
+    import gzip
+
+    plain = _write(tables[REAL].slice(0, 4), tmp_path / "a-real.csv")
+    # Rows 1-4 hold quoted newlines (the Package quirk); row 5 is short.
+    packed = tmp_path / "b-real.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes() + b'"com.y",1\n'))
+    err = _input_error(packed)
+    assert str(err) == "b-real.csv.gz, row 5: row has 2 fields, the header has 484"
+
+
+def test_not_gzip_with_a_gz_name(tmp_path):
+    path = tmp_path / "x-real.csv.gz"
+    path.write_bytes(b"Package,Malware\nx,1\n")
+    assert str(_input_error(path)).startswith("x-real.csv.gz: not a readable gzip file")
+
+
+@pytest.mark.parametrize(("delimiter", "word"), [(";", "semicolon"), ("\t", "tab")])
+def test_other_delimiter_is_named_briefly(tmp_path, tables, delimiter, word):
+    path = tmp_path / "semi-real.csv"
+    pacsv.write_csv(
+        tables[REAL].slice(0, 3),
+        path,
+        write_options=pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed"),
+    )
+    err = _input_error(path)
+    assert str(err) == (
+        f"semi-real.csv: the header looks {word}-delimited (484 {word}-separated fields, "
+        f"no commas): Kronodroid CSV files are comma-separated"
+    )
+
+
+def test_unknown_column_listing_is_capped(tmp_path, tables):
+    renamed = tables[REAL].rename_columns(
+        [f"{'x' * 200}{i}" for i in range(tables[REAL].num_columns)]
+    )
+    err = _input_error(_write(renamed.slice(0, 2), tmp_path / "odd-real.csv"))
+    assert len(str(err)) < 700
+    assert "(+474 more)" in str(err)
 
 
 def test_unsupported_suffix(tmp_path):
@@ -273,7 +328,7 @@ def test_unsupported_suffix(tmp_path):
     path.write_text('{"Package": "x"}')
     err = _input_error(path)
     assert err.file == "data-real.json"
-    assert str(err) == "data-real.json: unsupported file type '.json' (csv or parquet)"
+    assert str(err) == "data-real.json: unsupported file type '.json' (csv, csv.gz, parquet)"
 
 
 def test_missing_file(tmp_path):

@@ -90,12 +90,19 @@ def test_discover_drops_the_csv_twin_next_to_another_parquet(tmp_path):
     assert discover_files(tmp_path) == {REAL: [parquet, other]}
 
 
+def test_discover_finds_csv_gz_and_prefers_its_parquet_twin(tmp_path):
+    packed = _touch(tmp_path / "kronodroid-2021-real-v1.CSV.gz")
+    _touch(tmp_path / "kronodroid-2021-emu-v1.csv.gz")
+    parquet = _touch(tmp_path / "kronodroid-2021-emu-v1.parquet")
+    assert discover_files(tmp_path) == {REAL: [packed], EMU: [parquet]}
+
+
 def test_discover_without_data_files(tmp_path):
     _touch(tmp_path / "README.md")
     with pytest.raises(KronodroidInputError) as exc:
         discover_files(tmp_path)
     assert exc.value.file == str(tmp_path)
-    assert "no Kronodroid data files (.csv, .parquet) found" in str(exc.value)
+    assert "no Kronodroid data files (.csv, .csv.gz, .parquet) found" in str(exc.value)
 
 
 def test_discover_missing_directory(tmp_path):
