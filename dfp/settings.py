@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ DBT_TARGETS = ("duckdb", "spark")
 ONLINE_STORES = ("sqlite", "redis")
 EXECUTORS = ("in_process", "multiprocess")
 DEFAULT_F1_FLOOR = "0.8"
+DEFAULT_SPARK_MASTER = "local[2]"
+# Spark's own master URLs that dfp drives: in-process local mode or a standalone cluster.
+_SPARK_MASTER = re.compile(r"local(\[(\d+|\*)\])?|spark://[A-Za-z0-9.-]+:\d+")
 
 LAKEFS_REQUIRED = ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY")
 
@@ -86,6 +90,9 @@ class DfpSettings(BaseSettings):
     lakefs_repository: str = DEFAULT_REPOSITORY
     # Engines and stores
     dfp_dbt_target: str = "duckdb"
+    # Where dfp's Spark sessions run: local[2] in the driver, or a standalone cluster's
+    # spark://host:port (`dfp stack up` with DFP_STACK_SERVICES=...,spark writes it to stack.env).
+    dfp_spark_master: str = DEFAULT_SPARK_MASTER
     dfp_feast_online: str = "sqlite"
     dfp_feast_home: str | None = None
     dfp_redis_url: SecretStr | None = None
@@ -110,6 +117,15 @@ class DfpSettings(BaseSettings):
         if target not in DBT_TARGETS:
             raise ValueError(f"DFP_DBT_TARGET={target!r} is not one of {DBT_TARGETS}")
         return target
+
+    @field_validator("dfp_spark_master")
+    @classmethod
+    def _known_master(cls, master: str) -> str:
+        if not _SPARK_MASTER.fullmatch(master):
+            raise ValueError(
+                f"DFP_SPARK_MASTER={master!r} is neither local[N] nor spark://host:port"
+            )
+        return master
 
     @field_validator("dfp_feast_online")
     @classmethod

@@ -82,7 +82,7 @@ def _settings_config(settings: DfpSettings) -> dict[str, dict[str, Any]]:
             "dbt_executable": dbt_executable(),
             "target": settings.dfp_dbt_target,
         },
-        "spark": {"catalog_uri": catalog},
+        "spark": {"catalog_uri": catalog, "master": settings.dfp_spark_master},
         "feast": {
             "home": _value_or_env("DFP_FEAST_HOME", settings.feast_home()),
             "online": settings.dfp_feast_online,

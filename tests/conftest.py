@@ -11,6 +11,7 @@ from tests.stack_fixtures import (  # noqa: F401  (fixtures, registered here for
     lakefs_stack,
     postgres_url,
     redis_url,
+    spark_cluster,
 )
 
 

@@ -9,6 +9,8 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -126,3 +128,36 @@ def missing_service(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true: {reason}")
     pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class SparkCluster:
+    """A running standalone cluster: where drivers connect, its status API, executor dirs."""
+
+    master_url: str
+    webui_port: int
+    work_dir: Path
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory) -> Iterator[SparkCluster]:
+    """A real Spark standalone cluster (the pyspark distribution's master and two workers of
+    1 core / 1 GiB, via the stack manager) on 127.0.0.1; every JVM stopped at teardown.
+    Without Java or pyspark it skips, and fails under CI=true."""
+    from dfp.stack.services import StackError, spark_class_bin
+
+    try:
+        spark_class_bin()
+    except StackError as exc:
+        missing_service(f"Spark standalone cluster unavailable: {exc}")
+    home = tmp_path_factory.mktemp("dfp_spark_home")
+    # The variables only steer the start; they must not leak into the rest of the session.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DFP_SPARK_MASTER_PORT", str(free_port()))
+        mp.setenv("DFP_SPARK_WEBUI_PORT", str(free_port()))
+        stack = LocalStack(home)
+    try:
+        stack.start_spark()
+        yield SparkCluster(stack.spark_master_url, stack.spark_webui_port, stack.spark_dir / "work")
+    finally:
+        stack.stop_spark()

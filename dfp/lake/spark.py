@@ -1,4 +1,10 @@
-"""Spark (local) on dfp's Iceberg tables in lakeFS: JDBC catalog, S3A, branch-isolated IO.
+"""Spark on dfp's Iceberg tables in lakeFS: JDBC catalog, S3A, branch-isolated IO.
+
+- Master: `local[2]` in the driver, or a standalone cluster (`spark://host:port`, e.g. the one
+  `dfp stack up` starts with DFP_STACK_SERVICES=...,spark); DFP_SPARK_MASTER chooses. On a
+  cluster the executors are other JVMs: they get every jar through `spark.jars` (served by the
+  driver), the S3A settings as `spark.hadoop.*` (part of the conf each executor receives), and
+  reach the driver on 127.0.0.1 when the master listens there.
 
 - Catalog `<repository>`: Iceberg's JdbcCatalog over the SQL catalog pyiceberg uses (same
   schema), namespaces `(<branch>, <schema>)`.
@@ -24,6 +30,7 @@ from urllib.parse import urlsplit
 
 from dfp.lake.iceberg import IO_REF_PROPERTY, REPOSITORY_PROPERTY
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.settings import DEFAULT_SPARK_MASTER, get_settings
 from dfp.stack.jars import JarError, ensure_jars, jar_dir
 
 ICEBERG_RUNTIME = "org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:1.12.0"
@@ -130,19 +137,32 @@ def jdbc_catalog_properties(sqlalchemy_uri: str) -> dict[str, str]:
     raise ValueError(f"no JDBC mapping for catalog URI scheme {parts.scheme!r}")
 
 
+def driver_on_loopback(master: str) -> bool:
+    """Whether the driver should listen on 127.0.0.1 only: in local mode, and when the
+    cluster's master does (its executors then run on this machine)."""
+    host = urlsplit(master).hostname if master.startswith("spark://") else None
+    return master.startswith("local") or host in ("127.0.0.1", "localhost")
+
+
 def spark_conf(
-    client: LakeFSClient, catalog_uri: str, jars: list[str], io_ref: str
+    client: LakeFSClient,
+    catalog_uri: str,
+    jars: list[str],
+    io_ref: str,
+    master: str = DEFAULT_SPARK_MASTER,
 ) -> dict[str, str]:
-    """Spark conf for a local session whose Iceberg catalog `<repository>` reads and writes
-    on lakeFS ref `io_ref` (JdbcCatalog filters rows by catalog name = repository)."""
+    """Spark conf for a session on `master` whose Iceberg catalog `<repository>` reads and
+    writes on lakeFS ref `io_ref` (JdbcCatalog filters rows by catalog name = repository)."""
     settings = client.settings
     catalog = f"spark.sql.catalog.{client.repository}"
     conf: dict[str, str] = {
-        "spark.master": "local[2]",
+        "spark.master": master,
+        "spark.app.name": "dfp",
         "spark.ui.enabled": "false",
         # The progress bar shares dbt's output stream and would garble its JSON log lines.
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.shuffle.partitions": "4",
+        # Local paths on the driver; a cluster's executors fetch them from the driver.
         "spark.jars": ",".join(jars),
         # Kronodroid has syscall `reboot` and permission `REBOOT`: keep them apart.
         "spark.sql.caseSensitive": "true",
@@ -173,30 +193,46 @@ def spark_conf(
         "spark.hadoop.fs.s3a.access.key": settings.access_key_id,
         "spark.hadoop.fs.s3a.secret.key": settings.secret_access_key,
     }
+    if driver_on_loopback(master):
+        # Executors connect back to the driver (tasks, jars, results): on loopback, never
+        # on whatever address the machine's hostname resolves to.
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
     for key, value in jdbc_catalog_properties(catalog_uri).items():
         conf[f"{catalog}.{key}"] = value
     return conf
 
 
-def stop_session_on_other_ref(client: LakeFSClient, io_ref: str) -> None:
-    """Stop the active session if it reads another ref: `getOrCreate` would hand it back
-    unchanged (a catalog's FileIO is fixed when the session first uses it)."""
+def stop_session_on_other_ref(client: LakeFSClient, io_ref: str, master: str) -> None:
+    """Stop the active session if it reads another ref or runs on another master:
+    `getOrCreate` would hand it back unchanged (a catalog's FileIO is fixed when the session
+    first uses it, the master when its context starts)."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
+    if active is None:
+        return
     key = f"spark.sql.catalog.{client.repository}.{IO_REF_PROPERTY}"
-    if active is not None and active.conf.get(key, None) != io_ref:
+    if active.conf.get(key, None) != io_ref or active.sparkContext.master != master:
         active.stop()
 
 
-def spark_session(client: LakeFSClient, catalog_uri: str, io_ref: str = "main", log=print):
-    """A local SparkSession on the repository's Iceberg catalog, reading ref `io_ref`."""
+def spark_session(
+    client: LakeFSClient,
+    catalog_uri: str,
+    io_ref: str = "main",
+    log=print,
+    master: str | None = None,
+):
+    """A SparkSession on the repository's Iceberg catalog, reading ref `io_ref`, on `master`
+    (default: the DFP_SPARK_MASTER setting)."""
     from pyspark.sql import SparkSession
 
-    stop_session_on_other_ref(client, io_ref)
+    master = master or get_settings().dfp_spark_master
+    stop_session_on_other_ref(client, io_ref, master)
     jars = [str(p) for p in spark_jars(log=log)]
-    builder = SparkSession.builder.appName("dfp")
-    for key, value in spark_conf(client, catalog_uri, jars, io_ref).items():
+    builder = SparkSession.builder
+    for key, value in spark_conf(client, catalog_uri, jars, io_ref, master).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

@@ -21,6 +21,12 @@ Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS alwa
   scrapes the enabled ones and evaluates deploy/monitoring/rules/.
 * `monitor`: `dfp monitor serve`, dfp's exporter (`DFP_MONITOR_PORT` 9470), reading the
   Dagster instance and lakeFS.
+* `spark`: a Spark standalone cluster from the pyspark distribution (`bin/spark-class`): a
+  master on 127.0.0.1:`DFP_SPARK_MASTER_PORT` (default 7077, web UI and JSON status on
+  `DFP_SPARK_WEBUI_PORT`, default 8080) and two workers of 1 core and 1 GiB each (one
+  executor of Spark's default 1 GiB each), state and executor work dirs under
+  `$DFP_HOME/state/spark`. stack.env gets `DFP_SPARK_MASTER` (`spark://127.0.0.1:<port>`)
+  while it is enabled, so dfp's Spark sessions (dbt's Spark engine included) run there.
 """
 
 from __future__ import annotations
@@ -258,11 +264,13 @@ class ManagedService:
 
     def start(self) -> bool:
         """Start unless already running. Returns True when it started a process."""
+        return start_together([self])[0]
+
+    def launch(self) -> subprocess.Popen | None:
+        """Start the process unless one of ours runs (None then); `await_started` waits."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.pid() is not None:
-            if not self.healthy():
-                self._wait_healthy(None)
-            return False
+            return None
         self.prepare()
         argv = self.argv()
         log = open(self.log_file, "ab")
@@ -279,9 +287,15 @@ class ManagedService:
         log.close()
         create_time = psutil.Process(proc.pid).create_time()
         self.pid_file.write_text(f"{proc.pid} {create_time}")
+        return proc
+
+    def await_started(self, proc: subprocess.Popen | None) -> None:
+        """Wait until healthy (and run `after_start` for a process `launch` just started)."""
+        if proc is None and self.healthy():
+            return
         self._wait_healthy(proc)
-        self.after_start()
-        return True
+        if proc is not None:
+            self.after_start()
 
     def _wait_healthy(self, proc: subprocess.Popen | None) -> None:
         deadline = time.monotonic() + self.start_timeout_s
@@ -307,14 +321,29 @@ class ManagedService:
             self.pid_file.unlink(missing_ok=True)  # stale
             return False
         proc = psutil.Process(pid)
+        children = proc.children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout_s)
         except psutil.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        # Whatever it started and left running (a Spark worker's executors, normally ended
+        # by the worker itself): ours to stop too.
+        _gone, alive = psutil.wait_procs(children, timeout=5)
+        for child in alive:
+            child.kill()
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def start_together(services: list[ManagedService]) -> list[bool]:
+    """Start the services at once and wait for each (JVMs start in parallel); for each,
+    whether it started a process (False: it was running already)."""
+    procs = [service.launch() for service in services]
+    for service, proc in zip(services, procs, strict=True):
+        service.await_started(proc)
+    return [proc is not None for proc in procs]
 
 
 def _user_kwargs(user: str | None) -> dict[str, str]:
@@ -497,6 +526,120 @@ def mlflow_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, 
     return out
 
 
+# -- Spark standalone (the pyspark distribution's master and workers) -----------------------
+SPARK_WORKERS = 2
+SPARK_WORKER_CORES = 1
+# What one executor asks for by default (spark.executor.memory): a worker offering less
+# would never run one, and jobs would wait for resources forever.
+SPARK_WORKER_MEMORY = "1g"
+# Heap of the master and worker daemons themselves (Spark's default is 1g each).
+SPARK_DAEMON_MEMORY = "256m"
+
+
+def spark_home() -> Path:
+    """The pyspark package: a Spark distribution (bin/, jars/) without sbin's start scripts.
+    Located, not imported (`dfp stack status` stays light)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise StackError("pyspark is not installed: run `uv sync`")
+    return Path(spec.origin).parent
+
+
+def spark_class_bin() -> Path:
+    script = spark_home() / "bin" / "spark-class"
+    if not script.is_file():
+        raise StackError(f"{script} not found: reinstall pyspark (uv sync)")
+    if shutil.which("java") is None and "JAVA_HOME" not in os.environ:
+        raise StackError("java not found: install a JDK (Debian: openjdk-17-jdk-headless)")
+    return script
+
+
+def spark_daemon_env() -> dict[str, str]:
+    """Environment of the master and workers (inherited by the executors a worker starts):
+    everything binds to loopback, daemons keep small heaps."""
+    return {
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": "127.0.0.1",  # RPC, block manager and web UIs: loopback only
+        "SPARK_DAEMON_MEMORY": SPARK_DAEMON_MEMORY,
+        # No REST submission server: it would take the fixed port 6066 (dfp submits nothing).
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+        # Finished applications' executor dirs hold a copy of every shipped jar: drop them.
+        "SPARK_WORKER_OPTS": (
+            "-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.interval=600 "
+            "-Dspark.worker.cleanup.appDataTtl=3600"
+        ),
+    }
+
+
+def spark_master_argv(port: int, webui_port: int) -> list[str]:
+    return [
+        str(spark_class_bin()),
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--webui-port",
+        str(webui_port),
+    ]
+
+
+def spark_worker_argv(master_url: str, port: int, work_dir: Path) -> list[str]:
+    return [
+        str(spark_class_bin()),
+        "org.apache.spark.deploy.worker.Worker",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--webui-port",
+        "0",  # any free port; the master's status names it
+        "--cores",
+        str(SPARK_WORKER_CORES),
+        "--memory",
+        SPARK_WORKER_MEMORY,
+        "--work-dir",
+        str(work_dir),
+        master_url,
+    ]
+
+
+def spark_master_status(webui_port: int) -> dict | None:
+    """The master's JSON status (`/json`: workers, applications), None while it is not up."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{webui_port}/json", timeout=2.0) as resp:
+            return json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def spark_worker_alive(webui_port: int, worker_port: int) -> bool:
+    """Whether the master lists the worker on 127.0.0.1:`worker_port` as ALIVE (registered)."""
+    status = spark_master_status(webui_port) or {}
+    return any(
+        w.get("host") == "127.0.0.1" and w.get("port") == worker_port and w.get("state") == "ALIVE"
+        for w in status.get("workers", [])
+    )
+
+
+def spark_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, str]:
+    """stack.env with DFP_SPARK_MASTER exactly while the cluster is part of the stack."""
+    out = {k: v for k, v in creds.items() if k != "DFP_SPARK_MASTER"}
+    if enabled:
+        out["DFP_SPARK_MASTER"] = f"spark://127.0.0.1:{port}"
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # -- the stack ------------------------------------------------------------------------------
 def _random_key(prefix: str, length: int) -> str:
     alphabet = string.ascii_uppercase + string.digits
@@ -579,6 +722,52 @@ class LocalStack:
 
         self.monitoring = MonitoringServices(self.home, lambda: self.enabled)
 
+        self.spark_master_port = int(os.environ.get("DFP_SPARK_MASTER_PORT", "7077"))
+        self.spark_webui_port = int(os.environ.get("DFP_SPARK_WEBUI_PORT", "8080"))
+        self.spark_master_url = f"spark://127.0.0.1:{self.spark_master_port}"
+        self.spark_dir = self.home / "state" / "spark"
+        self.spark_master = ManagedService(
+            name="spark-master",
+            url=self.spark_master_url,
+            state_dir=self.spark_dir,
+            argv=lambda: spark_master_argv(self.spark_master_port, self.spark_webui_port),
+            healthy=lambda: (
+                (spark_master_status(self.spark_webui_port) or {}).get("status") == "ALIVE"
+            ),
+            prepare=self._prepare_spark_master,
+            env=spark_daemon_env(),
+            start_timeout_s=120.0,
+        )
+        self.spark_workers = [
+            self._spark_worker(f"spark-worker-{i}") for i in range(1, SPARK_WORKERS + 1)
+        ]
+
+    def _spark_worker(self, name: str) -> ManagedService:
+        # The RPC port is picked when the worker starts and kept beside its pid: it is how
+        # the master's status names the worker.
+        port_file = self.spark_dir / f"{name}.port"
+
+        def argv() -> list[str]:
+            port_file.write_text(str(_free_port()))
+            return spark_worker_argv(
+                self.spark_master_url, int(port_file.read_text()), self.spark_dir / "work"
+            )
+
+        def healthy() -> bool:
+            return port_file.exists() and spark_worker_alive(
+                self.spark_webui_port, int(port_file.read_text())
+            )
+
+        return ManagedService(
+            name=name,
+            url=self.spark_master_url,
+            state_dir=self.spark_dir,
+            argv=argv,
+            healthy=healthy,
+            env=spark_daemon_env(),
+            start_timeout_s=120.0,
+        )
+
     @property
     def enabled(self) -> set[str]:
         """lakeFS always; more via DFP_STACK_SERVICES (e.g. "lakefs,postgres,redis")."""
@@ -588,16 +777,34 @@ class LocalStack:
     @property
     def services(self) -> list[ManagedService]:
         known = {
-            "lakefs": self.lakefs,
-            "postgres": self.postgres,
-            "redis": self.redis,
-            "mlflow": self.mlflow,
-            **self.monitoring.services(),
+            "lakefs": [self.lakefs],
+            "postgres": [self.postgres],
+            "redis": [self.redis],
+            "mlflow": [self.mlflow],
+            "spark": [self.spark_master, *self.spark_workers],
+            **{name: [svc] for name, svc in self.monitoring.services().items()},
         }
         unknown = self.enabled - set(known)
         if unknown:
             raise StackError(f"unknown services in DFP_STACK_SERVICES: {sorted(unknown)}")
-        return [svc for name, svc in known.items() if name in self.enabled]
+        return [svc for name, group in known.items() if name in self.enabled for svc in group]
+
+    @property
+    def start_groups(self) -> list[list[ManagedService]]:
+        """The enabled services in start order; a group's members start at once (the Spark
+        workers, after their master is up: a worker started earlier waits seconds to retry)."""
+        groups = [[svc] for svc in self.services if svc not in self.spark_workers]
+        workers = [svc for svc in self.services if svc in self.spark_workers]
+        return groups + [workers] if workers else groups
+
+    def start_spark(self) -> None:
+        """The standalone cluster alone: the master, then its workers together."""
+        self.spark_master.start()
+        start_together(self.spark_workers)
+
+    def stop_spark(self) -> None:
+        for service in (*reversed(self.spark_workers), self.spark_master):
+            service.stop()
 
     @property
     def env_file(self) -> Path:
@@ -718,6 +925,11 @@ class LocalStack:
         mlflow_bin()
         (self.mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
 
+    def _prepare_spark_master(self) -> None:
+        _require_free_port(self.spark_master_port, "DFP_SPARK_MASTER_PORT")
+        _require_free_port(self.spark_webui_port, "DFP_SPARK_WEBUI_PORT")
+        (self.spark_dir / "work").mkdir(parents=True, exist_ok=True)
+
     def _after_lakefs_start(self) -> None:
         self.ensure_repository()
 
@@ -749,9 +961,10 @@ class LocalStack:
 
     def up(self, log: Callable[[str], None] = _say) -> None:
         ensure_lakefs_binary(log)
-        for service in self.services:
-            started = service.start()
-            log(f"{service.name}: {'started' if started else 'already running'} at {service.url}")
+        for group in self.start_groups:
+            for service, started in zip(group, start_together(group), strict=True):
+                state = "started" if started else "already running"
+                log(f"{service.name}: {state} at {service.url}")
         self.ensure_repository()
         self._export_dagster_postgres()
         self._export_redis()
@@ -760,6 +973,13 @@ class LocalStack:
                 settings.read_env_file(self.env_file),
                 enabled="mlflow" in self.enabled,
                 port=self.mlflow_port,
+            )
+        )
+        self._write_env(
+            spark_env(
+                settings.read_env_file(self.env_file),
+                enabled="spark" in self.enabled,
+                port=self.spark_master_port,
             )
         )
         log(f"repository '{self.repository}' ready; credentials in {self.env_file}")

@@ -36,6 +36,24 @@ def _profile(table: pa.Table) -> dict[str, tuple]:
     return out
 
 
+def assert_spark_built_what_duckdb_did(tables: BranchTables, duck_branch: str, branch: str):
+    """Every dbt model on `branch` (Spark) has the rows and column profile of `duck_branch`'s
+    (DuckDB), in its own snapshot, with files at `branch`'s logical paths."""
+    repository = tables.client.repository
+    for model in MODELS:
+        duck = tables.load(duck_branch, *model)
+        spark = tables.load(branch, *model)
+        assert spark.current_snapshot().snapshot_id != duck.current_snapshot().snapshot_id
+        duck_rows, spark_rows = duck.scan().to_arrow(), spark.scan().to_arrow()
+        assert spark_rows.num_rows == duck_rows.num_rows > 0, model
+        assert _profile(spark_rows) == _profile(duck_rows), model
+        # Written for `branch`: logical paths name it, never the (deleted) run branch.
+        files = [task.file.file_path for task in spark.scan().plan_files()]
+        prefix = f"s3://{repository}/{branch}/iceberg/{model[0]}/{model[1]}/"
+        assert files and all(f.startswith(prefix) for f in files), files[:2]
+        assert spark.metadata_location.startswith(prefix)
+
+
 def test_spark_and_duckdb_build_identical_tables(lakefs, instance, monkeypatch):
     tables = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"])
     assert build_staging(instance, "main", {**SMALL, "synthetic_seed": 7}).success  # DuckDB
@@ -52,18 +70,7 @@ def test_spark_and_duckdb_build_identical_tables(lakefs, instance, monkeypatch):
     }
     assert engines == {"spark"}
 
-    for model in MODELS:
-        duck = tables.load("main", *model)
-        spark = tables.load("exp-spark", *model)
-        assert spark.current_snapshot().snapshot_id != duck.current_snapshot().snapshot_id
-        duck_rows, spark_rows = duck.scan().to_arrow(), spark.scan().to_arrow()
-        assert spark_rows.num_rows == duck_rows.num_rows > 0, model
-        assert _profile(spark_rows) == _profile(duck_rows), model
-        # Written for exp-spark: logical paths name it, never the (deleted) run branch.
-        files = [task.file.file_path for task in spark.scan().plan_files()]
-        prefix = f"s3://{lakefs.repository}/exp-spark/iceberg/{model[0]}/{model[1]}/"
-        assert files and all(f.startswith(prefix) for f in files), files[:2]
-        assert spark.metadata_location.startswith(prefix)
+    assert_spark_built_what_duckdb_did(tables, "main", "exp-spark")
 
     # main kept its DuckDB-built tables; the run branch and its catalog rows are gone.
     assert tables.load("main", *MART).current_snapshot().snapshot_id == main_snapshot

@@ -96,3 +96,25 @@ def test_dbt_target_setting(monkeypatch):
     with pytest.raises(ValueError, match="DFP_DBT_TARGET='snowflake'"):
         reload_settings()
         dbt_target()
+
+
+def test_session_conf_on_a_standalone_cluster(client):
+    conf = spark.spark_conf(
+        client, "sqlite:////tmp/c.db", ["/j/a.jar"], "main", "spark://127.0.0.1:7077"
+    )
+    assert conf["spark.master"] == "spark://127.0.0.1:7077"
+    # Executors on this machine reach the driver on loopback; they fetch the jars from it.
+    assert conf["spark.driver.host"] == conf["spark.driver.bindAddress"] == "127.0.0.1"
+    assert conf["spark.jars"] == "/j/a.jar"
+    remote = spark.spark_conf(client, "sqlite:////tmp/c.db", [], "main", "spark://spark-0:7077")
+    assert "spark.driver.host" not in remote
+
+
+def test_spark_master_setting(monkeypatch):
+    monkeypatch.delenv("DFP_SPARK_MASTER", raising=False)
+    assert reload_settings().dfp_spark_master == "local[2]"
+    monkeypatch.setenv("DFP_SPARK_MASTER", "spark://127.0.0.1:7077")
+    assert reload_settings().dfp_spark_master == "spark://127.0.0.1:7077"
+    monkeypatch.setenv("DFP_SPARK_MASTER", "yarn")
+    with pytest.raises(ValueError, match="DFP_SPARK_MASTER='yarn'"):
+        reload_settings()
