@@ -1,7 +1,9 @@
 """Benchmark: full-size synthetic Kronodroid ingestion into a lakeFS branch, and lakeFS
 branch-creation time with a tiny vs the full dataset on main (zero-copy: must stay flat).
 With --staging duckdb,spark, also the dbt staging + mart build (Iceberg on lakeFS) on that
-data with each engine, one after the other on branches made from the same commit.
+data with each engine, one after the other on branches made from the same commit; with
+--spark-masters local[2],spark://127.0.0.1:7077 the Spark engine runs on each master (staging
+wall of local[2] vs the standalone cluster).
 
 Needs the local stack (`dfp stack up`). Uses throwaway repositories, deleted at the end.
 Run: `uv run dfp bench ingest` (or `uv run python benchmarks/ingest.py --scale 1.0`).
@@ -59,7 +61,13 @@ def _execute(job_fn, instance, run_config: dict, asset_selection=None, partition
     return time.perf_counter() - started, materializations
 
 
-def run(scale: float, seed: int, branch_samples: int, engines: tuple[str, ...]) -> dict[str, float]:
+def run(
+    scale: float,
+    seed: int,
+    branch_samples: int,
+    engines: tuple[str, ...],
+    spark_masters: tuple[str, ...] = ("local[2]",),
+) -> dict[str, float]:
     from dfp_assets.definitions import ingest_job, staging_job
     from dfp_assets.kronodroid.staging import kronodroid_dbt
 
@@ -96,13 +104,21 @@ def run(scale: float, seed: int, branch_samples: int, engines: tuple[str, ...]) 
         figures["rows_per_s_run"] = round(rows / wall)
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         figures["raw_bytes_on_main"] = sum(o.size_bytes for o in full.list_objects("main", "raw/"))
-        for engine in engines:
+        runs = [
+            (engine, master)
+            for engine in engines
+            for master in (spark_masters if engine == "spark" else (None,))
+        ]
+        for index, (engine, master) in enumerate(runs):
             # dbt alone (raw is already on main): staging + mart into Iceberg, each engine on
             # its own branch made from main, so both start from the same state.
-            branch = f"bench-{engine}"
+            branch = f"bench-{engine}-{index}"
             full.create_branch(branch, "main")
             instance.add_dynamic_partitions("lakefs_branch", [branch])
             os.environ["DFP_DBT_TARGET"] = engine
+            if master:
+                os.environ["DFP_SPARK_MASTER"] = master
+                engine = f"spark_{'standalone' if master.startswith('spark://') else 'local'}"
             try:
                 wall, materializations = _execute(
                     staging_job,
@@ -113,6 +129,7 @@ def run(scale: float, seed: int, branch_samples: int, engines: tuple[str, ...]) 
                 )
             finally:
                 os.environ.pop("DFP_DBT_TARGET", None)
+                os.environ.pop("DFP_SPARK_MASTER", None)
             mart = materializations["marts/mart_app_features"]["dagster/row_count"].value
             figures[f"staging_{engine}_run_wall_s"] = round(wall, 2)
             figures[f"staging_{engine}_raw_rows_per_s"] = round(rows / wall)
@@ -143,9 +160,16 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="also build dbt staging + mart with these engines, e.g. duckdb,spark",
     )
+    parser.add_argument(
+        "--spark-masters",
+        default="local[2]",
+        help="the spark engine runs once per master, e.g. local[2],spark://127.0.0.1:7077 "
+        "(the cluster of `dfp stack up` with DFP_STACK_SERVICES=lakefs,spark)",
+    )
     args = parser.parse_args(argv)
     engines = tuple(e for e in args.staging.split(",") if e)
-    figures = run(args.scale, args.seed, args.branch_samples, engines)
+    masters = tuple(m for m in args.spark_masters.split(",") if m)
+    figures = run(args.scale, args.seed, args.branch_samples, engines, masters)
     print_figures(figures)
 
 
