@@ -5,7 +5,11 @@ training seconds per epoch and both F1 figures. Needs the local stack (`dfp stac
 DFP_FEAST_ONLINE=redis also DFP_STACK_SERVICES=lakefs,redis). Uses a throwaway repository.
 With --new-branch it then rebuilds a branch made from main with no data change and prints that
 run's steps and its share of the cold build's wall time.
-Run: `uv run python benchmarks/pipeline.py [--scale 1.0] [--epochs 10] [--new-branch]`.
+--executor picks Dagster's in-process executor (one process, the local default) or its
+multiprocess one (a process per step, the deployments' default); both inside dfp's
+write-audit-publish executor, as a UI-launched run has them.
+Run: `uv run python benchmarks/pipeline.py [--scale 1.0] [--epochs 10] [--new-branch]
+[--executor in_process|multiprocess]`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import os
 import resource
 import statistics
+import tempfile
 import time
 import uuid
 
@@ -51,16 +56,23 @@ def _build(instance: dg.DagsterInstance, partition: str, config: dict):
     return wall, steps, metadata
 
 
-def run(scale: float, seed: int, epochs: int, new_branch: bool) -> dict[str, object]:
+def run(
+    scale: float, seed: int, epochs: int, new_branch: bool, executor: str = "in_process"
+) -> dict[str, object]:
     # This script is its own launcher: it gives itself the local stack's variables.
     os.environ.update(stack_environment())
     repository = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
     client = throwaway_client(repository)
     os.environ["LAKEFS_REPOSITORY"] = repository
 
-    figures: dict[str, object] = {"online_store": load_settings().dfp_feast_online}
+    figures: dict[str, object] = {
+        "online_store": load_settings().dfp_feast_online,
+        "executor": executor,
+    }
+    home = tempfile.TemporaryDirectory(prefix="dfp-bench-home-")
     try:
-        instance = dg.DagsterInstance.ephemeral()
+        # A persistent instance: multiprocess step workers share its storage.
+        instance = dg.DagsterInstance.local_temp(home.name)
         instance.add_dynamic_partitions("lakefs_branch", ["main"])
         config = {
             "ops": {
@@ -73,7 +85,7 @@ def run(scale: float, seed: int, epochs: int, new_branch: bool) -> dict[str, obj
                 },
                 "malware_model": {"config": {"epochs": epochs, "f1_floor": 0.0}},
             },
-            "execution": {"config": {"in_process": {}}},
+            "execution": {"config": {executor: {}}},
         }
         wall, steps, metadata = _build(instance, "main", config)
         figures.update({f"step_{k}_s": v for k, v in steps.items()})
@@ -100,6 +112,7 @@ def run(scale: float, seed: int, epochs: int, new_branch: bool) -> dict[str, obj
     finally:
         client.repositories.delete_repository(repository, force=True)
         client.close()
+        home.cleanup()
     return figures
 
 
@@ -113,8 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="then rebuild a branch made from main with no data change, and compare",
     )
+    parser.add_argument("--executor", choices=("in_process", "multiprocess"), default="in_process")
     args = parser.parse_args(argv)
-    figures = run(args.scale, args.seed, args.epochs, args.new_branch)
+    figures = run(args.scale, args.seed, args.epochs, args.new_branch, args.executor)
     print_figures(figures)
 
 
