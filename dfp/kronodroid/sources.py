@@ -5,6 +5,7 @@ synthetic generator, or the landing area of a lakeFS branch. All end in the same
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 KAGGLE_DATASET = "dhoogla/kronodroid-2021"
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+#: Archives as Kaggle hands them out: their data members are unpacked and read like files.
+ARCHIVE_SUFFIXES = (".zip",)
 
 SourceName = Literal["auto", "kaggle", "local", "synthetic", "lakefs"]
 #: Where users push new Kronodroid files (CSV or parquet, as Kaggle ships them) on a branch,
@@ -33,7 +36,9 @@ class SourceConfig(BaseModel):
         "(or DFP_KRONODROID_DIR) is set, else synthetic; lakefs = the files under "
         "landing/kronodroid/ on the partition's branch",
     )
-    local_dir: str | None = Field(None, description="directory of Kronodroid CSV/parquet files")
+    local_dir: str | None = Field(
+        None, description="directory of Kronodroid CSV (.csv, .csv.gz), parquet or .zip files"
+    )
     kaggle_dataset: str = Field(
         KAGGLE_DATASET, description="Kaggle handle; pin a version with /versions/N"
     )
@@ -62,19 +67,60 @@ def resolve_source(config: SourceConfig) -> tuple[str, str | None]:
     return "synthetic", None
 
 
-def discover_files(directory: Path) -> dict[Release, list[Path]]:
-    """Kronodroid data files under `directory` (recursively), grouped by release."""
-    if not directory.is_dir():
-        raise KronodroidInputError(str(directory), "source directory does not exist")
-    files = sorted(
+def _visible_files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(
         p
         for p in directory.rglob("*")
-        if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES) and not p.name.startswith(".")
+        if p.is_file() and p.name.lower().endswith(suffixes) and not p.name.startswith(".")
     )
+
+
+def unpack_archive(archive: Path, dest: Path) -> list[Path]:
+    """The data members of zip `archive`, written under `dest/<archive name>/` with their
+    paths inside the archive (Kaggle's zips hold the CSV and parquet files, sometimes in a
+    folder). Other members (README, macOS metadata) are skipped; a member whose path
+    leaves the archive's folder, or a file that is no zip, is rejected naming the archive."""
+    import zipfile
+
+    root = dest / archive.name
+    out = []
+    try:
+        with zipfile.ZipFile(archive) as packed:
+            for member in packed.infolist():
+                inner = PurePosixPath(member.filename)
+                if member.is_dir() or not inner.name.lower().endswith(DATA_SUFFIXES):
+                    continue
+                if inner.name.startswith(".") or "__MACOSX" in inner.parts:
+                    continue
+                if inner.is_absolute() or ".." in inner.parts:
+                    raise KronodroidInputError(
+                        archive.name, f"member {member.filename!r} has an unsafe path"
+                    )
+                target = root.joinpath(*inner.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with packed.open(member) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                out.append(target)
+    except zipfile.BadZipFile as exc:
+        raise KronodroidInputError(archive.name, f"not a readable zip archive: {exc}") from None
+    return out
+
+
+def discover_files(directory: Path, unpack_dir: Path | None = None) -> dict[Release, list[Path]]:
+    """Kronodroid data files under `directory` (recursively), grouped by release. Zip
+    archives there are unpacked into `unpack_dir` (required when there are any) and their
+    data members count like files of the directory."""
+    if not directory.is_dir():
+        raise KronodroidInputError(str(directory), "source directory does not exist")
+    files = _visible_files(directory, DATA_SUFFIXES)
+    archives = _visible_files(directory, ARCHIVE_SUFFIXES)
+    if archives and unpack_dir is None:
+        raise ValueError(f"{directory} holds zip archives: pass unpack_dir to unpack them")
+    for archive in archives:
+        files += unpack_archive(archive, unpack_dir)
     if not files:
-        raise KronodroidInputError(
-            str(directory), f"no Kronodroid data files ({', '.join(DATA_SUFFIXES)}) found"
-        )
+        kinds = ", ".join((*DATA_SUFFIXES, *ARCHIVE_SUFFIXES))
+        raise KronodroidInputError(str(directory), f"no Kronodroid data files ({kinds}) found")
     by_release: dict[Release, list[Path]] = {}
     for path in files:
         by_release.setdefault(release_for_file(path), []).append(path)
@@ -114,13 +160,13 @@ def collect_files(config: SourceConfig, workdir: Path) -> tuple[str, dict[Releas
             "<config>", "source 'lakefs' is read from the branch: use download_landing first"
         )
     if source == "kaggle":
-        return source, discover_files(download_kaggle(config.kaggle_dataset))
+        return source, discover_files(download_kaggle(config.kaggle_dataset), workdir / "unpacked")
     if source == "local":
         if not local_dir:
             raise KronodroidInputError(
                 "<config>", "source 'local' needs local_dir or DFP_KRONODROID_DIR"
             )
-        return source, discover_files(Path(local_dir))
+        return source, discover_files(Path(local_dir), workdir / "unpacked")
     from dfp.kronodroid.synthetic import write_release_files
 
     files = write_release_files(

@@ -102,7 +102,7 @@ def test_discover_without_data_files(tmp_path):
     with pytest.raises(KronodroidInputError) as exc:
         discover_files(tmp_path)
     assert exc.value.file == str(tmp_path)
-    assert "no Kronodroid data files (.csv, .csv.gz, .parquet) found" in str(exc.value)
+    assert "no Kronodroid data files (.csv, .csv.gz, .parquet, .zip) found" in str(exc.value)
 
 
 def test_discover_missing_directory(tmp_path):
@@ -249,3 +249,73 @@ def test_collect_kaggle_from_the_cache(kaggle_cache, no_network, tmp_path):
     assert (tables[REAL].num_rows, tables[EMU].num_rows) == (40, 30)
     assert not (tmp_path / "work").exists()  # nothing synthetic was written
     assert no_network == []
+
+
+# -- zip archives (as Kaggle hands the dataset out) ----------------------------------------
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as packed:
+        for name, data in members.items():
+            packed.writestr(name, data)
+    return path
+
+
+def test_zip_members_in_a_folder_load_the_same_rows_as_the_plain_files(clean_env, tmp_path):
+    import pyarrow.csv as pacsv
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    real_csv = plain / "kronodroid-2021-real-v1.csv"
+    pacsv.write_csv(generate_release(REAL, 25, seed=3), real_csv)
+    emu_parquet = plain / "kronodroid-2021-emu-v1.parquet"
+    pq.write_table(generate_release(EMU, 20, seed=3), emu_parquet)
+    _zip(
+        tmp_path / "zipped" / "archive.zip",
+        {
+            "kronodroid-2021/kronodroid-2021-real-v1.csv": real_csv.read_bytes(),
+            "kronodroid-2021/kronodroid-2021-emu-v1.parquet": emu_parquet.read_bytes(),
+            "kronodroid-2021/README.md": b"not data",
+            "__MACOSX/kronodroid-2021/._kronodroid-2021-real-v1.csv": b"resource fork",
+        },
+    )
+    source, files = collect_files(
+        SourceConfig(source="local", local_dir=str(tmp_path / "zipped")), tmp_path / "work"
+    )
+    unpacked = tmp_path / "work" / "unpacked" / "archive.zip" / "kronodroid-2021"
+    assert (source, files) == (
+        "local",
+        {
+            REAL: [unpacked / "kronodroid-2021-real-v1.csv"],
+            EMU: [unpacked / "kronodroid-2021-emu-v1.parquet"],
+        },
+    )
+    from_zip = read_tables(files)
+    from_plain = read_tables(discover_files(plain))
+    for release in (REAL, EMU):
+        assert from_zip[release].num_rows == from_plain[release].num_rows > 0
+        assert from_zip[release].equals(from_plain[release])
+
+
+def test_zip_that_is_no_zip_names_the_archive(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "kronodroid.zip").write_bytes(b"PK? no")
+    with pytest.raises(KronodroidInputError) as exc:
+        discover_files(tmp_path / "data", tmp_path / "work")
+    assert exc.value.file == "kronodroid.zip"
+    assert str(exc.value).startswith("kronodroid.zip: not a readable zip archive")
+
+
+def test_zip_member_leaving_the_archive_is_rejected(tmp_path):
+    _zip(tmp_path / "data" / "evil.zip", {"../../outside-real.csv": b"sha256\n"})
+    with pytest.raises(KronodroidInputError) as exc:
+        discover_files(tmp_path / "data", tmp_path / "work")
+    assert str(exc.value) == "evil.zip: member '../../outside-real.csv' has an unsafe path"
+    assert not list(tmp_path.rglob("outside-real.csv"))
+
+
+def test_zip_without_data_members_is_no_data(tmp_path):
+    _zip(tmp_path / "data" / "docs.zip", {"README.md": b"x"})
+    with pytest.raises(KronodroidInputError, match=r"no Kronodroid data files \(.*\.zip\) found"):
+        discover_files(tmp_path / "data", tmp_path / "work")
