@@ -86,6 +86,7 @@ def _settings_config(settings: DfpSettings) -> dict[str, dict[str, Any]]:
         "feast": {
             "home": _value_or_env("DFP_FEAST_HOME", settings.feast_home()),
             "online": settings.dfp_feast_online,
+            "offline_engine": settings.dfp_feast_offline,
             # A Redis URL carries its password: always the variable, only when it is used.
             "redis_url": dg.EnvVar("DFP_REDIS_URL")
             if settings.dfp_feast_online == "redis"

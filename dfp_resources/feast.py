@@ -23,11 +23,14 @@ from dfp.lake.lakefs_client import LakeFSClient
 class FeastResource(dg.ConfigurableResource):
     """Registries and SQLite online files under `home`; the online store is `online`:
     sqlite (default, embedded, one file per branch) or redis (`redis_url`, a secret given as
-    dg.EnvVar("DFP_REDIS_URL"); keys carry the branch's Feast project)."""
+    dg.EnvVar("DFP_REDIS_URL"); keys carry the branch's Feast project). `offline_engine`
+    (DFP_FEAST_OFFLINE) is the offline store of the point-in-time join: Feast's DuckDB store
+    (default) or its file (Dask) store, kept for comparison."""
 
     home: str
     online: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str | None = None
+    offline_engine: Literal["duckdb", "file"] = "duckdb"
 
     def online_settings(self) -> SqliteOnline | RedisOnline:
         if self.online == "sqlite":
@@ -55,6 +58,7 @@ class FeastResource(dg.ConfigurableResource):
             registry_dir=registry_dir or Path(self.home) / "registry",
             offline_path=offline_path,
             s3=S3Gateway.from_lakefs(client.settings),
+            offline_engine=self.offline_engine,
         )
 
     @contextmanager

@@ -9,9 +9,11 @@ Layout (see `feature_repo/README.md`):
   Feast's online stores pay per field (measured: 617 s vs ~40 s to materialize into Redis).
 * `export_offline` writes that table as parquet to `s3://<repo>/<branch>/feast/
   app_features.parquet` on the branch (the caller commits). It is read back through lakeFS's
-  S3 gateway: by Feast's file (Dask) offline store for `historical_features` (a FileSource
-  whose `ConnectionRef` resolves the credentials in-process, `offline_source`), and by
-  pyarrow + s3fs with the same credentials for `materialize` and `read_offline`.
+  S3 gateway with the credentials of the source's `ConnectionRef` (resolved in-process,
+  `offline_source`): by pyarrow + s3fs for `materialize`, `read_offline` and `stage_offline`,
+  and by Feast's offline store for `historical_features`: the DuckDB store (default) joins a
+  staged local copy of the branch's object, the file (Dask) store reads it in place (see
+  `historical_features` for why, and `OfflineEngine`).
 * `feature_store` builds a `feast.FeatureStore` in code for one branch: its own Feast project
   (`branch_project`), its own registry file and its own online keys (a SQLite file per branch,
   or Redis keys, which Feast prefixes per project).
@@ -35,8 +37,10 @@ import hashlib
 import importlib.util
 import re
 import sys
+import tempfile
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -457,6 +461,11 @@ def _feature_store_class() -> type[FeatureStore]:
     return BranchFeatureStore
 
 
+#: Feast's offline store for the point-in-time join (`DFP_FEAST_OFFLINE`): "duckdb" (Feast's
+#: DuckDB store, default) or "file" (Feast's file/Dask store, kept for comparison).
+OfflineEngine = Literal["duckdb", "file"]
+
+
 def feature_store(
     branch: str,
     *,
@@ -465,6 +474,7 @@ def feature_store(
     registry_dir: Path,
     offline_path: str | None = None,
     s3: S3Gateway | None = None,
+    offline_engine: OfflineEngine = "duckdb",
     registry_cache_ttl_s: int = 60,
     online_write_batch_size: int | None = 10_000,
 ) -> FeatureStore:
@@ -472,8 +482,9 @@ def feature_store(
 
     - project `branch_project(repository, branch)`; registry file
       `<registry_dir>/<project>.db` (one per branch);
-    - offline: Feast's file (Dask) store reading `offline_path`, by default the branch's
-      exported table `offline_uri(repository, branch)` through lakeFS's S3 gateway;
+    - offline: Feast's `offline_engine` store ("duckdb" or "file", see `historical_features`)
+      over `offline_path`, by default the branch's exported table
+      `offline_uri(repository, branch)` on lakeFS;
     - online: `online` (a SQLite file per branch, or Redis keys prefixed by the project),
       written `online_write_batch_size` rows at a time by `materialize` (bounds its memory).
     """
@@ -493,7 +504,7 @@ def feature_store(
             "path": str(registry_dir / f"{project}.db"),
             "cache_ttl_seconds": registry_cache_ttl_s,
         },
-        offline_store={"type": "file"},
+        offline_store={"type": offline_engine},
         online_store=online.feast_config(project),
         entity_key_serialization_version=3,
         materialization={"online_write_batch_size": online_write_batch_size},
@@ -554,12 +565,21 @@ def read_offline(store: FeatureStore, columns: Sequence[str] | None = None) -> p
     path = source.path
     if not path.startswith("s3://"):
         return pq.read_table(path, columns=list(columns) if columns else None)
+    return pq.read_table(
+        path.removeprefix("s3://"),
+        filesystem=_gateway_filesystem(source),
+        columns=list(columns) if columns else None,
+    )
+
+
+def _gateway_filesystem(source: FileSource) -> Any:
+    """s3fs on lakeFS's S3 gateway with the source's credentials."""
     import s3fs
 
     from dfp.lake.lakefs_client import s3fs_storage_options
 
     creds = source.resolve_credentials() or {}
-    fs = s3fs.S3FileSystem(
+    return s3fs.S3FileSystem(
         **s3fs_storage_options(
             source.s3_endpoint_override,
             creds.get("AWS_ACCESS_KEY_ID"),
@@ -568,9 +588,47 @@ def read_offline(store: FeatureStore, columns: Sequence[str] | None = None) -> p
         skip_instance_cache=True,  # a branch's table changes with every run: no stale cache
         use_listings_cache=False,
     )
-    return pq.read_table(
-        path.removeprefix("s3://"), filesystem=fs, columns=list(columns) if columns else None
-    )
+
+
+def offline_engine(store: FeatureStore) -> str:
+    """The store's Feast offline store type: "duckdb" or "file"."""
+    return store.config.offline_store.type
+
+
+def _needs_staging(store: FeatureStore) -> bool:
+    return offline_engine(store) == "duckdb" and _source_of(store).path.startswith("s3://")
+
+
+def stage_offline(store: FeatureStore, directory: Path) -> Path:
+    """A local copy of the store's offline table in `directory` (the object's bytes, read
+    once through lakeFS's S3 gateway); a local source is returned as it is."""
+    source = _source_of(store)
+    if not source.path.startswith("s3://"):
+        return Path(source.path)
+    local = directory / Path(source.path).name
+    _gateway_filesystem(source).get_file(source.path.removeprefix("s3://"), str(local))
+    return local
+
+
+@contextmanager
+def joinable_store(store: FeatureStore) -> Iterator[FeatureStore]:
+    """A store whose offline engine can read its source: `store` itself, or (DuckDB engine,
+    source on lakeFS) a throwaway store of the same branch and definitions over a staged
+    local copy of the branch's table (see `historical_features` for why)."""
+    if not _needs_staging(store):
+        yield store
+        return
+    with tempfile.TemporaryDirectory(prefix="dfp-feast-join-") as scratch:
+        local = feature_store(
+            store.dfp_branch,
+            repository=store.dfp_repository,
+            online=SqliteOnline(directory=Path(scratch) / "online"),
+            registry_dir=Path(scratch) / "registry",
+            offline_path=str(stage_offline(store, Path(scratch))),
+            offline_engine="duckdb",
+        )
+        apply_definitions(local)
+        yield local
 
 
 def _latest_per_key(table: pa.Table) -> pa.Table:
@@ -619,6 +677,12 @@ def materialize(
     if start > end:
         raise ValueError(f"start {start} is after end {end}")
     if engine == "feast":
+        if _needs_staging(store):
+            raise ValueError(
+                "materialize(engine='feast') of a table on lakeFS needs offline_engine='file' "
+                "(Feast's DuckDB store cannot read it there, see historical_features); "
+                "engine 'arrow' reads any store"
+            )
         store.materialize(start_date=start, end_date=end)
         return None  # Feast does not report a count
     views = store.list_feature_views()
@@ -660,17 +724,27 @@ _ROW_ID = "__dfp_row"
 
 def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time vectors for `entity_df` (sha256, capture, event_timestamp, any extra
-    columns such as label), via the `malware_model` service: each row gets the latest
+    columns such as label), via the `malware_model` service and Feast's
+    `get_historical_features` (so TTL and as-of rules are Feast's): each row gets the latest
     values with `event_timestamp <=` its own, or `None` when there is none.
 
-    Rows come back in `entity_df`'s order, all of them: Feast 0.67's file (Dask) offline
-    store drops an entity row whose only matches are newer than it (its left join is
-    followed by a timestamp filter), so dropped rows are restored here with `None`.
+    Rows come back in `entity_df`'s order, all of them, on both offline engines: Feast
+    0.67's file (Dask) store drops an entity row whose only matches are newer than it (its
+    left join is followed by a timestamp filter), and neither store promises an order, so
+    rows are matched back by position and missing ones restored with `None`.
 
-    Cost: the Dask store pickles the list columns to tokenise them, ~130 s for 20k entity
-    rows against the full 142k-row table (2 cores). For a full training set of the current
-    mart, whose rows are each app's only version, `read_offline(store)` holds the same values
-    (and the labels) and reads in seconds.
+    Engines (the store's `offline_engine`), measured on the full 142k-row table (2 cores):
+
+    - "duckdb" (default): Feast's DuckDB offline store, seconds. Its reader cannot read the
+      branch's object on lakeFS: DuckDB reads `s3://` only with its httpfs extension, which
+      DuckDB downloads at run time from its own extension site (not reachable from dfp's
+      machines), and the httpfs wheel on PyPI (`duckdb-extension-httpfs`) is built for one
+      DuckDB release only (1.5.5; the lock's duckdb 1.5.6 refuses to load it). Feast 0.67's
+      reader also passes `storage_options` to DuckDB's `read_parquet`, which rejects it. So
+      the join runs against a local copy of the branch's object, staged through lakeFS's S3
+      gateway (`joinable_store`; a store whose source is already local is used as is).
+    - "file": Feast's file (Dask) store reads the object in place, but pickles the list
+      columns to tokenise them: ~130 s for 20k entity rows, ~16 min for all 142k.
     """
     import numpy as np
     import pandas as pd
@@ -681,8 +755,9 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.Data
     frame = entity_df.reset_index(drop=True).copy()
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
     frame[_ROW_ID] = np.arange(len(frame))
-    service = store.get_feature_service(SERVICE_NAME, allow_cache=True)
-    result = store.get_historical_features(entity_df=frame, features=service).to_df()
+    with joinable_store(store) as joinable:
+        service = joinable.get_feature_service(SERVICE_NAME, allow_cache=True)
+        result = joinable.get_historical_features(entity_df=frame, features=service).to_df()
     groups = [g for g in FEATURE_GROUPS if g in result.columns]
     merged = frame.merge(result[[_ROW_ID, *groups]], on=_ROW_ID, how="left")
     if merged[_ROW_ID].duplicated().any():

@@ -14,6 +14,7 @@ VARIABLES = (
     "DFP_ENV",
     "DFP_DBT_TARGET",
     "DFP_FEAST_ONLINE",
+    "DFP_FEAST_OFFLINE",
     "DFP_FEAST_HOME",
     "DFP_REDIS_URL",
     "DFP_ICEBERG_CATALOG_URI",
@@ -39,6 +40,7 @@ def home(monkeypatch, tmp_path):
 def test_defaults(home):
     s = load_settings()
     assert (s.dfp_env, s.dfp_dbt_target, s.dfp_feast_online) == ("local", "duckdb", "sqlite")
+    assert s.dfp_feast_offline == "duckdb"
     assert s.lakefs_repository == "kronodroid" and s.lakefs_endpoint is None
     assert s.iceberg_catalog_uri() == f"sqlite:///{home / 'iceberg' / 'catalog.db'}"
     assert s.tracking_uri() == f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
@@ -51,10 +53,11 @@ def test_defaults(home):
 def test_environment_overrides(home, monkeypatch):
     monkeypatch.setenv("DFP_DBT_TARGET", "spark")
     monkeypatch.setenv("DFP_FEAST_ONLINE", "redis")
+    monkeypatch.setenv("DFP_FEAST_OFFLINE", "file")
     monkeypatch.setenv("DFP_ICEBERG_CATALOG_URI", "sqlite:////tmp/x.db")
     monkeypatch.setenv("DFP_F1_FLOOR", "0.6")
     s = load_settings()
-    assert (s.dfp_dbt_target, s.dfp_feast_online) == ("spark", "redis")
+    assert (s.dfp_dbt_target, s.dfp_feast_online, s.dfp_feast_offline) == ("spark", "redis", "file")
     assert s.iceberg_catalog_uri() == "sqlite:////tmp/x.db" and s.f1_floor() == 0.6
 
 
@@ -90,6 +93,7 @@ def test_stack_env_fills_unset_values_in_local_mode_only(home, monkeypatch):
         ("DFP_ENV", "prod", "DFP_ENV='prod' is not one of ('local', 'compose', 'k8s')"),
         ("DFP_DBT_TARGET", "snowflake", "DFP_DBT_TARGET='snowflake' is not one of"),
         ("DFP_FEAST_ONLINE", "dynamo", "DFP_FEAST_ONLINE='dynamo' is not one of sqlite, redis"),
+        ("DFP_FEAST_OFFLINE", "spark", "DFP_FEAST_OFFLINE='spark' is not one of"),
     ],
 )
 def test_bad_values_name_the_variable_and_value(home, monkeypatch, name, value, message):
@@ -123,7 +127,7 @@ def test_resources_declare_their_settings(home, monkeypatch):
     monkeypatch.setenv("DFP_ICEBERG_CATALOG_URI", "postgresql+psycopg2://u:pw@pg:5432/iceberg")
     resources = build_resources(load_settings())
     feast = resources["feast"]
-    assert feast.online == "redis"
+    assert feast.online == "redis" and feast.offline_engine == "duckdb"
     assert isinstance(feast.redis_url, dg.EnvVar) and feast.redis_url.env_var_name == (
         "DFP_REDIS_URL"
     )
