@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pyarrow.parquet as pq
 
 from dfp import tracking
@@ -30,8 +29,7 @@ from dfp.kronodroid.model import TrainConfig
 from dfp.kronodroid.training import (
     build_training_set,
     compare_metrics,
-    fit_and_evaluate,
-    training_matrix,
+    fit_training_set,
     training_set_digest,
 )
 from dfp.lake.iceberg import BranchTables
@@ -140,8 +138,6 @@ def reproduce(
         f"point-in-time join: {len(frame)} rows, training set {short} "
         f"({'same as' if digest == recorded_digest else 'DIFFERS from'} the recorded one)"
     )
-    features, labels = training_matrix(frame, groups)
-    dates = pd.to_datetime(frame["event_timestamp"], utc=True)
 
     def epoch_done(split: str, epoch: int, loss: float, seconds: float) -> None:
         log(
@@ -149,7 +145,7 @@ def reproduce(
             f"loss {loss:.4f} {seconds:.1f}s"
         )
 
-    outcome = fit_and_evaluate(features, labels, dates, config, on_epoch=epoch_done)
+    outcome, _ = fit_training_set(frame, groups, config, on_epoch=epoch_done)
     metrics = outcome.metrics()
     recorded_metrics = {k: v for k, v in recorded.metrics.items() if k in metrics}
     differences = compare_metrics(recorded_metrics, metrics, tolerance)

@@ -72,11 +72,23 @@ def entity_frame(feast_table: pa.Table) -> pd.DataFrame:
     return feast_table.select(list(ENTITY_COLUMNS)).to_pandas()
 
 
+#: The training set's row order: the entity key, then event time (rows of one key).
+ENTITY_ORDER = ("sha256", "capture", "event_timestamp")
+
+
+def in_entity_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` sorted by `ENTITY_ORDER` (stable). Splits and batches are drawn by position,
+    so this is what makes two rebuilds of the same data, whose rows may arrive in any order
+    (a re-run dbt model, another offline store), train the same model."""
+    return frame.sort_values(list(ENTITY_ORDER), kind="mergesort").reset_index(drop=True)
+
+
 def build_training_set(store, feast_table: pa.Table) -> pd.DataFrame:
-    """Point-in-time features for every mart row, through Feast's feature service."""
+    """Point-in-time features for every mart row, through Feast's feature service, in
+    entity order (`in_entity_order`)."""
     from dfp.kronodroid.features import historical_features
 
-    return historical_features(store, entity_frame(feast_table))
+    return in_entity_order(historical_features(store, entity_frame(feast_table)))
 
 
 def training_set_digest(frame: pd.DataFrame, vector_columns: Sequence[str]) -> str:
@@ -158,6 +170,22 @@ def fit_and_evaluate(
         epoch_seconds=list(temporal.epoch_seconds),
         digest=model_digest(temporal.model),
     )
+
+
+def fit_training_set(
+    frame: pd.DataFrame,
+    vector_columns: Sequence[str],
+    config: TrainConfig,
+    on_epoch: Callable[[str, int, float, float], None] | None = None,
+) -> tuple[TrainingOutcome, np.ndarray]:
+    """`fit_and_evaluate` on a training set taken in entity order, whatever order its rows
+    came in; returns the outcome and the feature matrix it was trained on (in that order)."""
+    import pandas as pd
+
+    ordered = in_entity_order(frame)
+    features, labels = training_matrix(ordered, vector_columns)
+    dates = pd.to_datetime(ordered["event_timestamp"], utc=True)
+    return fit_and_evaluate(features, labels, dates, config, on_epoch=on_epoch), features
 
 
 def compare_metrics(

@@ -18,8 +18,7 @@ from dfp.kronodroid.training import (
     MODEL_OBJECT,
     TRAINING_SET_OBJECT,
     TrainingOutcome,
-    fit_and_evaluate,
-    training_matrix,
+    fit_training_set,
 )
 from dfp.lake import memo
 from dfp.settings import get_settings
@@ -168,11 +167,7 @@ def _train_and_track(
     metadata = training_commit.metadata or {}
     groups = list(FEATURE_GROUPS)
     frame = pq.read_table(io.BytesIO(client.read(step.run_branch, TRAINING_SET_OBJECT))).to_pandas()
-    features, labels = training_matrix(frame, groups)
-    import pandas as pd  # here, not at module level: loading definitions skips pandas
-
-    dates = pd.to_datetime(frame["event_timestamp"], utc=True)
-    outcome = fit_and_evaluate(features, labels, dates, config.train_config())
+    outcome, features = fit_training_set(frame, groups, config.train_config())
     passed = outcome.temporal.f1 >= config.f1_floor
 
     with tempfile.TemporaryDirectory(prefix="dfp-model-") as tmp:

@@ -11,6 +11,8 @@ from dfp.kronodroid.model import TrainConfig
 from dfp.kronodroid.training import (
     compare_metrics,
     fit_and_evaluate,
+    fit_training_set,
+    in_entity_order,
     training_matrix,
     training_set_digest,
 )
@@ -64,6 +66,37 @@ def test_fit_and_evaluate_is_deterministic_and_reports_both_splits():
     assert first.rows["temporal_test"] == 80 and first.rows["random_test"] == 80
     assert {"temporal_f1", "random_roc_auc", "temporal_tp"} <= set(first.metrics())
     assert first.params()["hidden_sizes"] == "[128, 64]"
+
+
+def test_shuffled_rows_train_the_same_model_with_the_same_metrics():
+    """Two rebuilds of one training set may return its rows in any order (another offline
+    store, a re-run dbt model): trained in entity order, they give one model and one set of
+    metrics; the same rows fed in arrival order do not."""
+    frame = _frame(300, seed=3)
+    frame.loc[frame.index % 3 == 0, "capture"] = "real_device"  # both captures per key order
+    frame.loc[frame.index % 5 == 1, "sha256"] = frame["sha256"].shift(1)  # keys with 2 captures
+    frame = frame.drop_duplicates(["sha256", "capture"]).reset_index(drop=True)
+    shuffled = frame.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    assert not shuffled["sha256"].equals(frame["sha256"])
+    config = TrainConfig(epochs=2, batch_size=32, seed=1)
+
+    first, first_features = fit_training_set(frame, ["g1", "g2"], config)
+    second, second_features = fit_training_set(shuffled, ["g1", "g2"], config)
+    assert first.digest == second.digest
+    assert first.metrics() == second.metrics()
+    np.testing.assert_array_equal(first_features, second_features)
+    ordered = in_entity_order(shuffled)
+    assert list(zip(ordered["sha256"], ordered["capture"], strict=True)) == sorted(
+        zip(frame["sha256"], frame["capture"], strict=True)
+    )
+    assert training_set_digest(ordered, ["g1", "g2"]) == training_set_digest(
+        in_entity_order(frame), ["g1", "g2"]
+    )
+
+    # The order is what the sort fixes: trained as the rows came, the model differs.
+    features, labels = training_matrix(shuffled, ["g1", "g2"])
+    arrival = fit_and_evaluate(features, labels, shuffled["event_timestamp"], config)
+    assert arrival.digest != first.digest
 
 
 def test_fit_and_evaluate_reports_each_epoch_of_both_trainings_in_order():
