@@ -56,6 +56,7 @@ def branch_store(
     registry_dir: Path,
     *,
     materialize: bool = True,
+    offline_engine: features.OfflineEngine = "duckdb",
 ):
     """What the Dagster assets will do per partition: mart -> Feast table on the branch ->
     a store for the branch -> apply (+ materialize)."""
@@ -69,6 +70,7 @@ def branch_store(
         online=online,
         registry_dir=registry_dir,
         s3=features.S3Gateway.from_lakefs(lakefs.settings),
+        offline_engine=offline_engine,
     )
     features.apply_definitions(store)
     if materialize:
@@ -165,10 +167,24 @@ def test_historical_features_are_point_in_time_per_branch(lakefs, tables, tmp_pa
         np.testing.assert_array_equal(np.asarray(main[group][2], np.float32), want_undated[group])
         assert main[group][3] is None
 
-    # Feast's own materialization (its file offline store) reads the branch too
-    features.materialize(stores["main"], features.EARLIEST_EVENT, datetime.now(UTC), engine="feast")
+    # Feast's own materialization (its file offline store) reads the branch too; its DuckDB
+    # store cannot (no httpfs), and says so
+    with pytest.raises(ValueError, match="needs offline_engine='file'"):
+        features.materialize(
+            stores["main"], features.EARLIEST_EVENT, datetime.now(UTC), engine="feast"
+        )
+    file_store = branch_store(
+        lakefs,
+        tables,
+        "main",
+        online,
+        tmp_path / "file-registry",
+        materialize=False,
+        offline_engine="file",
+    )
+    features.materialize(file_store, features.EARLIEST_EVENT, datetime.now(UTC), engine="feast")
     online = features.online_features(
-        stores["main"], [{"sha256": dated["sha256"], "capture": dated["capture"]}]
+        file_store, [{"sha256": dated["sha256"], "capture": dated["capture"]}]
     )
     want = expected_vectors(marts["main"], dated["sha256"], dated["capture"])["permissions"]
     np.testing.assert_array_equal(np.asarray(online["permissions"][0], np.float32), want)
@@ -178,6 +194,60 @@ def test_historical_features_are_point_in_time_per_branch(lakefs, tables, tmp_pa
         want = expected_vectors(marts["exp-1"], f"{1000:064x}", "real_device")[group]
         np.testing.assert_array_equal(np.asarray(exp[group][3], np.float32), want)
         assert not np.array_equal(np.asarray(exp[group][0]), np.asarray(main[group][0]))
+
+
+def test_duckdb_and_file_offline_stores_join_the_same_rows(lakefs, tables, tmp_path):
+    """The same branch's table through Feast's DuckDB store (from a staged copy) and its file
+    (Dask) store (in place on lakeFS): every entity row, in the entity frame's order, with
+    the same vectors, including rows with no features yet and unknown apps."""
+    from dfp.kronodroid.training import build_training_set, entity_frame, training_set_digest
+
+    mart = pa.concat_tables([small_mart(10, seed=4), small_mart(3, seed=5, offset=500)])
+    write_mart(lakefs, tables, "main", mart)
+    online = features.SqliteOnline(directory=tmp_path / "online")
+    stores = {
+        engine: branch_store(
+            lakefs,
+            tables,
+            "main",
+            online,
+            tmp_path / engine,
+            materialize=False,
+            offline_engine=engine,
+        )
+        for engine in ("duckdb", "file")
+    }
+    assert {e: features.offline_engine(s) for e, s in stores.items()} == {
+        "duckdb": "duckdb",
+        "file": "file",
+    }
+    table = features.read_offline(stores["file"])
+    entities = entity_frame(table)
+    early = entities[entities["event_timestamp"] > features.NULL_EVENT_TIMESTAMP].head(4).copy()
+    early["event_timestamp"] -= pd.Timedelta(days=1)  # before their only version: no features
+    unknown = entities.head(2).assign(sha256=[f"{9999:064x}", f"{9998:064x}"])
+    entity_df = pd.concat([entities, early, unknown]).sample(frac=1.0, random_state=3)
+    entity_df = entity_df.reset_index(drop=True)
+
+    joined = {e: features.historical_features(s, entity_df) for e, s in stores.items()}
+    for frame in joined.values():
+        assert len(frame) == len(entity_df)
+        assert list(frame["sha256"]) == list(entity_df["sha256"])
+        assert list(frame["event_timestamp"]) == list(entity_df["event_timestamp"])
+    for group in features.FEATURE_GROUPS:
+        duck, dask = joined["duckdb"][group], joined["file"][group]
+        assert [v is None for v in duck] == [v is None for v in dask]
+        assert sum(v is None for v in duck) == len(early) + len(unknown)
+        for a, b in zip(duck, dask, strict=True):
+            if a is not None:
+                assert np.asarray(a).dtype == np.float32
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b, np.float32))
+
+    # The training sets (entity order) are the same bytes, whichever store joined them.
+    sets = {e: build_training_set(s, table) for e, s in stores.items()}
+    assert list(sets["duckdb"]["sha256"]) == sorted(table.column("sha256").to_pylist())
+    groups = list(features.FEATURE_GROUPS)
+    assert training_set_digest(sets["duckdb"], groups) == training_set_digest(sets["file"], groups)
 
 
 def test_a_new_export_is_read_by_the_same_store(lakefs, tables, tmp_path):
