@@ -793,8 +793,11 @@ def online_features(store: FeatureStore, rows: list[dict[str, Any]]) -> dict[str
         names = [f.name for f in view.features]
         found = online_store.online_read(store.config, view, keys, names)
         for name in names:
+            # An unset Value is Feast's null (Redis answers an unknown key with one).
             out[name] = [
-                list(values[name].float_list_val.val) if values and name in values else None
+                list(values[name].float_list_val.val)
+                if values and name in values and values[name].HasField("float_list_val")
+                else None
                 for _, values in found
             ]
     return out
@@ -822,7 +825,6 @@ def _online_reader(store: FeatureStore) -> tuple[list[Any], Any]:
         raise FeatureDataError("online_features assumes views without TTL (feature_repo ttl=0)")
     online_store = get_online_store_from_config(store.config.online_store)
     ttl = store.config.registry.cache_ttl_seconds or 0
-    token = hashlib.sha256(store.registry.proto().SerializeToString(deterministic=True)).digest()
     store._dfp_online_reader = (token, time.monotonic() + ttl, views, online_store)
     return views, online_store
 
