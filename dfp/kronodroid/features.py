@@ -791,7 +791,8 @@ def online_features(store: FeatureStore, rows: list[dict[str, Any]]) -> dict[str
     out: dict[str, list[Any]] = {k: [row[k] for row in rows] for k in ENTITY_KEYS}
     for view in views:
         names = [f.name for f in view.features]
-        found = online_store.online_read(store.config, view, keys, names)
+        # A copy: Feast's Redis store appends its `_ts:<view>` column to the list it is given.
+        found = online_store.online_read(store.config, view, keys, list(names))
         for name in names:
             # An unset Value is Feast's null (Redis answers an unknown key with one).
             out[name] = [
