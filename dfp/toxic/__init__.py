@@ -1,0 +1,1 @@
+"""Toxic-comment domain: pure logic (no Dagster imports)."""
