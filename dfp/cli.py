@@ -60,6 +60,20 @@ def stack_up() -> None:
         _stack_or_exit().up()
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
+    _register_branches()
+
+
+def _register_branches() -> None:
+    """Make every lakeFS branch a `lakefs_branch` partition of the Dagster instance now, so a
+    CLI launch (`dagster job execute ... dagster/partition=main`) works before any daemon tick."""
+    from dfp.settings import stack_environment
+
+    # The instance this process opens is the one `dagster dev` and the CLI use: same
+    # DAGSTER_HOME and, when the stack runs Postgres, the same DAGSTER_PG_* from stack.env.
+    os.environ.update(stack_environment())
+    added, _ = sync_partitions(_client(), _instance())
+    if added:
+        click.echo(f"[dfp stack] partitions added to {os.environ['DAGSTER_HOME']}: {added}")
 
 
 @stack.command("down")
@@ -172,8 +186,7 @@ def dev(port: int) -> None:
     """Start the local stack and `dagster dev` on it (embedded defaults)."""
     from dfp.settings import PROJECT_ROOT, stack_environment
 
-    stack_up.callback()
-    sync_partitions(_client(), _instance())
+    stack_up.callback()  # registers the branches as partitions too
     # `dagster dev` and the code servers / run workers it starts get the stack's variables
     # (stack.env, the environment winning) in their environment: resources read secrets
     # as dg.EnvVar, and the code location never imports stack.env into os.environ itself.

@@ -55,6 +55,7 @@ import yaml
 
 from dfp import settings
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.stack import lakefs_ui
 
 LAKEFS_BUILD_DIR = settings.PROJECT_ROOT / "deploy" / "lakefs-build"
 
@@ -69,7 +70,8 @@ def _say(msg: str) -> None:
 
 # -- lakeFS binary --------------------------------------------------------------------------
 def lakefs_binary_path() -> Path:
-    return settings.cache_dir() / f"lakefs-{settings.LAKEFS_VERSION}" / "lakefs"
+    """The cached build: with lakeFS's web UI embedded unless DFP_LAKEFS_UI=off."""
+    return settings.cache_dir() / lakefs_ui.binary_dir_name() / "lakefs"
 
 
 def ensure_lakefs_binary(log: Callable[[str], None] = _say) -> Path:
@@ -114,7 +116,16 @@ def ensure_lakefs_binary(log: Callable[[str], None] = _say) -> Path:
         ".",
     ]
     progress = GoBuildProgress(log)
-    returncode = _stream_lines(argv, LAKEFS_BUILD_DIR, env, progress.feed, progress.quiet)
+    build_dir = LAKEFS_BUILD_DIR
+    work = binary.parent / "ui-build"
+    try:
+        if lakefs_ui.ui_enabled():
+            build_dir = lakefs_ui.prepare_build_dir(go, LAKEFS_BUILD_DIR, work, env, log)
+        returncode = _stream_lines(argv, build_dir, env, progress.feed, progress.quiet)
+    except lakefs_ui.UIBuildError as exc:
+        raise StackError(str(exc)) from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     if returncode != 0:
         raise StackError(
             f"building lakeFS failed (go build exited {returncode} after "

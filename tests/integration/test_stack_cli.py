@@ -3,7 +3,9 @@
 import os
 import subprocess
 import sys
+import urllib.request
 
+import dagster as dg
 import psutil
 import pytest
 
@@ -30,12 +32,20 @@ def test_stack_up_status_down_twice(tmp_path):
     }
     for key in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"):
         env.pop(key, None)
+    env.pop("DAGSTER_HOME", None)  # the user's default: DFP_HOME/dagster_home
     env["LAKEFS_REPOSITORY"] = "kronodroid"
     url = f"http://127.0.0.1:{env['DFP_LAKEFS_PORT']}"
     try:
         first = dfp("stack", "up", env=env)
         assert first.returncode == 0, first.stderr
         assert f"lakefs: started at {url}" in first.stdout
+        # The default binary serves lakeFS's web UI (built from the module's webui/).
+        with urllib.request.urlopen(f"{url}/", timeout=30) as page:
+            html = page.read().decode()
+        assert "UI Not Built" not in html and '<div id="root">' in html, html[:500]
+        # `main` is a partition right away: a CLI launch needs no daemon tick first.
+        with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster_home")) as inst:
+            assert inst.get_dynamic_partitions("lakefs_branch") == ["main"]
         second = dfp("stack", "up", env=env)
         assert second.returncode == 0, second.stderr
         assert "lakefs: already running" in second.stdout

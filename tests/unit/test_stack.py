@@ -254,6 +254,7 @@ def _fake_go(tmp_path, monkeypatch, recorded: str, fail: bool) -> None:
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("DFP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("LAKEFS_BIN", raising=False)
+    monkeypatch.setenv("DFP_LAKEFS_UI", "off")  # the go build alone (the UI: tests below)
 
 
 def test_build_streams_progress_then_caches_the_binary(tmp_path, monkeypatch):
@@ -280,3 +281,104 @@ def test_failed_build_raises_with_the_last_output_lines_and_caches_nothing(tmp_p
     assert message.endswith("# example.local/m\n./main.go:8:32: undefined: uuid.NewStringX")
     assert said[-1].endswith("./main.go:8:32: undefined: uuid.NewStringX")
     assert not stack.lakefs_binary_path().exists()
+
+
+# -- lakeFS with its web UI ----------------------------------------------------------------------
+UI_FAKE_GO = """#!{python}
+import json, shutil, sys
+from pathlib import Path
+args = sys.argv[1:]
+if args[:3] == ["mod", "download", "-json"]:
+    print(json.dumps({{"Dir": {module!r}}}))
+elif args[:2] == ["mod", "edit"]:
+    Path("go.mod").write_text(Path("go.mod").read_text() + args[2] + "\\n")
+elif args[0] == "build":
+    # What the link would embed: the copy's dist, and the go.mod that points at the copy.
+    dist = Path("lakefs-src/webui/dist/index.html").read_text()
+    out = Path(args[args.index("-o") + 1])
+    out.write_text(dist + "|" + Path("go.mod").read_text().splitlines()[-1])
+"""
+
+FAKE_NPM = """#!{python}
+import sys
+from pathlib import Path
+with open({calls!r}, "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1:3] == ["run", "build"]:
+    Path("dist").mkdir(exist_ok=True)
+    Path("dist/index.html").write_text('<div id="root"></div>')
+"""
+
+FAKE_NODE = """#!/bin/sh
+echo {version}
+"""
+
+
+def _fake_ui_toolchain(tmp_path, monkeypatch, node_version="v20.20.2"):
+    module = tmp_path / "gomodcache" / "lakefs@v1.84.0"
+    (module / "webui" / "dist").mkdir(parents=True)
+    (module / "webui" / "dist" / ".gitkeep").write_text("")
+    (module / "webui" / "package-lock.json").write_text('{"lockfileVersion": 3}')
+    (module / "webui" / "content.go").write_text("package webui\n")
+    for path in [module, *module.rglob("*")]:  # GOMODCACHE is read-only
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "npm-calls.txt"
+    for name, text in (
+        ("go", UI_FAKE_GO.format(python=sys.executable, module=str(module))),
+        ("npm", FAKE_NPM.format(python=sys.executable, calls=str(calls))),
+        ("node", FAKE_NODE.format(version=node_version)),
+    ):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("DFP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LAKEFS_BIN", raising=False)
+    monkeypatch.delenv("DFP_LAKEFS_UI", raising=False)
+    return module, calls
+
+
+def test_default_build_embeds_the_web_ui_built_from_the_module_and_caches_its_dist(
+    tmp_path, monkeypatch
+):
+    module, calls = _fake_ui_toolchain(tmp_path, monkeypatch)
+    said: list[str] = []
+    binary = stack.ensure_lakefs_binary(log=said.append)
+    assert binary == stack.lakefs_binary_path() and binary.parent.name == "lakefs-v1.84.0-ui"
+    # The binary was linked from a writable copy of the module whose dist/ is the npm build,
+    # through a go.mod that replaces the module by that copy.
+    assert binary.read_text() == (
+        '<div id="root"></div>|-replace=github.com/treeverse/lakefs=./lakefs-src'
+    )
+    assert calls.read_text().splitlines() == [
+        "ci --no-audit --no-fund --loglevel=error",
+        "run build",
+    ]
+    assert not (binary.parent / "ui-build").exists()  # the work copy is removed
+    assert (module / "webui" / "dist" / ".gitkeep").exists()  # the module is untouched
+
+    # A second build (e.g. a new Go flag) reuses the dist cached by the lockfile's digest.
+    binary.unlink()
+    stack.ensure_lakefs_binary(log=said.append)
+    assert len(calls.read_text().splitlines()) == 2
+    assert any(line.startswith("lakeFS web UI: cached build") for line in said)
+
+
+def test_old_node_is_refused_with_the_way_out(tmp_path, monkeypatch):
+    _fake_ui_toolchain(tmp_path, monkeypatch, node_version="v18.20.4")
+    with pytest.raises(stack.StackError) as err:
+        stack.ensure_lakefs_binary(log=lambda msg: None)
+    assert "node v18.20.4 is too old" in str(err.value)
+    assert "DFP_LAKEFS_UI=off" in str(err.value)
+    assert not stack.lakefs_binary_path().exists()
+
+
+def test_ui_switch_must_be_on_or_off(monkeypatch):
+    from dfp.stack import lakefs_ui
+
+    monkeypatch.setenv("DFP_LAKEFS_UI", "maybe")
+    with pytest.raises(lakefs_ui.UIBuildError, match="DFP_LAKEFS_UI='maybe'"):
+        lakefs_ui.ui_enabled()
+    monkeypatch.setenv("DFP_LAKEFS_UI", "off")
+    assert stack.lakefs_binary_path().parent.name == "lakefs-v1.84.0"
