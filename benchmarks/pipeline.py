@@ -8,23 +8,35 @@ run's steps and its share of the cold build's wall time.
 --executor picks Dagster's in-process executor (one process, the local default) or its
 multiprocess one (a process per step, the deployments' default); both inside dfp's
 write-audit-publish executor, as a UI-launched run has them.
+--launch daemon submits each run as the UI and the sensors do: `dagster job launch` queues it
+on an instance with the repository's dagster.yaml (QueuedRunCoordinator), and a real
+`dagster-daemon` dequeues it and starts its run worker; the figures are then the run's own
+start → end (`run_wall_s`) and submit → start (`queued_s`). --launch execute_job (default)
+runs it from this process with `dagster.execute_job`.
 Run: `uv run python benchmarks/pipeline.py [--scale 1.0] [--epochs 10] [--new-branch]
-[--executor in_process|multiprocess]`.
+[--executor in_process|multiprocess] [--launch execute_job|daemon]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import dagster as dg
 
-from dfp.settings import load_settings, stack_environment
+from dfp.settings import PROJECT_ROOT, load_settings, stack_environment
 from dfp.stack.benchmarking import print_figures, throwaway_client
 from dfp_resources.environment import resource_run_config
 
@@ -56,8 +68,112 @@ def _build(instance: dg.DagsterInstance, partition: str, config: dict):
     return wall, steps, metadata
 
 
+BIN = Path(sys.executable).parent
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
+
+
+@contextmanager
+def _daemon(home: str) -> Iterator[None]:
+    """A real `dagster-daemon run` on the instance at `home` (its log beside it)."""
+    env = {**os.environ, "DAGSTER_HOME": home}
+    with open(Path(home) / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    return {
+        r.event_log_entry.dagster_event.step_key: round(
+            r.event_log_entry.dagster_event.event_specific_data.duration_ms / 1000, 1
+        )
+        for r in records.records
+    }
+
+
+def _metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    out = {}
+    for record in records.records:
+        materialization = record.event_log_entry.dagster_event.step_materialization_data
+        out[materialization.materialization.asset_key.to_user_string()] = (
+            materialization.materialization.metadata
+        )
+    return out
+
+
+def _build_through_daemon(
+    instance: dg.DagsterInstance, partition: str, config: dict, timeout_s: float = 3600
+):
+    """Queue build_all with `dagster job launch`; the running daemon starts it. Returns
+    (run start → end seconds, step seconds, metadata, submit → start seconds)."""
+    run_id = str(uuid.uuid4())
+    run_config = {"resources": resource_run_config(load_settings()), **config}
+    submitted = time.time()
+    done = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "launch",
+            "-w",
+            str(WORKSPACE),
+            "-j",
+            "build_all",
+            "--run-id",
+            run_id,
+            "--tags",
+            json.dumps({"dagster/partition": partition}),
+            "--config-json",
+            json.dumps(run_config),
+        ],
+        env={**os.environ, "DAGSTER_HOME": instance.root_directory},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"dagster job launch failed: {done.stderr[-3000:]}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = instance.get_run_record_by_id(run_id)
+        if record is not None and record.dagster_run.is_finished:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} not finished after {timeout_s:.0f}s")
+        time.sleep(1.0)
+    assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, (
+        f"build_all on {partition} ended {record.dagster_run.status.value}; "
+        f"daemon log {instance.root_directory}/daemon.log"
+    )
+    wall = record.end_time - record.start_time
+    return (
+        wall,
+        _step_seconds(instance, run_id),
+        _metadata(instance, run_id),
+        record.start_time - submitted,
+    )
+
+
 def run(
-    scale: float, seed: int, epochs: int, new_branch: bool, executor: str = "in_process"
+    scale: float,
+    seed: int,
+    epochs: int,
+    new_branch: bool,
+    executor: str = "in_process",
+    launch: str = "execute_job",
 ) -> dict[str, object]:
     # This script is its own launcher: it gives itself the local stack's variables.
     os.environ.update(stack_environment())
@@ -68,11 +184,17 @@ def run(
     figures: dict[str, object] = {
         "online_store": load_settings().dfp_feast_online,
         "executor": executor,
+        "launch": launch,
     }
     home = tempfile.TemporaryDirectory(prefix="dfp-bench-home-")
+    stack = ExitStack()
     try:
-        # A persistent instance: multiprocess step workers share its storage.
-        instance = dg.DagsterInstance.local_temp(home.name)
+        # A persistent instance: multiprocess step workers (and the daemon) share its storage.
+        if launch == "daemon":
+            shutil.copyfile(PROJECT_ROOT / "dagster.yaml", Path(home.name) / "dagster.yaml")
+            instance = dg.DagsterInstance.from_config(home.name)
+        else:
+            instance = dg.DagsterInstance.local_temp(home.name)
         instance.add_dynamic_partitions("lakefs_branch", ["main"])
         config = {
             "ops": {
@@ -87,7 +209,19 @@ def run(
             },
             "execution": {"config": {executor: {}}},
         }
-        wall, steps, metadata = _build(instance, "main", config)
+        if launch == "daemon":
+            stack.enter_context(_daemon(home.name))
+
+            def build(partition: str):
+                wall, steps, metadata, queued = _build_through_daemon(instance, partition, config)
+                figures[f"queued_s_{partition}"] = round(queued, 1)
+                return wall, steps, metadata
+        else:
+
+            def build(partition: str):
+                return _build(instance, partition, config)
+
+        wall, steps, metadata = build("main")
         figures.update({f"step_{k}_s": v for k, v in steps.items()})
         figures["run_wall_s"] = round(wall, 1)
         figures["raw_rows"] = metadata["kronodroid_raw"]["dagster/row_count"].value
@@ -101,7 +235,7 @@ def run(
             # A branch made from main with no data change, rebuilt whole: what memos save.
             client.create_branch("bench-copy", "main")
             instance.add_dynamic_partitions("lakefs_branch", ["bench-copy"])
-            copy_wall, copy_steps, copy_meta = _build(instance, "bench-copy", config)
+            copy_wall, copy_steps, copy_meta = build("bench-copy")
             figures.update({f"new_branch_step_{k}_s": v for k, v in copy_steps.items()})
             figures["new_branch_run_wall_s"] = round(copy_wall, 1)
             figures["new_branch_share_of_cold"] = f"{copy_wall / wall:.1%}"
@@ -110,6 +244,7 @@ def run(
             )
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     finally:
+        stack.close()  # the daemon, if one was started
         client.repositories.delete_repository(repository, force=True)
         client.close()
         home.cleanup()
@@ -127,8 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         help="then rebuild a branch made from main with no data change, and compare",
     )
     parser.add_argument("--executor", choices=("in_process", "multiprocess"), default="in_process")
+    parser.add_argument("--launch", choices=("execute_job", "daemon"), default="execute_job")
     args = parser.parse_args(argv)
-    figures = run(args.scale, args.seed, args.epochs, args.new_branch, args.executor)
+    figures = run(args.scale, args.seed, args.epochs, args.new_branch, args.executor, args.launch)
     print_figures(figures)
 
 

@@ -106,7 +106,7 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     try:
         redis_server_bin()
     except StackError as exc:
-        pytest.skip(str(exc))
+        missing_service(str(exc))
     home = tmp_path_factory.mktemp("dfp_redis_home")
     # The variables only steer the start; they must not leak into the rest of the session.
     with pytest.MonkeyPatch.context() as mp:

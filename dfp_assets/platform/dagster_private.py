@@ -26,7 +26,7 @@ from dagster._core.instance.config import dagster_instance_config
 # Which sensors an instance knows and whether they run (the monitoring exporter, the tests'
 # sensor-tick waits): the instance's instigator-state API takes these and Dagster exports
 # neither publicly.
-from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType, TickStatus
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._serdes import ConfigurableClassData
 
@@ -60,6 +60,7 @@ __all__ = [
     "InstigatorStatus",
     "InstigatorType",
     "RetryMode",
+    "TickStatus",
     "dagster_instance_config",
     "process_config",
 ]

@@ -82,31 +82,38 @@ def test_pushed_files_rebuild_their_branch_through_the_daemon(
     main_head = lakefs.head("main")
     instance.add_dynamic_partitions("lakefs_branch", ["main"])
     home = instance.root_directory
+    daemon_log = lambda: (tmp_path / "daemon.log").read_text()[-4000:]  # noqa: E731
     with procs.daemon(home, tmp_path):
-        time.sleep(10)  # let the sensors take their first look at the repository
+        # The commit sensor's first evaluation records the heads it starts from.
+        procs.wait_for(
+            "the commit sensor's first tick",
+            lambda: procs.sensor_ticks(instance, "lakefs_commit_sensor"),
+            detail=daemon_log,
+        )
         commit = _push_landing_files(lakefs, tmp_path)
         pushed = time.monotonic()
-
-        deadline = pushed + 120
-        while not _runs_for(instance, commit) and time.monotonic() < deadline:
-            time.sleep(1)
-        runs = _runs_for(instance, commit)
-        assert runs, (tmp_path / "daemon.log").read_text()[-4000:]
+        runs = procs.wait_for(
+            f"a run for commit {commit}",
+            lambda: _runs_for(instance, commit),
+            timeout=120,
+            detail=daemon_log,
+        )
         requested = time.monotonic() - pushed
         print(f"commit -> run requested: {requested:.1f} s")
         (run,) = runs
         assert run.job_name == build_all.name and run.tags[TRIGGER_TAG] == "lakefs_commit_sensor"
         assert run.tags["dagster/partition"] == BRANCH
 
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            run = instance.get_run_by_id(run.run_id)
-            if run.is_finished:
-                break
-            time.sleep(3)
-        assert run.status == dg.DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[
-            -4000:
-        ]
+        run_id = run.run_id
+        run = procs.wait_for(
+            f"run {run_id} to finish",
+            lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
+            timeout=900,
+            detail=daemon_log,
+        )
+        assert run.status == dg.DagsterRunStatus.SUCCESS, (
+            f"{_failures(instance, run_id)}\n{daemon_log()}"
+        )
         print(f"commit -> build_all finished: {time.monotonic() - pushed:.1f} s")
 
     # Every asset of build_all was materialized on exp-2 and every check passed.
@@ -140,7 +147,13 @@ def test_pushed_files_rebuild_their_branch_through_the_daemon(
     assert not list(lakefs.list_objects("main", "raw/"))
     assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
 
-    # A daemon restart does not run the same commit again.
+    # A daemon restart does not run the same commit again: after two full evaluations of the
+    # commit sensor by the new daemon there is still the one run.
+    restarted = time.time()
     with procs.daemon(home, tmp_path):
-        time.sleep(30)
+        procs.wait_for(
+            "two commit-sensor ticks after the restart",
+            lambda: procs.sensor_ticks(instance, "lakefs_commit_sensor", since=restarted) >= 2,
+            detail=daemon_log,
+        )
     assert len(_runs_for(instance, commit)) == 1

@@ -6,14 +6,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
+import dagster as dg
 import requests
 
 from dfp.settings import PROJECT_ROOT
+from dfp_assets.platform.dagster_private import InstigatorType, TickStatus
 from tests.stack_fixtures import free_port
+
+T = TypeVar("T")
 
 BIN = Path(sys.executable).parent
 
@@ -142,3 +147,33 @@ def graphql_materializations(url: str, asset: str, partition: str) -> list[dict]
     node = body["data"]["assetOrError"]
     assert node["__typename"] == "Asset", node
     return node["assetMaterializations"]
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T],
+    timeout: float = 180.0,
+    detail: Callable[[], str] = lambda: "",
+) -> T:
+    """Poll `probe` until it returns something truthy (bounded); returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail()}")
+        time.sleep(1.0)
+
+
+def sensor_ticks(instance: dg.DagsterInstance, name: str, since: float = 0.0) -> int:
+    """How many evaluations (ticks) sensor `name` has finished since the time `since`."""
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.instigator_name == name:
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=100)
+            return sum(
+                1
+                for t in ticks
+                if t.timestamp >= since and t.status in (TickStatus.SUCCESS, TickStatus.SKIPPED)
+            )
+    return 0

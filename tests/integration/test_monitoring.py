@@ -8,8 +8,7 @@ labels, the model-floor alert fires, and every Grafana panel's query returns dat
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -26,7 +25,6 @@ from dfp.stack.services import (
     prometheus_bin,
 )
 from dfp_assets.kronodroid.automation import COMMIT_TAG
-from dfp_assets.platform.dagster_private import InstigatorType
 from tests.integration import dagster_processes as procs
 from tests.integration.jobs import build_everything
 from tests.stack_fixtures import free_port, missing_service
@@ -81,35 +79,11 @@ def query(prometheus: str, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def wait_for(
-    what: str,
-    probe: Callable[[], object],
-    timeout: float = 180.0,
-    detail: Callable[[], str] = lambda: "",
-):
-    """Poll `probe` until it returns something truthy (bounded); returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail()}")
-        time.sleep(1.0)
-
-
 def one(prometheus: str, expr: str) -> float:
     result = query(prometheus, expr)
     # On a mismatch, show every series of the metric (which label differs).
     assert len(result) == 1, (expr, result, query(prometheus, expr.split("{")[0]))
     return float(result[0]["value"][1])
-
-
-def _sensor_ticked(instance: dg.DagsterInstance, name: str) -> bool:
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.instigator_name == name:
-            return bool(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1))
-    return False
 
 
 def panel_queries() -> list[tuple[str, str, str]]:
@@ -160,9 +134,9 @@ def test_prometheus_sees_runs_checks_models_and_every_panel_has_data(
 
     with procs.daemon(instance.root_directory, tmp_path):
         daemon_log = tmp_path / "daemon.log"
-        wait_for(
+        procs.wait_for(
             "the commit sensor's first tick",
-            lambda: _sensor_ticked(instance, "lakefs_commit_sensor"),
+            lambda: procs.sensor_ticks(instance, "lakefs_commit_sensor"),
         )
         # A user pushes (broken) landing files to a new branch: the sensor requests build_all.
         lakefs.create_branch("exp-land", "main")
@@ -170,7 +144,7 @@ def test_prometheus_sees_runs_checks_models_and_every_panel_has_data(
             "exp-land", f"{LANDING_PREFIX}kronodroid_real_device.csv", b"sha256,Malware\n"
         )
         commit = lakefs.commit("exp-land", "new landing files")
-        wait_for(
+        procs.wait_for(
             "the run requested for the landing commit",
             lambda: instance.get_runs(dg.RunsFilter(tags={COMMIT_TAG: commit})),
             timeout=240,
@@ -186,7 +160,9 @@ def test_prometheus_sees_runs_checks_models_and_every_panel_has_data(
             'ALERTS{alertname="DfpModelBelowFloor", alertstate="firing"}',
         ]
         for expr in needed:
-            wait_for(f"Prometheus to return {expr}", lambda expr=expr: query(prometheus, expr))
+            procs.wait_for(
+                f"Prometheus to return {expr}", lambda expr=expr: query(prometheus, expr)
+            )
 
         assert one(prometheus, "dfp_exporter_up") == 1
         labels = 'domain="kronodroid", dagster_job="build_all"'
@@ -259,7 +235,7 @@ def test_prometheus_sees_runs_checks_models_and_every_panel_has_data(
         assert query(prometheus, "node_memory_MemAvailable_bytes")  # node-exporter scraped
 
         # Alertmanager received the firing alert from Prometheus.
-        alerts = wait_for(
+        alerts = procs.wait_for(
             "Alertmanager to hold DfpModelBelowFloor",
             lambda: [
                 a
