@@ -24,6 +24,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -92,6 +93,10 @@ def _daemon(home: str) -> Iterator[None]:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        try:  # its code server and whatever that started (same session)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
