@@ -38,15 +38,31 @@ def stack_build() -> None:
 
 
 @stack.command("jars")
-def stack_jars() -> None:
+@click.option(
+    "--cdc",
+    is_flag=True,
+    help="Also the change-data-capture jars: Kafka broker, Kafka Connect + Debezium Postgres.",
+)
+def stack_jars(cdc: bool) -> None:
     """Fetch the Spark jars (Iceberg runtime, S3A, JDBC drivers) into the cache and compile
-    dfp's branch FileIO."""
+    dfp's branch FileIO; with --cdc also the pinned CDC jar sets (deploy/cdc-jars)."""
     from dfp.lake.spark import spark_jars
     from dfp.stack.jars import JarError
 
+    def say(msg: str) -> None:
+        click.echo(f"[dfp stack] {msg}")
+
     try:
-        for path in spark_jars(log=lambda msg: click.echo(f"[dfp stack] {msg}")):
+        for path in spark_jars(log=say):
             click.echo(path)
+        if cdc:
+            from dfp.stack.cdc_jars import all_cdc_jars
+
+            for name, paths in all_cdc_jars(log=say).items():
+                total = sum(p.stat().st_size for p in paths) / 2**20
+                say(f"{name}: {len(paths)} jars, {total:.1f} MB, sha1 verified")
+                for path in paths:
+                    click.echo(path)
     except JarError as exc:
         raise click.ClickException(str(exc)) from exc
 

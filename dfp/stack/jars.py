@@ -28,17 +28,24 @@ class MavenJar:
     group: str
     artifact: str
     version: str
+    classifier: str = ""
 
     @classmethod
     def parse(cls, coordinate: str) -> MavenJar:
         parts = coordinate.split(":")
-        if len(parts) != 3 or not all(parts):
-            raise JarError(f"not a group:artifact:version coordinate: {coordinate!r}")
+        if len(parts) not in (3, 4) or not all(parts):
+            raise JarError(f"not a group:artifact:version[:classifier] coordinate: {coordinate!r}")
         return cls(*parts)
 
     @property
+    def coordinate(self) -> str:
+        base = f"{self.group}:{self.artifact}:{self.version}"
+        return f"{base}:{self.classifier}" if self.classifier else base
+
+    @property
     def file_name(self) -> str:
-        return f"{self.artifact}-{self.version}.jar"
+        suffix = f"-{self.classifier}" if self.classifier else ""
+        return f"{self.artifact}-{self.version}{suffix}.jar"
 
     def url(self, repository: str = MAVEN_CENTRAL) -> str:
         return (
@@ -59,10 +66,15 @@ def _fetch(url: str) -> bytes:
         raise JarError(f"could not fetch {url}: {exc}") from exc
 
 
-def ensure_jars(coordinates: list[str], log: Callable[[str], None] = print) -> list[Path]:
+def ensure_jars(
+    coordinates: list[str],
+    log: Callable[[str], None] = print,
+    pinned_sha1: dict[str, str] | None = None,
+) -> list[Path]:
     """Paths of the jars, downloading (and checksum-verifying) the missing ones; one line per
     jar fetched and one when it is verified (a cached jar says nothing: every Spark session
-    calls this)."""
+    calls this). `pinned_sha1` (coordinate → SHA-1, from a lock file) must match too."""
+    pinned_sha1 = pinned_sha1 or {}
     repository = os.environ.get("DFP_MAVEN_REPOSITORY", MAVEN_CENTRAL).rstrip("/")
     target = jar_dir()
     target.mkdir(parents=True, exist_ok=True)
@@ -72,7 +84,7 @@ def ensure_jars(coordinates: list[str], log: Callable[[str], None] = print) -> l
     for jar in jars:
         path = target / jar.file_name
         if not path.exists():
-            coordinate = f"{jar.group}:{jar.artifact}:{jar.version}"
+            coordinate = jar.coordinate
             url = jar.url(repository)
             number = f"{missing.index(jar) + 1}/{len(missing)}"
             log(f"jar {number} fetching {coordinate} from {repository}")
@@ -82,6 +94,9 @@ def ensure_jars(coordinates: list[str], log: Callable[[str], None] = print) -> l
             actual = hashlib.sha1(data).hexdigest()  # noqa: S324 - Maven's published checksum
             if actual != expected:
                 raise JarError(f"checksum mismatch for {coordinate}: {actual} != {expected}")
+            pinned = pinned_sha1.get(coordinate)
+            if pinned is not None and pinned.lower() != actual:
+                raise JarError(f"{coordinate}: SHA-1 {actual} differs from the pinned {pinned}")
             partial = path.with_suffix(".partial")
             partial.write_bytes(data)
             partial.rename(path)

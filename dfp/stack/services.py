@@ -27,6 +27,16 @@ Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS alwa
   executor of Spark's default 1 GiB each), state and executor work dirs under
   `$DFP_HOME/state/spark`. stack.env gets `DFP_SPARK_MASTER` (`spark://127.0.0.1:<port>`)
   while it is enabled, so dfp's Spark sessions (dbt's Spark engine included) run there.
+* `kafka`: a single-node Kafka broker (KRaft combined broker+controller, the pinned
+  `kafka-broker` jar set of deploy/cdc-jars) on 127.0.0.1:`DFP_KAFKA_PORT` (default 9092;
+  controller `DFP_KAFKA_CONTROLLER_PORT`, default 9094), log dirs under
+  `$DFP_HOME/state/kafka`; stack.env gets `DFP_KAFKA_BOOTSTRAP_SERVERS` while it is enabled.
+* `connect`: Kafka Connect 4.3 standalone with Debezium's Postgres connector (pgoutput, slot
+  `dfp`, publication `dfp_comments` of `app.comments` in database `DFP_CDC_DATABASE`, default
+  `dfp_app`, topic `dfp.app.comments`) against the stack's Postgres (needs `postgres` and
+  `kafka`); REST API on 127.0.0.1:`DFP_CONNECT_PORT` (default 8083), offsets file and configs
+  (mode 0600: the database password) under `$DFP_HOME/state/connect`.
+Postgres always runs with `wal_level=logical` (logical decoding for the CDC services).
 """
 
 from __future__ import annotations
@@ -651,6 +661,162 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# -- Kafka (KRaft) and Kafka Connect with Debezium (jars from deploy/cdc-jars) ----------------
+DEBEZIUM_CONNECTOR = "dfp-comments"
+#: Heap of each CDC JVM: small, the machine is shared.
+CDC_JVM_HEAP = ["-Xms64m", "-Xmx512m"]
+
+
+def java_argv(jar_set: str, main_class: str, args: list[str]) -> list[str]:
+    """A JVM on the cached, verified jars of one set (fetched on first use)."""
+    from dfp.stack.cdc_jars import cdc_jars
+    from dfp.stack.jars import JarError
+
+    java = (
+        str(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
+        if "JAVA_HOME" in os.environ
+        else shutil.which("java")
+    )
+    if not java:
+        raise StackError("java not found: install a JDK (Debian: openjdk-17-jdk-headless)")
+    try:
+        classpath = ":".join(str(p) for p in cdc_jars(jar_set, log=_say))
+    except JarError as exc:
+        raise StackError(str(exc)) from exc
+    return [java, *CDC_JVM_HEAP, "-cp", classpath, main_class, *args]
+
+
+def kafka_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID, base64url without padding (Kafka's Uuid form)."""
+    import base64
+    import uuid
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def kafka_server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    """A single KRaft node (broker and controller in one JVM) on loopback; replication
+    factors of one (there is one broker)."""
+    values = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    return "# written by `dfp stack up`\n" + "".join(f"{k}={v}\n" for k, v in values.items())
+
+
+def connect_worker_properties(bootstrap: str, rest_port: int, offsets_file: Path) -> str:
+    """Standalone worker: JSON without the schema wrapper (dfp.toxic.cdc parses the bare
+    Debezium envelope), source offsets in a local file flushed every second."""
+    values = {
+        "bootstrap.servers": bootstrap,
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "false",
+        "value.converter.schemas.enable": "false",
+        "offset.storage.file.filename": str(offsets_file),
+        "offset.flush.interval.ms": "1000",
+        "listeners": f"http://127.0.0.1:{rest_port}",
+        # Debezium is on the worker's classpath: no plugin directories to scan.
+        "plugin.discovery": "only_scan",
+    }
+    return "# written by `dfp stack up`\n" + "".join(f"{k}={v}\n" for k, v in values.items())
+
+
+def debezium_connector_properties(pg_port: int, database: str, user: str, password: str) -> str:
+    """Debezium's Postgres connector on `app.comments` (pgoutput; publication created by
+    dfp, not by Debezium; snapshot of existing rows on first start)."""
+    from dfp.toxic.cdc import DEBEZIUM_SLOT, PUBLICATION, QUALIFIED_TABLE
+
+    if any(c in password for c in "\n\r\\"):
+        raise StackError("the Postgres password must not contain newlines or backslashes")
+    values = {
+        "name": DEBEZIUM_CONNECTOR,
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "tasks.max": "1",
+        "plugin.name": "pgoutput",
+        "database.hostname": "127.0.0.1",
+        "database.port": str(pg_port),
+        "database.user": user,
+        "database.password": password,
+        "database.dbname": database,
+        "topic.prefix": "dfp",
+        "slot.name": DEBEZIUM_SLOT,
+        "publication.name": PUBLICATION,
+        "publication.autocreate.mode": "disabled",
+        "table.include.list": QUALIFIED_TABLE,
+        "snapshot.mode": "initial",
+        "tombstones.on.delete": "true",
+        "decimal.handling.mode": "string",
+    }
+    return "# written by `dfp stack up`; holds a password: mode 0600\n" + "".join(
+        f"{k}={v}\n" for k, v in values.items()
+    )
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    """The broker answers a metadata request (not only an open port)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    host, _, port = bootstrap.rpartition(":")
+    try:  # a closed port answers at once; kafka-python would retry for its bootstrap timeout
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+    except OSError:
+        return False
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def connector_running(connect_url: str, name: str) -> bool:
+    """The connector and its task are RUNNING (Connect's REST status)."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{connect_url}/connectors/{name}/status", timeout=2) as r:
+            status = json.load(r)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    tasks = status.get("tasks") or []
+    return (
+        status.get("connector", {}).get("state") == "RUNNING"
+        and bool(tasks)
+        and all(t.get("state") == "RUNNING" for t in tasks)
+    )
+
+
+def kafka_env(creds: dict[str, str], *, enabled: bool, bootstrap: str) -> dict[str, str]:
+    """stack.env with DFP_KAFKA_BOOTSTRAP_SERVERS exactly while Kafka is part of the stack."""
+    out = {k: v for k, v in creds.items() if k != "DFP_KAFKA_BOOTSTRAP_SERVERS"}
+    if enabled:
+        out["DFP_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    return out
+
+
 # -- the stack ------------------------------------------------------------------------------
 def _random_key(prefix: str, length: int) -> str:
     alphabet = string.ascii_uppercase + string.digits
@@ -697,6 +863,9 @@ class LocalStack:
                 str(self.postgres_port),
                 "-c",
                 f"unix_socket_directories={self.postgres_dir}",
+                # Logical decoding for change data capture (Debezium, the embedded reader).
+                "-c",
+                "wal_level=logical",
             ],
             healthy=lambda: _pg_ready(self.postgres_port),
             prepare=self._prepare_postgres,
@@ -753,6 +922,42 @@ class LocalStack:
             self._spark_worker(f"spark-worker-{i}") for i in range(1, SPARK_WORKERS + 1)
         ]
 
+        self.kafka_port = int(os.environ.get("DFP_KAFKA_PORT", "9092"))
+        self.kafka_controller_port = int(os.environ.get("DFP_KAFKA_CONTROLLER_PORT", "9094"))
+        self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
+        self.kafka_dir = self.home / "state" / "kafka"
+        self.kafka = ManagedService(
+            name="kafka",
+            url=f"kafka://{self.kafka_bootstrap}",
+            state_dir=self.kafka_dir,
+            argv=lambda: java_argv(
+                "kafka-broker", "kafka.Kafka", [str(self.kafka_dir / "server.properties")]
+            ),
+            healthy=lambda: kafka_ready(self.kafka_bootstrap),
+            prepare=self._prepare_kafka,
+            start_timeout_s=120.0,
+        )
+        self.connect_port = int(os.environ.get("DFP_CONNECT_PORT", "8083"))
+        self.connect_url = f"http://127.0.0.1:{self.connect_port}"
+        self.connect_dir = self.home / "state" / "connect"
+        self.cdc_database = os.environ.get("DFP_CDC_DATABASE", "dfp_app")
+        self.connect = ManagedService(
+            name="connect",
+            url=self.connect_url,
+            state_dir=self.connect_dir,
+            argv=lambda: java_argv(
+                "kafka-connect",
+                "org.apache.kafka.connect.cli.ConnectStandalone",
+                [
+                    str(self.connect_dir / "worker.properties"),
+                    str(self.connect_dir / "debezium-comments.properties"),
+                ],
+            ),
+            healthy=lambda: connector_running(self.connect_url, DEBEZIUM_CONNECTOR),
+            prepare=self._prepare_connect,
+            start_timeout_s=180.0,
+        )
+
     def _spark_worker(self, name: str) -> ManagedService:
         # The RPC port is picked when the worker starts and kept beside its pid: it is how
         # the master's status names the worker.
@@ -794,6 +999,8 @@ class LocalStack:
             "mlflow": [self.mlflow],
             "spark": [self.spark_master, *self.spark_workers],
             **{name: [svc] for name, svc in self.monitoring.services().items()},
+            "kafka": [self.kafka],
+            "connect": [self.connect],
         }
         unknown = self.enabled - set(known)
         if unknown:
@@ -941,6 +1148,82 @@ class LocalStack:
         _require_free_port(self.spark_webui_port, "DFP_SPARK_WEBUI_PORT")
         (self.spark_dir / "work").mkdir(parents=True, exist_ok=True)
 
+    def _prepare_kafka(self) -> None:
+        _require_free_port(self.kafka_port, "DFP_KAFKA_PORT")
+        _require_free_port(self.kafka_controller_port, "DFP_KAFKA_CONTROLLER_PORT")
+        data = self.kafka_dir / "data"
+        properties = self.kafka_dir / "server.properties"
+        properties.write_text(
+            kafka_server_properties(self.kafka_port, self.kafka_controller_port, data)
+        )
+        if not (data / "meta.properties").exists():
+            # KRaft: the log directory is formatted once with a cluster id.
+            proc = subprocess.run(
+                java_argv(
+                    "kafka-broker",
+                    "kafka.tools.StorageTool",
+                    ["format", "-t", kafka_cluster_id(), "-c", str(properties)],
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if proc.returncode != 0:
+                raise StackError(f"formatting Kafka's log dir failed:\n{proc.stderr[-2000:]}")
+
+    def _prepare_connect(self) -> None:
+        if not {"postgres", "kafka"} <= self.enabled:
+            raise StackError("connect needs postgres and kafka in DFP_STACK_SERVICES")
+        _require_free_port(self.connect_port, "DFP_CONNECT_PORT")
+        password = settings.read_env_file(self.env_file)["DFP_POSTGRES_PASSWORD"]
+        self.prepare_cdc_database()
+        self.connect_dir.mkdir(parents=True, exist_ok=True)
+        worker = connect_worker_properties(
+            self.kafka_bootstrap, self.connect_port, self.connect_dir / "offsets.dat"
+        )
+        (self.connect_dir / "worker.properties").write_text(worker)
+        connector = self.connect_dir / "debezium-comments.properties"
+        connector.touch(mode=0o600)
+        connector.chmod(0o600)
+        connector.write_text(
+            debezium_connector_properties(self.postgres_port, self.cdc_database, "dfp", password)
+        )
+
+    @property
+    def cdc_dsn(self) -> str:
+        """libpq DSN of the CDC database (the application table `app.comments`)."""
+        password = settings.read_env_file(self.env_file)["DFP_POSTGRES_PASSWORD"]
+        return (
+            f"host=127.0.0.1 port={self.postgres_port} dbname={self.cdc_database} "
+            f"user=dfp password={password}"
+        )
+
+    def prepare_cdc_database(self) -> None:
+        """The CDC database, `app.comments` and its publication (idempotent)."""
+        import psycopg2
+
+        from dfp.toxic.cdc import DDL, publication_sql
+
+        creds = settings.read_env_file(self.env_file)
+        admin = psycopg2.connect(
+            host="127.0.0.1",
+            port=self.postgres_port,
+            user="dfp",
+            password=creds["DFP_POSTGRES_PASSWORD"],
+            dbname="postgres",
+        )
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.cdc_database,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{self.cdc_database}"')
+        admin.close()
+        conn = psycopg2.connect(self.cdc_dsn)
+        with conn, conn.cursor() as cur:
+            cur.execute(DDL)
+            cur.execute(publication_sql())
+        conn.close()
+
     def _after_lakefs_start(self) -> None:
         self.ensure_repository()
 
@@ -991,6 +1274,13 @@ class LocalStack:
                 settings.read_env_file(self.env_file),
                 enabled="spark" in self.enabled,
                 port=self.spark_master_port,
+            )
+        )
+        self._write_env(
+            kafka_env(
+                settings.read_env_file(self.env_file),
+                enabled="kafka" in self.enabled,
+                bootstrap=self.kafka_bootstrap,
             )
         )
         log(f"repository '{self.repository}' ready; credentials in {self.env_file}")
