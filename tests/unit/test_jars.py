@@ -96,3 +96,24 @@ def test_catalog_uri_to_jdbc():
     }
     with pytest.raises(ValueError, match="mysql"):
         jdbc_catalog_properties("mysql://h/db")
+
+
+def test_pinned_sha1_must_match_too(maven_repo, tmp_path):
+    """A lock file's SHA-1 is checked beside Central's: a jar republished with a matching
+    .sha1 but other bytes than the lock recorded is refused."""
+    root, _ = maven_repo
+    publish(root, "org.example:locked:1.0", b"new bytes")
+    pinned = {"org.example:locked:1.0": hashlib.sha1(b"old bytes").hexdigest()}
+    with pytest.raises(JarError, match="differs from the pinned"):
+        ensure_jars(["org.example:locked:1.0"], log=lambda m: None, pinned_sha1=pinned)
+    assert not list((tmp_path / "cache" / "jars").glob("locked-*"))
+    pinned = {"org.example:locked:1.0": hashlib.sha1(b"new bytes").hexdigest()}
+    [path] = ensure_jars(["org.example:locked:1.0"], log=lambda m: None, pinned_sha1=pinned)
+    assert path.read_bytes() == b"new bytes"
+
+
+def test_classifier_coordinates():
+    jar = MavenJar.parse("io.netty:netty-transport-native-epoll:4.1.0:linux-x86_64")
+    assert jar.file_name == "netty-transport-native-epoll-4.1.0-linux-x86_64.jar"
+    assert jar.coordinate == "io.netty:netty-transport-native-epoll:4.1.0:linux-x86_64"
+    assert jar.url("R").endswith("/4.1.0/netty-transport-native-epoll-4.1.0-linux-x86_64.jar")
