@@ -36,6 +36,8 @@ Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS alwa
   `dfp_app`, topic `dfp.app.comments`) against the stack's Postgres (needs `postgres` and
   `kafka`); REST API on 127.0.0.1:`DFP_CONNECT_PORT` (default 8083), offsets file and configs
   (mode 0600: the database password) under `$DFP_HOME/state/connect`.
+  With `postgres` enabled, `up` creates that database, `app.comments` and the publication,
+  and stack.env gets `DFP_CDC_DSN` (the embedded logical replication reader needs no Kafka).
 Postgres always runs with `wal_level=logical` (logical decoding for the CDC services).
 """
 
@@ -1290,6 +1292,7 @@ class LocalStack:
                 bootstrap=self.kafka_bootstrap,
             )
         )
+        self._export_cdc()
         log(f"repository '{self.repository}' ready; credentials in {self.env_file}")
 
     def _export_dagster_postgres(self) -> None:
@@ -1306,6 +1309,16 @@ class LocalStack:
                 DAGSTER_PG_PASSWORD=creds["DFP_POSTGRES_PASSWORD"],
                 DAGSTER_PG_DB="dagster",
             )
+        self._write_env(creds)
+
+    def _export_cdc(self) -> None:
+        """DFP_CDC_DSN in stack.env while Postgres is part of the stack: the database of
+        `app.comments` (created here, so the embedded reader works without Kafka too)."""
+        creds = settings.read_env_file(self.env_file)
+        creds.pop("DFP_CDC_DSN", None)
+        if "postgres" in self.enabled:
+            self.prepare_cdc_database()
+            creds["DFP_CDC_DSN"] = self.cdc_dsn
         self._write_env(creds)
 
     def _export_redis(self) -> None:

@@ -25,7 +25,7 @@ import json
 import select
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -278,11 +278,52 @@ def _tuple(body: memoryview, pos: int) -> tuple[list[str | None], int]:
     return values, pos
 
 
+# -- offsets recorded with a publish ---------------------------------------------------------
+#: lakeFS commit metadata key of the CDC offsets a publish consumed up to.
+OFFSETS_METADATA_KEY = "dfp.cdc.offsets"
+
+
+def offsets_metadata(offsets: Mapping[str, int]) -> dict[str, str]:
+    """Commit metadata recording `offsets` (stable JSON: equal offsets, equal text)."""
+    return {OFFSETS_METADATA_KEY: json.dumps(dict(sorted(offsets.items())), separators=(",", ":"))}
+
+
+def published_offsets(commit_metadata: Iterable[Mapping[str, str] | None]) -> dict[str, int]:
+    """The offsets of the newest publish that recorded some, walking a branch's log newest
+    first (commits without the key, e.g. a Kronodroid publish, are passed over); {} when none
+    did (read from the beginning)."""
+    for metadata in commit_metadata:
+        text = (metadata or {}).get(OFFSETS_METADATA_KEY)
+        if text is None:
+            continue
+        try:
+            offsets = json.loads(text)
+        except json.JSONDecodeError:
+            offsets = None
+        if not isinstance(offsets, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in offsets.items()
+        ):
+            raise CDCError(
+                f"commit metadata {OFFSETS_METADATA_KEY} must be a JSON object of integer "
+                f"offsets, got {text!r:.200}"
+            )
+        return offsets
+    return {}
+
+
 # -- readers --------------------------------------------------------------------------------
 class ChangeReader(Protocol):
     def read_batch(
         self, after: Mapping[str, int]
     ) -> tuple[list[CommentChange], dict[str, int]]: ...
+
+
+def change_reader(kafka_bootstrap: str | None, dsn: str) -> ChangeReader:
+    """Debezium's topic when Kafka is configured, else the embedded logical replication."""
+    if kafka_bootstrap:
+        return KafkaChangeReader(kafka_bootstrap)
+    return LogicalReplicationReader(dsn)
 
 
 @dataclass

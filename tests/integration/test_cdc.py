@@ -248,3 +248,18 @@ def test_logical_replication_commit_to_readable_latency(cdc, replication_reader)
     values, _ = latencies(cdc.dsn, replication_reader.read_batch, after)
     print(f"\n[cdc] logical replication commit → readable: {summary(values)}")
     assert max(values) < CHANGE_BOUND_S
+
+
+def test_stack_env_names_the_cdc_database(cdc):
+    """`dfp stack up` with postgres exports DFP_CDC_DSN (idempotent database preparation)."""
+    from dfp import settings
+    from dfp.toxic.cdc import change_reader
+
+    cdc.stack._export_cdc()
+    env = settings.read_env_file(cdc.stack.env_file)
+    assert env["DFP_CDC_DSN"] == cdc.dsn
+    assert isinstance(change_reader(None, env["DFP_CDC_DSN"]), LogicalReplicationReader)
+    [(kind,)] = execute(
+        cdc.dsn, "SELECT relreplident FROM pg_class WHERE oid = 'app.comments'::regclass"
+    )
+    assert kind == "f"  # REPLICA IDENTITY FULL

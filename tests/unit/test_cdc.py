@@ -225,3 +225,19 @@ def test_service_properties(tmp_path):
         assert line + "\n" in connector
     with pytest.raises(Exception, match="newlines"):
         debezium_connector_properties(5433, "dfp_app", "dfp", "a\nb")
+
+
+# -- offsets in lakeFS commit metadata -----------------------------------------------------
+def test_offsets_round_trip_through_commit_metadata():
+    from dfp.toxic.cdc import OFFSETS_METADATA_KEY, offsets_metadata, published_offsets
+
+    recorded = offsets_metadata({"dfp.app.comments:1": 7, "dfp.app.comments:0": 12})
+    assert recorded == {OFFSETS_METADATA_KEY: '{"dfp.app.comments:0":12,"dfp.app.comments:1":7}'}
+    older = offsets_metadata({"dfp.app.comments:0": 3})
+    log = [{"dfp.run_id": "x"}, None, recorded, older]  # newest first
+    assert published_offsets(log) == {"dfp.app.comments:0": 12, "dfp.app.comments:1": 7}
+    assert published_offsets([{}, None]) == {}
+    with pytest.raises(CDCError, match="must be a JSON object of integer offsets"):
+        published_offsets([{OFFSETS_METADATA_KEY: '{"t:0": "12"}'}])
+    with pytest.raises(CDCError, match="must be a JSON object"):
+        published_offsets([{OFFSETS_METADATA_KEY: "not json"}])
