@@ -1,0 +1,277 @@
+"""Postgres schemas per lakeFS branch, published like a lakeFS merge. No Dagster imports.
+
+A *family* is a logical schema (e.g. `staging`); each lakeFS branch has its own Postgres schema
+of that family (`staging__main`, `staging__feat_x_1a2b3c4d`). A run never writes there: it
+writes a schema of its own (`staging__run_<run id, 8 hex>`), and publishing swaps that schema in
+inside ONE transaction:
+
+1. take a transaction-scoped advisory lock on the branch schema (concurrent publishes queue);
+2. rename the branch schema away (`<family>__old_<run id8>`), rename the run schema in;
+3. move over the branch schema's tables the run did not write (a run overlays, table by table);
+4. drop the old schema; commit.
+
+Steps 1–3 are `Swap.prepare()`, step 4 `Swap.commit()`: write-audit-publish prepares, merges
+lakeFS, then commits, and rolls back if the merge fails. Renaming a schema takes no lock on
+its tables, so until commit readers keep reading the old tables without waiting; from the
+commit on, a new statement resolves the branch schema's name to the new ones. Only step 3's
+carried-over tables (and, at commit, the dropped old ones) are locked, briefly. A failed or
+discarded run drops its run schema and never touches the branch schema.
+
+Names are quoted identifiers built here; callers never format SQL with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+SEPARATOR = "__"
+#: Postgres truncates identifiers to 63 bytes (NAMEDATALEN - 1): stay within it.
+MAX_IDENTIFIER = 63
+RUN_PREFIX = "run_"
+OLD_PREFIX = "old_"
+_FAMILY = re.compile(r"[a-z][a-z0-9_]{0,19}")
+_SAFE = re.compile(r"[a-z0-9_]+")
+_HASH_LEN = 8
+#: pg_class kinds a publish carries over from the branch schema, with their ALTER keyword.
+_CARRIED_KINDS = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+
+
+class SchemaError(ValueError):
+    """A family, branch or schema name dfp cannot map, or a schema in the wrong state."""
+
+
+def _check_family(family: str) -> str:
+    if not _FAMILY.fullmatch(family) or SEPARATOR in family:
+        raise SchemaError(
+            f"schema family {family!r}: use 1-20 lowercase letters, digits, single underscores, "
+            "starting with a letter"
+        )
+    return family
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
+
+
+def sanitise(name: str, room: int = MAX_IDENTIFIER) -> str:
+    """A lakeFS branch name as a schema-name part of at most `room` characters.
+
+    Names already lowercase `[a-z0-9_]` stay as they are; any other (upper case, '-', too long,
+    or shaped like a run/old schema) gets a suffix hashed from the original, so two branches
+    never map to one schema ("feat-x" and "feat_x" differ)."""
+    if not name:
+        raise SchemaError("empty branch name")
+    if room <= _HASH_LEN + 1:
+        raise SchemaError(f"no room for branch {name!r} in a schema name")
+    plain = name.lower()
+    safe = re.sub(r"[^a-z0-9_]", "_", plain)
+    clean = (
+        _SAFE.fullmatch(name) is not None
+        and len(name) <= room
+        and not name.startswith((RUN_PREFIX, OLD_PREFIX))
+        and SEPARATOR not in name
+    )
+    if clean:
+        return name
+    stem = re.sub(r"_+", "_", safe).strip("_")[: room - _HASH_LEN - 1] or "b"
+    return f"{stem}_{_short_hash(name)}"
+
+
+def branch_schema(family: str, branch: str) -> str:
+    """The schema of `family` that lakeFS branch `branch` reads, e.g. `staging__main`."""
+    prefix = f"{_check_family(family)}{SEPARATOR}"
+    return prefix + sanitise(branch, MAX_IDENTIFIER - len(prefix))
+
+
+def _run_key(run_id: str) -> str:
+    key = run_id.replace("-", "").lower()[:8]
+    if not re.fullmatch(r"[0-9a-f]{8}", key):
+        raise SchemaError(f"run id {run_id!r} does not start with 8 hex digits")
+    return key
+
+
+def run_schema(family: str, run_id: str) -> str:
+    """The schema a run writes for `family`, e.g. `staging__run_1a2b3c4d`."""
+    return f"{_check_family(family)}{SEPARATOR}{RUN_PREFIX}{_run_key(run_id)}"
+
+
+def old_schema(family: str, run_id: str) -> str:
+    """Where a publish moves the branch schema it replaces, until it drops it."""
+    return f"{_check_family(family)}{SEPARATOR}{OLD_PREFIX}{_run_key(run_id)}"
+
+
+_RUN_SCHEMA = re.compile(rf"([a-z][a-z0-9_]*){SEPARATOR}{RUN_PREFIX}([0-9a-f]{{8}})")
+
+
+def parse_run_schema(schema: str) -> tuple[str, str] | None:
+    """(family, run id8) of a run schema's name, else None."""
+    match = _RUN_SCHEMA.fullmatch(schema)
+    return (match.group(1), match.group(2)) if match else None
+
+
+# -- Postgres ------------------------------------------------------------------------------
+def connect(url: str) -> Any:
+    """A psycopg2 connection from a libpq or SQLAlchemy-style URL (`postgresql+psycopg2://`)."""
+    import psycopg2
+
+    return psycopg2.connect(re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url))
+
+
+def _ident(name: str) -> Any:
+    from psycopg2 import sql
+
+    return sql.Identifier(name)
+
+
+def _sql(template: str, *names: str) -> Any:
+    from psycopg2 import sql
+
+    return sql.SQL(template).format(*(_ident(n) for n in names))
+
+
+def schema_exists(conn: Any, schema: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        return cur.fetchone() is not None
+
+
+def relations(conn: Any, schema: str) -> dict[str, str]:
+    """Name → pg_class kind of the tables and views in `schema`."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = ANY(%s)",
+            (schema, list(_CARRIED_KINDS)),
+        )
+        return dict(cur.fetchall())
+
+
+def create_run_schema(conn: Any, schema: str) -> None:
+    """Create a run schema (idempotent: a retried step finds it), committed at once."""
+    if parse_run_schema(schema) is None:
+        raise SchemaError(f"{schema!r} is not a run schema name (see run_schema())")
+    with conn.cursor() as cur:
+        cur.execute(_sql("CREATE SCHEMA IF NOT EXISTS {}", schema))
+    conn.commit()
+
+
+def discard(conn: Any, schema: str) -> bool:
+    """Drop a run schema and everything in it; False when it did not exist."""
+    if parse_run_schema(schema) is None:
+        raise SchemaError(f"refusing to discard {schema!r}: not a run schema")
+    existed = schema_exists(conn, schema)
+    with conn.cursor() as cur:
+        cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", schema))
+    conn.commit()
+    return existed
+
+
+def orphaned_run_schemas(conn: Any, live_run_ids: Iterable[str]) -> list[str]:
+    """Run schemas whose run is no longer in progress (crashed run workers leave them)."""
+    live = {_run_key(r) for r in live_run_ids}
+    with conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace ORDER BY nspname")
+        names = [row[0] for row in cur.fetchall()]
+    return [n for n in names if (p := parse_run_schema(n)) is not None and p[1] not in live]
+
+
+@dataclass
+class SwapResult:
+    branch_schema: str
+    replaced: bool  # the branch schema existed before
+    carried: list[str]  # its relations the run did not write, moved into the new schema
+
+
+class Swap:
+    """One publish of `run` as `branch`, in one transaction on its own connection.
+
+    `prepare()` does every step that can fail on the data (missing run schema, names), so
+    `commit()` after a lakeFS merge only drops the old schema and commits."""
+
+    def __init__(self, url_or_conn: str | Any, run: str, branch: str):
+        parsed = parse_run_schema(run)
+        if parsed is None:
+            raise SchemaError(f"{run!r} is not a run schema name")
+        if not branch.startswith(parsed[0] + SEPARATOR) or parse_run_schema(branch):
+            raise SchemaError(f"{branch!r} is not a branch schema of family {parsed[0]!r}")
+        self.run = run
+        self.branch = branch
+        self.old = f"{parsed[0]}{SEPARATOR}{OLD_PREFIX}{parsed[1]}"
+        self._owns = isinstance(url_or_conn, str)
+        self.conn = connect(url_or_conn) if isinstance(url_or_conn, str) else url_or_conn
+        self.result: SwapResult | None = None
+
+    def prepare(self) -> SwapResult:
+        conn = self.conn
+        conn.rollback()  # start from a clean transaction
+        try:
+            with conn.cursor() as cur:
+                # Queue behind any other publish of this branch schema (held to commit).
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.branch,))
+                if not schema_exists(conn, self.run):
+                    raise SchemaError(
+                        f"run schema {self.run} does not exist: nothing to publish as {self.branch}"
+                    )
+                replaced = schema_exists(conn, self.branch)
+                carried: list[str] = []
+                if replaced:
+                    written = relations(conn, self.run)
+                    kept = {
+                        n: k for n, k in relations(conn, self.branch).items() if n not in written
+                    }
+                    cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", self.old))
+                    cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", self.branch, self.old))
+                    cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", self.run, self.branch))
+                    for name, kind in sorted(kept.items()):
+                        cur.execute(
+                            _sql(
+                                f"ALTER {_CARRIED_KINDS[kind]} {{}}.{{}} SET SCHEMA {{}}",
+                                self.old,
+                                name,
+                                self.branch,
+                            )
+                        )
+                        carried.append(name)
+                else:
+                    cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", self.run, self.branch))
+        except Exception:
+            conn.rollback()
+            raise
+        self.result = SwapResult(self.branch, replaced, carried)
+        return self.result
+
+    def commit(self) -> SwapResult:
+        if self.result is None:
+            raise SchemaError("Swap.commit() before prepare()")
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", self.old))
+            self.conn.commit()
+        except Exception:
+            self.conn.rollback()
+            raise
+        finally:
+            self.close()
+        return self.result
+
+    def rollback(self) -> None:
+        """Undo a prepared swap: the branch schema and the run schema are as before."""
+        try:
+            self.conn.rollback()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._owns and not self.conn.closed:
+            self.conn.close()
+
+
+def publish(url_or_conn: str | Any, run: str, branch: str) -> SwapResult:
+    """Swap run schema `run` in as branch schema `branch` in one transaction."""
+    swap = Swap(url_or_conn, run, branch)
+    swap.prepare()
+    return swap.commit()
