@@ -101,6 +101,9 @@ class DfpSettings(BaseSettings):
     dfp_feast_home: str | None = None
     dfp_redis_url: SecretStr | None = None
     dfp_iceberg_catalog_uri: str | None = None
+    # dfp's data Postgres (per-branch staging schemas): a libpq URL with its password, so a
+    # secret (resources get dg.EnvVar). `dfp stack up` with postgres writes it to stack.env.
+    dfp_postgres_url: SecretStr | None = None
     mlflow_tracking_uri: str | None = None
     # Kept raw: a bad floor fails the run that needs it, not the code location (f1_floor()).
     dfp_f1_floor: str = DEFAULT_F1_FLOOR

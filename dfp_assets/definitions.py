@@ -69,7 +69,12 @@ defs = dg.Definitions(
         dfp_automation_sensor,
     ],
     resources=resources,
-    executor=lakefs_wap_executor(resources["lakefs"], default_mode=get_settings().executor()),
+    executor=lakefs_wap_executor(
+        resources["lakefs"],
+        default_mode=get_settings().executor(),
+        # Runs' Postgres run schemas publish with their lakeFS merge.
+        participants={"postgres": resources["postgres_staging"]},
+    ),
 )
 
 

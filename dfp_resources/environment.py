@@ -32,6 +32,7 @@ from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.mlflow import MLflowResource
+from dfp_resources.postgres_staging import PostgresStagingResource
 from dfp_resources.spark import SparkResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt" / "kronodroid"
@@ -93,6 +94,10 @@ def _settings_config(settings: DfpSettings) -> dict[str, dict[str, Any]]:
             else None,
         },
         "mlflow": {"tracking_uri": _value_or_env("MLFLOW_TRACKING_URI", settings.tracking_uri())},
+        # The URL carries its password: always the variable, only when it is set.
+        "postgres_staging": {
+            "url": dg.EnvVar("DFP_POSTGRES_URL") if settings.dfp_postgres_url else None
+        },
     }
 
 
@@ -105,6 +110,7 @@ def build_resources(settings: DfpSettings | None = None) -> dict[str, Any]:
         "spark": SparkResource(**config["spark"]),
         "feast": FeastResource(**config["feast"]),
         "mlflow": MLflowResource(**config["mlflow"]),
+        "postgres_staging": PostgresStagingResource(**config["postgres_staging"]),
         # Endpoint and repository are variables too: the run-launching executor holds this
         # resource (not the run config), and one code location serves one lakeFS.
         "lakefs": LakeFSResource(

@@ -186,82 +186,86 @@ class SwapResult:
     carried: list[str]  # its relations the run did not write, moved into the new schema
 
 
+def _pair(run: str, branch: str) -> tuple[str, str, str]:
+    """(run, branch, old) after checking that `run` and `branch` belong to one family."""
+    parsed = parse_run_schema(run)
+    if parsed is None:
+        raise SchemaError(f"{run!r} is not a run schema name")
+    if not branch.startswith(parsed[0] + SEPARATOR) or parse_run_schema(branch):
+        raise SchemaError(f"{branch!r} is not a branch schema of family {parsed[0]!r}")
+    return run, branch, f"{parsed[0]}{SEPARATOR}{OLD_PREFIX}{parsed[1]}"
+
+
 class Swap:
-    """One publish of `run` as `branch`, in one transaction on its own connection.
+    """One publish of run schemas as branch schemas — `(run, branch)` pairs, e.g. a run's
+    staging and production schemas — in ONE transaction on one connection.
 
     `prepare()` does every step that can fail on the data (missing run schema, names), so
-    `commit()` after a lakeFS merge only drops the old schema and commits."""
+    `commit()` after a lakeFS merge only drops the old schemas and commits."""
 
-    def __init__(self, url_or_conn: str | Any, run: str, branch: str):
-        parsed = parse_run_schema(run)
-        if parsed is None:
-            raise SchemaError(f"{run!r} is not a run schema name")
-        if not branch.startswith(parsed[0] + SEPARATOR) or parse_run_schema(branch):
-            raise SchemaError(f"{branch!r} is not a branch schema of family {parsed[0]!r}")
-        self.run = run
-        self.branch = branch
-        self.old = f"{parsed[0]}{SEPARATOR}{OLD_PREFIX}{parsed[1]}"
+    def __init__(self, url_or_conn: str | Any, *pairs: tuple[str, str]):
+        if not pairs:
+            raise SchemaError("Swap needs at least one (run schema, branch schema) pair")
+        self.pairs = [_pair(run, branch) for run, branch in pairs]
+        branches = [branch for _, branch, _ in self.pairs]
+        if len(set(branches)) != len(branches):
+            raise SchemaError(f"two run schemas for one branch schema: {sorted(branches)}")
         self._owns = isinstance(url_or_conn, str)
         self.conn = connect(url_or_conn) if isinstance(url_or_conn, str) else url_or_conn
-        self.result: SwapResult | None = None
+        self.results: list[SwapResult] | None = None
 
-    def prepare(self) -> SwapResult:
+    def _swap_one(self, cur: Any, run: str, branch: str, old: str) -> SwapResult:
+        if not schema_exists(self.conn, run):
+            raise SchemaError(f"run schema {run} does not exist: nothing to publish as {branch}")
+        if not schema_exists(self.conn, branch):
+            cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", run, branch))
+            return SwapResult(branch, False, [])
+        written = relations(self.conn, run)
+        kept = {n: k for n, k in relations(self.conn, branch).items() if n not in written}
+        cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", old))
+        cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", branch, old))
+        cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", run, branch))
+        for name, kind in sorted(kept.items()):
+            statement = f"ALTER {_CARRIED_KINDS[kind]} {{}}.{{}} SET SCHEMA {{}}"
+            cur.execute(_sql(statement, old, name, branch))
+        return SwapResult(branch, True, sorted(kept))
+
+    def prepare(self) -> list[SwapResult]:
         conn = self.conn
         conn.rollback()  # start from a clean transaction
         try:
             with conn.cursor() as cur:
-                # Queue behind any other publish of this branch schema (held to commit).
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.branch,))
-                if not schema_exists(conn, self.run):
-                    raise SchemaError(
-                        f"run schema {self.run} does not exist: nothing to publish as {self.branch}"
-                    )
-                replaced = schema_exists(conn, self.branch)
-                carried: list[str] = []
-                if replaced:
-                    written = relations(conn, self.run)
-                    kept = {
-                        n: k for n, k in relations(conn, self.branch).items() if n not in written
-                    }
-                    cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", self.old))
-                    cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", self.branch, self.old))
-                    cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", self.run, self.branch))
-                    for name, kind in sorted(kept.items()):
-                        cur.execute(
-                            _sql(
-                                f"ALTER {_CARRIED_KINDS[kind]} {{}}.{{}} SET SCHEMA {{}}",
-                                self.old,
-                                name,
-                                self.branch,
-                            )
-                        )
-                        carried.append(name)
-                else:
-                    cur.execute(_sql("ALTER SCHEMA {} RENAME TO {}", self.run, self.branch))
+                # Queue behind other publishes of these branch schemas (held to commit);
+                # sorted, so two runs publishing overlapping sets cannot deadlock.
+                for _, branch, _ in sorted(self.pairs, key=lambda p: p[1]):
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (branch,))
+                self.results = [self._swap_one(cur, *pair) for pair in self.pairs]
         except Exception:
             conn.rollback()
+            self.close()
             raise
-        self.result = SwapResult(self.branch, replaced, carried)
-        return self.result
+        return self.results
 
-    def commit(self) -> SwapResult:
-        if self.result is None:
+    def commit(self) -> list[SwapResult]:
+        if self.results is None:
             raise SchemaError("Swap.commit() before prepare()")
         try:
             with self.conn.cursor() as cur:
-                cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", self.old))
+                for _, _, old in self.pairs:
+                    cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", old))
             self.conn.commit()
         except Exception:
             self.conn.rollback()
             raise
         finally:
             self.close()
-        return self.result
+        return self.results
 
     def rollback(self) -> None:
-        """Undo a prepared swap: the branch schema and the run schema are as before."""
+        """Undo a prepared swap: branch schemas and run schemas are as before."""
         try:
-            self.conn.rollback()
+            if not self.conn.closed:
+                self.conn.rollback()
         finally:
             self.close()
 
@@ -272,6 +276,29 @@ class Swap:
 
 def publish(url_or_conn: str | Any, run: str, branch: str) -> SwapResult:
     """Swap run schema `run` in as branch schema `branch` in one transaction."""
-    swap = Swap(url_or_conn, run, branch)
+    swap = Swap(url_or_conn, (run, branch))
     swap.prepare()
-    return swap.commit()
+    return swap.commit()[0]
+
+
+class PostgresPublisher:
+    """Write-audit-publish participant for run schemas (`dfp.lake.wap.PublishParticipant`):
+    a run's staged schemas are swapped in one transaction around the lakeFS merge."""
+
+    system = "postgres"
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def prepare(self, staged: list[Any]) -> Swap:
+        swap = Swap(self.url, *((s.staged, s.target) for s in staged))
+        swap.prepare()
+        return swap
+
+    def discard(self, staged: list[Any]) -> None:
+        conn = connect(self.url)
+        try:
+            for item in staged:
+                discard(conn, item.staged)
+        finally:
+            conn.close()

@@ -7,8 +7,10 @@ its checks audit that branch, and one merge publishes it. This module holds the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dfp.lake.lakefs_client import LakeFSClient
 from dfp.settings import get_settings
@@ -16,6 +18,8 @@ from dfp.settings import get_settings
 RUN_BRANCH_PREFIX = "dfp-run-"
 #: lakeFS renders commit metadata keys of this form as a link button in its UI.
 LAKEFS_UI_LINK_KEY = "::lakefs::Dagster::url[url:ui]"
+#: Event metadata key by which a run registers something it staged outside lakeFS.
+STAGED_KEY = "dfp/staged"
 
 
 def run_branch_name(run_id: str) -> str:
@@ -35,6 +39,59 @@ def dagster_run_url(run_id: str) -> str:
     return f"{base}/runs/{run_id}"
 
 
+@dataclass(frozen=True)
+class Staged:
+    """Something a run wrote outside lakeFS that publishes together with its lakeFS merge.
+
+    `system` names the publish participant that handles it (e.g. "postgres"), `staged` is
+    where the run wrote (a run schema), `target` what it replaces at publish (the branch's
+    schema). A run registers each before writing it, so a failed run can discard it."""
+
+    system: str
+    staged: str
+    target: str
+
+    def encode(self) -> str:
+        return json.dumps({"system": self.system, "staged": self.staged, "target": self.target})
+
+    @classmethod
+    def decode(cls, text: str) -> Staged:
+        data = json.loads(text)
+        return cls(system=data["system"], staged=data["staged"], target=data["target"])
+
+
+class PreparedPublish(Protocol):
+    """A participant's publish, done but not yet visible (e.g. an open transaction)."""
+
+    def commit(self) -> object: ...
+
+    def rollback(self) -> None: ...
+
+
+class PublishParticipant(Protocol):
+    """An external system publishing with lakeFS: prepare before the merge, commit after it,
+    roll back if it fails; discard what a run staged when the run does not publish."""
+
+    system: str
+
+    def prepare(self, staged: list[Staged]) -> PreparedPublish: ...
+
+    def discard(self, staged: list[Staged]) -> None: ...
+
+
+class PublishError(RuntimeError):
+    """Publishing could not complete; the message says what was and was not published."""
+
+
+def by_system(staged: Iterable[Staged]) -> dict[str, list[Staged]]:
+    """Staged items grouped by system, each once (a retried step registers again)."""
+    groups: dict[str, list[Staged]] = {}
+    for item in staged:
+        if item not in groups.setdefault(item.system, []):
+            groups[item.system].append(item)
+    return groups
+
+
 @dataclass
 class RunAudit:
     """What a finished run did, as read from Dagster's event log."""
@@ -43,6 +100,7 @@ class RunAudit:
     failed_checks: list[str] = field(default_factory=list)
     passed_checks: list[str] = field(default_factory=list)
     materialized: dict[str, int | None] = field(default_factory=dict)  # asset -> row count
+    staged: list[Staged] = field(default_factory=list)  # written outside lakeFS
 
     @property
     def publishable(self) -> bool:
@@ -68,6 +126,8 @@ def publish_metadata(run_id: str, target: str, audit: RunAudit) -> dict[str, str
     for asset, rows in sorted(audit.materialized.items()):
         if rows is not None:
             meta[f"rows.{asset}"] = str(rows)
+    for system, items in sorted(by_system(audit.staged).items()):
+        meta[f"published.{system}"] = ",".join(sorted(i.target for i in items))
     return meta
 
 
@@ -105,6 +165,46 @@ def publish(client: LakeFSClient, run_id: str, target: str, audit: RunAudit) -> 
         message=f"dfp: publish run {run_id} ({assets})",
         metadata=publish_metadata(run_id, target, audit),
     )
+
+
+def publish_with(
+    client: LakeFSClient,
+    run_id: str,
+    target: str,
+    audit: RunAudit,
+    participants: Mapping[str, PublishParticipant],
+) -> str | None:
+    """`publish`, with what the run staged outside lakeFS: every participant prepares (e.g.
+    opens its transaction and swaps), then the one lakeFS merge, then every participant
+    commits. A failed prepare or merge rolls every prepared participant back, so nothing is
+    published anywhere. Only a participant's commit failing after the merge (its database
+    lost between statement and COMMIT) can leave lakeFS ahead: PublishError says so."""
+    groups = by_system(audit.staged)
+    unknown = sorted(set(groups) - set(participants))
+    if unknown:
+        raise PublishError(
+            f"run {run_id} staged data in {', '.join(unknown)}, which this deployment has no "
+            "publish participant for: nothing published"
+        )
+    prepared: list[PreparedPublish] = []
+    try:
+        for system, items in sorted(groups.items()):
+            prepared.append(participants[system].prepare(items))
+        commit = publish(client, run_id, target, audit)
+    except BaseException:
+        for handle in reversed(prepared):
+            handle.rollback()
+        raise
+    for system, handle in zip(sorted(groups), prepared, strict=True):
+        try:
+            handle.commit()
+        except Exception as exc:
+            raise PublishError(
+                f"lakeFS branch {target} was merged (commit {commit}) but publishing to "
+                f"{system} failed at commit: {exc}. {system} still holds the previous version; "
+                "rerun to publish it there too."
+            ) from exc
+    return commit
 
 
 def discard(client: LakeFSClient, run_id: str) -> bool:

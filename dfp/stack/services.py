@@ -5,7 +5,8 @@ stops only what `up` started. Later services (MLflow, ...) plug in as more `Mana
 
 Optional services, enabled by `DFP_STACK_SERVICES` (comma-separated, lakeFS always runs):
 
-* `postgres`: Debian's Postgres for the Dagster instance (`DAGSTER_PG_*` in stack.env).
+* `postgres`: Debian's Postgres for the Dagster instance (`DAGSTER_PG_*` in stack.env) and dfp's
+  data (database `dfp`, `DFP_POSTGRES_URL`: per-branch staging schemas).
 * `redis`: Debian's `redis-server` as Feast's online store, on 127.0.0.1:`DFP_REDIS_PORT`
   (default 6380) with `protected-mode yes` and a generated password; its config file (mode
   0600, so the password is never on a command line) and log live in `$DFP_HOME/state/redis`.
@@ -56,6 +57,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable
@@ -400,6 +402,10 @@ def _require_free_port(port: int, env_var: str) -> None:
 
 
 # -- Postgres (Debian's packages) ------------------------------------------------------------
+#: The database of dfp's data in the stack's Postgres (DFP_POSTGRES_URL), beside Dagster's.
+DATA_DATABASE = "dfp"
+
+
 def postgres_bin(name: str) -> Path:
     """A Postgres server binary: Debian keeps them under /usr/lib/postgresql/<version>/bin."""
     candidates = sorted(
@@ -1130,9 +1136,11 @@ class LocalStack:
         )
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster'")
-            if cur.fetchone() is None:
-                cur.execute("CREATE DATABASE dagster")
+            # dagster: the Dagster instance; dfp: data (per-branch staging schemas, ...).
+            for database in ("dagster", DATA_DATABASE):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{database}"')
         conn.close()
 
     def _prepare_redis(self) -> None:
@@ -1301,7 +1309,12 @@ class LocalStack:
         creds = settings.read_env_file(self.env_file)
         for key in ("HOST", "PORT", "USERNAME", "PASSWORD", "DB"):
             creds.pop(f"DAGSTER_PG_{key}", None)
+        creds.pop("DFP_POSTGRES_URL", None)
         if "postgres" in self.enabled:
+            password = urllib.parse.quote(creds["DFP_POSTGRES_PASSWORD"], safe="")
+            creds["DFP_POSTGRES_URL"] = (
+                f"postgresql://dfp:{password}@127.0.0.1:{self.postgres_port}/{DATA_DATABASE}"
+            )
             creds.update(
                 DAGSTER_PG_HOST="127.0.0.1",
                 DAGSTER_PG_PORT=str(self.postgres_port),

@@ -9,9 +9,15 @@ Runs in the run worker, around the whole run, whatever steps were selected:
    `dfp/keep_run_branch=true`, for debugging). A killed run worker leaves only its hidden run
    branch, which `lakefs_run_branch_cleanup` removes later.
 Runs without a partition (maintenance jobs) execute unwrapped.
+
+Data a run writes outside lakeFS publishes with the merge: a step registers it (`register_staged`,
+an engine event carrying a `wap.Staged`) before writing, and the executor hands it to the
+publish participant of its system (e.g. Postgres run schemas): prepared before the merge,
+committed after it, rolled back if it fails, discarded when the run does not publish.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -38,6 +44,7 @@ def audit_run(instance: dg.DagsterInstance, run_id: str) -> wap.RunAudit:
             dg.DagsterEventType.STEP_FAILURE,
             dg.DagsterEventType.ASSET_CHECK_EVALUATION,
             dg.DagsterEventType.ASSET_MATERIALIZATION,
+            dg.DagsterEventType.ENGINE_EVENT,
         },
     ).records
     for record in records:
@@ -56,13 +63,73 @@ def audit_run(instance: dg.DagsterInstance, run_id: str) -> wap.RunAudit:
             audit.materialized[materialization.asset_key.to_user_string()] = (
                 int(rows.value) if rows is not None else None
             )
+        elif event.event_type == dg.DagsterEventType.ENGINE_EVENT:
+            data = event.engine_event_data
+            staged = data.metadata.get(wap.STAGED_KEY) if data is not None else None
+            if staged is not None:
+                audit.staged.append(wap.Staged.decode(str(staged.value)))
     return audit
 
 
+def register_staged(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, staged: wap.Staged
+) -> None:
+    """Record in the run's event log, at once, that this run writes `staged` outside lakeFS:
+    the write-audit-publish executor then publishes it with the merge or discards it."""
+    context.instance.report_engine_event(
+        f"write-audit-publish: staging {staged.system} {staged.staged} (for {staged.target})",
+        dagster_run=context.run,
+        engine_event_data=EngineEventData({wap.STAGED_KEY: staged.encode()}),
+        step_key=context.get_step_execution_context().step.key,
+    )
+
+
 class WriteAuditPublishExecutor(dg.Executor):
-    def __init__(self, inner: dg.Executor, lakefs: LakeFSResource):
+    """`participants`: by system name, resources whose `publisher()` gives a
+    `wap.PublishParticipant`; initialised only for runs that staged data in that system."""
+
+    def __init__(
+        self,
+        inner: dg.Executor,
+        lakefs: LakeFSResource,
+        participants: Mapping[str, Any] | None = None,
+    ):
         self._inner = inner
         self._lakefs = lakefs
+        self._participants = dict(participants or {})
+
+    def _publishers(self, staged: list[wap.Staged]) -> dict[str, wap.PublishParticipant]:
+        systems = wap.by_system(staged)
+        return {
+            system: resource.process_config_and_initialize().publisher()
+            for system, resource in self._participants.items()
+            if system in systems
+        }
+
+    def _discard_staged(self, plan_context, run_id: str) -> None:
+        """Drop what a run that did not publish staged outside lakeFS (best effort: a
+        leftover is an orphan for the cleanup, never visible to readers)."""
+        staged = audit_run(plan_context.instance, run_id).staged
+        if not staged:
+            return
+        groups = wap.by_system(staged)
+        try:
+            publishers = self._publishers(staged)
+        except Exception as exc:
+            plan_context.log.warning(f"write-audit-publish: cannot discard {groups}: {exc}")
+            return
+        for system, items in groups.items():
+            if system not in publishers:
+                plan_context.log.warning(
+                    f"write-audit-publish: no {system} participant to discard {items}"
+                )
+                continue
+            try:
+                publishers[system].discard(items)
+            except Exception as exc:
+                plan_context.log.warning(
+                    f"write-audit-publish: discarding {system} {items} failed: {exc}"
+                )
 
     @property
     def retries(self) -> RetryMode:
@@ -106,7 +173,11 @@ class WriteAuditPublishExecutor(dg.Executor):
                         f"nothing published to lakeFS branch {target}: {audit.reason()}"
                     )
                 return
-            commit = wap.publish(client, run.run_id, target, audit)
+            if audit.staged:
+                publishers = self._publishers(audit.staged)
+                commit = wap.publish_with(client, run.run_id, target, audit, publishers)
+            else:
+                commit = wap.publish(client, run.run_id, target, audit)
             published = True
             yield dg.DagsterEvent.engine_event(
                 plan_context,
@@ -117,6 +188,7 @@ class WriteAuditPublishExecutor(dg.Executor):
                         "target_branch": target,
                         "merge_commit": commit or "",
                         "assets": ",".join(sorted(audit.materialized)),
+                        "staged": ",".join(sorted(s.target for s in audit.staged)),
                         PUBLISH_RESULT_KEY: "merged" if commit else "unchanged",
                     }
                 ),
@@ -124,6 +196,8 @@ class WriteAuditPublishExecutor(dg.Executor):
         finally:
             if published or not keep:
                 wap.discard(client, run.run_id)
+            if not published and not keep:
+                self._discard_staged(plan_context, run.run_id)
             client.close()
 
 
@@ -132,8 +206,12 @@ def lakefs_wap_executor(
     inner: dg.ExecutorDefinition = dg.multi_or_in_process_executor,
     *,
     default_mode: str | None = None,
+    participants: Mapping[str, Any] | None = None,
 ) -> dg.ExecutorDefinition:
     """`inner` (default: Dagster's multiprocess/in-process executor) wrapped in WAP.
+
+    `participants` (system → resource with `publisher()`) publish what runs stage outside
+    lakeFS together with the merge.
 
     `default_mode` ("in_process" / "multiprocess") replaces the inner executor's default
     config, used by runs whose config has no `execution` (the UI's, the sensors')."""
@@ -147,7 +225,7 @@ def lakefs_wap_executor(
         config_schema=schema,
         requirements=inner.get_requirements,
         executor_creation_fn=lambda init_context: WriteAuditPublishExecutor(
-            inner.executor_creation_fn(init_context), lakefs
+            inner.executor_creation_fn(init_context), lakefs, participants
         ),
         description=f"{inner.name} with lakeFS write-audit-publish around each partitioned run",
     )

@@ -85,7 +85,7 @@ def test_swap_is_atomic_for_a_concurrent_reader(postgres_url, conn, family):
     pgb.publish(conn, write_run(conn, family, "old"), branch)
     run = write_run(conn, family, "new")
     other = reader(postgres_url)
-    swap = pgb.Swap(postgres_url, run, branch)
+    swap = pgb.Swap(postgres_url, (run, branch))
     swap.prepare()
     try:
         # Prepared, not committed: the reader sees the old table, without waiting.
@@ -121,7 +121,7 @@ def test_failed_run_leaves_the_branch_schema_exactly_as_it_was(postgres_url, con
 
     # 2. Swap prepared, then the lakeFS merge failed: rolled back.
     bad = write_run(conn, family, "bad")
-    swap = pgb.Swap(postgres_url, bad, branch)
+    swap = pgb.Swap(postgres_url, (bad, branch))
     swap.prepare()
     swap.rollback()
     assert snapshot(conn, branch) == before
@@ -158,7 +158,7 @@ def test_tables_the_run_did_not_write_are_carried_over(conn, family):
 def test_concurrent_publishes_of_one_branch_queue(postgres_url, conn, family):
     branch = pgb.branch_schema(family, "main")
     pgb.publish(conn, write_run(conn, family, "v0"), branch)
-    first = pgb.Swap(postgres_url, write_run(conn, family, "v1"), branch)
+    first = pgb.Swap(postgres_url, (write_run(conn, family, "v1"), branch))
     second_run = write_run(conn, family, "v2")
     first.prepare()
     import threading
@@ -213,3 +213,30 @@ def test_swap_time_at_160k_rows(postgres_url, conn, family):
             f"staging swap of {ROWS_AT_SCALE} rows (replacing: {replaced}): {seconds * 1000:.0f} ms"
         )
     assert all(seconds < 10 for _, seconds in timings)
+
+
+def test_several_families_swap_in_one_transaction(postgres_url, conn, family):
+    other_family = f"{family}p"
+    staging, production = (
+        pgb.branch_schema(family, "main"),
+        pgb.branch_schema(other_family, "main"),
+    )
+    pgb.publish(conn, write_run(conn, family, "s1"), staging)
+    before = snapshot(conn, staging)
+    # The second pair's run schema is missing: nothing of the first pair may be published.
+    with pytest.raises(pgb.SchemaError, match="does not exist"):
+        swap = pgb.Swap(
+            postgres_url,
+            (write_run(conn, family, "s2"), staging),
+            (pgb.run_schema(other_family, new_run_id()), production),
+        )
+        swap.prepare()
+    assert snapshot(conn, staging) == before
+    swap = pgb.Swap(
+        postgres_url,
+        (write_run(conn, family, "s3"), staging),
+        (write_run(conn, other_family, "p3"), production),
+    )
+    swap.prepare()
+    swap.commit()
+    assert read(conn, staging) == ["s3"] and read(conn, production) == ["p3"]

@@ -62,6 +62,6 @@ def test_bad_run_ids_and_mismatched_swaps_are_refused():
     with pytest.raises(SchemaError, match="8 hex"):
         run_schema("staging", "not-a-run")
     with pytest.raises(SchemaError, match="not a branch schema of family 'staging'"):
-        Swap("postgresql://unused", run_schema("staging", RUN_ID), "production__main")
+        Swap("postgresql://unused", (run_schema("staging", RUN_ID), "production__main"))
     with pytest.raises(SchemaError, match="not a run schema"):
-        Swap("postgresql://unused", "staging__main", "staging__main")
+        Swap("postgresql://unused", ("staging__main", "staging__main"))

@@ -1,0 +1,66 @@
+"""dfp's data Postgres: one schema per lakeFS branch and schema family (`dfp.lake.pg_branches`).
+
+Assets never write a branch's schema: `run_schema(context, family)` registers the run's own
+schema with write-audit-publish and creates it; the executor swaps it in as the branch's schema
+in one transaction around the lakeFS merge (`publisher()`), or drops it when the run does not
+publish. Readers use `branch_schema(family, branch)`.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from dfp.lake import pg_branches, wap
+
+#: The publish-participant system name runs register their schemas under.
+SYSTEM = pg_branches.PostgresPublisher.system
+
+
+class PostgresStagingResource(dg.ConfigurableResource):
+    """Per-branch schemas on dfp's data Postgres (DFP_POSTGRES_URL; unset: not configured)."""
+
+    url: str | None = None
+
+    def _url(self) -> str:
+        if not self.url:
+            raise dg.Failure(
+                "dfp's data Postgres is not configured: set DFP_POSTGRES_URL, or run "
+                "`dfp stack up` with postgres in DFP_STACK_SERVICES (local)"
+            )
+        return self.url
+
+    def connect(self) -> Any:
+        """A psycopg2 connection (the caller closes it)."""
+        return pg_branches.connect(self._url())
+
+    def publisher(self) -> pg_branches.PostgresPublisher:
+        return pg_branches.PostgresPublisher(self._url())
+
+    def branch_schema(self, family: str, branch: str) -> str:
+        return pg_branches.branch_schema(family, branch)
+
+    def run_schema(
+        self, context: dg.AssetExecutionContext | dg.OpExecutionContext, family: str
+    ) -> str:
+        """The schema this run writes `family` into (created, empty on the first call of the
+        run), registered so that it publishes with the run's lakeFS merge."""
+        from dfp_assets.platform.wap_executor import PARTITION_TAG, register_staged
+
+        branch = context.run.tags.get(PARTITION_TAG)
+        if branch is None:
+            raise dg.Failure(
+                "Postgres staging needs a branch-partitioned run under write-audit-publish"
+            )
+        staged = wap.Staged(
+            system=SYSTEM,
+            staged=pg_branches.run_schema(family, context.run.run_id),
+            target=pg_branches.branch_schema(family, branch),
+        )
+        # Registered before it exists: a step that dies after creating it is still cleaned up.
+        register_staged(context, staged)
+        conn = self.connect()
+        try:
+            pg_branches.create_run_schema(conn, staged.staged)
+        finally:
+            conn.close()
+        return staged.staged
