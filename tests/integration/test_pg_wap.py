@@ -1,0 +1,156 @@
+"""Write-audit-publish with a Postgres participant, on real lakeFS and Postgres: a run's
+schema is swapped in with the lakeFS merge, and left out when checks or the merge fail."""
+
+import dagster as dg
+import pytest
+
+from dfp.lake import pg_branches as pgb
+from dfp.lake import wap
+from dfp_assets.platform.partitions import blocking_check, branch_asset
+from dfp_assets.platform.wap_executor import lakefs_wap_executor
+from dfp_resources.lakefs import LakeFSResource
+from dfp_resources.postgres_staging import PostgresStagingResource
+
+FAMILY = "wapstage"
+PATH = "pgwap/marker.txt"
+
+
+class StageConfig(dg.Config):
+    value: str
+    check_passes: bool = True
+    conflict_on_target: bool = False  # make the publishing lakeFS merge fail
+
+
+@branch_asset(group="test", check_specs=[blocking_check("ok", "staged_table", "test gate")])
+def staged_table(
+    context: dg.AssetExecutionContext,
+    config: StageConfig,
+    lakefs: LakeFSResource,
+    postgres_staging: PostgresStagingResource,
+):
+    schema = postgres_staging.run_schema(context, FAMILY)
+    conn = postgres_staging.connect()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE TABLE "{schema}".t (v text)')
+        cur.execute(f'INSERT INTO "{schema}".t VALUES (%s)', (config.value,))
+    conn.commit()
+    conn.close()
+    with lakefs.client() as client:
+        branch = lakefs.run_branch(context)
+        client.upload(branch, PATH, config.value.encode())
+        client.commit(branch, "marker", {})
+        if config.conflict_on_target:
+            client.upload(context.partition_key, PATH, b"concurrent")
+            client.commit(context.partition_key, "concurrent writer", {})
+    yield dg.MaterializeResult()
+    yield dg.AssetCheckResult(check_name="ok", passed=config.check_passes)
+
+
+def _job():
+    lakefs = LakeFSResource(
+        endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
+        access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),
+        secret_access_key=dg.EnvVar("LAKEFS_SECRET_ACCESS_KEY"),
+        repository=dg.EnvVar("LAKEFS_REPOSITORY"),
+    )
+    postgres = PostgresStagingResource(url=dg.EnvVar("DFP_POSTGRES_URL"))
+    defs = dg.Definitions(
+        assets=[staged_table],
+        jobs=[dg.define_asset_job("pg_wap_job", selection=[staged_table])],
+        resources={"lakefs": lakefs, "postgres_staging": postgres},
+        executor=lakefs_wap_executor(
+            lakefs, default_mode="in_process", participants={"postgres": postgres}
+        ),
+    )
+    return defs.resolve_job_def("pg_wap_job")
+
+
+def pg_wap_job():
+    return _job()
+
+
+@pytest.fixture
+def env(lakefs, postgres_url, monkeypatch):
+    monkeypatch.setenv("DFP_POSTGRES_URL", postgres_url)
+    conn = pgb.connect(postgres_url)
+    yield lakefs, conn
+    # Each test's repository is new, but the family is shared: start clean next time.
+    with conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{FAMILY}__%",))
+        for (name,) in cur.fetchall():
+            cur.execute(f'DROP SCHEMA "{name}" CASCADE')
+    conn.commit()
+    conn.close()
+
+
+def run(instance, value: str, **config):
+    if "main" not in instance.get_dynamic_partitions("lakefs_branch"):
+        instance.add_dynamic_partitions("lakefs_branch", ["main"])
+    with dg.execute_job(
+        dg.reconstructable(pg_wap_job),
+        instance=instance,
+        run_config={"ops": {"staged_table": {"config": {"value": value, **config}}}},
+        tags={"dagster/partition": "main"},
+        raise_on_error=False,
+    ) as result:
+        return result.success, result.run_id
+
+
+def rows(conn) -> list[str] | None:
+    schema = pgb.branch_schema(FAMILY, "main")
+    if not pgb.schema_exists(conn, schema):
+        conn.commit()
+        return None
+    with conn.cursor() as cur:
+        cur.execute(f'SELECT v FROM "{schema}".t')
+        values = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    return values
+
+
+def run_schemas(conn) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{FAMILY}__run_%",))
+        names = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    return names
+
+
+def test_publish_swaps_the_schema_with_the_merge(env, instance):
+    lakefs, conn = env
+    ok, run_id = run(instance, "v1")
+    assert ok
+    assert rows(conn) == ["v1"] and run_schemas(conn) == []
+    assert lakefs.read("main", PATH) == b"v1"
+    meta = lakefs.get_commit("main").metadata
+    assert meta["dagster_run_id"] == run_id
+    assert meta["published.postgres"] == pgb.branch_schema(FAMILY, "main")
+    assert not lakefs.branch_exists(wap.run_branch_name(run_id))
+
+    ok, _ = run(instance, "v2")
+    assert ok and rows(conn) == ["v2"] and lakefs.read("main", PATH) == b"v2"
+
+
+def test_failed_check_discards_the_run_schema(env, instance):
+    lakefs, conn = env
+    assert run(instance, "good")[0]
+    head = lakefs.head("main")
+    ok, _ = run(instance, "bad", check_passes=False)
+    assert not ok
+    assert rows(conn) == ["good"] and run_schemas(conn) == []
+    assert lakefs.head("main") == head
+
+
+def test_failed_merge_rolls_the_swap_back(env, instance):
+    lakefs, conn = env
+    assert run(instance, "good")[0]
+    ok, run_id = run(instance, "bad", conflict_on_target=True)
+    assert not ok
+    assert rows(conn) == ["good"] and run_schemas(conn) == []
+    assert lakefs.read("main", PATH) == b"concurrent"  # the conflicting writer, not the run
+    errors = [
+        e.message
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.is_failure
+    ]
+    assert errors, "the run failed without a failure event"
