@@ -302,3 +302,68 @@ class PostgresPublisher:
                 discard(conn, item.staged)
         finally:
             conn.close()
+
+
+# -- Arrow tables into a (run) schema --------------------------------------------------------
+def _pg_type(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    scalar = {
+        pa.string(): "text",
+        pa.large_string(): "text",
+        pa.int8(): "smallint",
+        pa.int16(): "smallint",
+        pa.int32(): "integer",
+        pa.int64(): "bigint",
+        pa.bool_(): "boolean",
+        pa.float32(): "real",
+        pa.float64(): "double precision",
+    }
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return _pg_type(arrow_type.value_type) + "[]"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz" if arrow_type.tz else "timestamp"
+    if arrow_type in scalar:
+        return scalar[arrow_type]
+    raise SchemaError(f"no Postgres column type for Arrow type {arrow_type}")
+
+
+def copy_table(conn: Any, schema: str, name: str, table: Any, chunk_rows: int = 50_000) -> int:
+    """(Re)create `schema.name` from a pyarrow Table with COPY (CSV; lists as array literals),
+    in the connection's transaction (committed here). Returns the rows written."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    columns = [(f.name, _pg_type(f.type), f.nullable) for f in table.schema]
+    ddl = ", ".join(
+        f"{{}} {pg_type}{'' if nullable else ' NOT NULL'}" for _, pg_type, nullable in columns
+    )
+    with conn.cursor() as cur:
+        cur.execute(_sql("DROP TABLE IF EXISTS {}.{}", schema, name))
+        cur.execute(_sql(f"CREATE TABLE {{}}.{{}} ({ddl})", schema, name, *(c[0] for c in columns)))
+        copy = _sql(
+            "COPY {}.{} ("
+            + ", ".join("{}" for _ in columns)
+            + ") FROM STDIN WITH (FORMAT csv, HEADER true)",
+            schema,
+            name,
+            *(c[0] for c in columns),
+        )
+        for batch in table.to_batches(max_chunksize=chunk_rows):
+            arrays = []
+            for field, array in zip(batch.schema, batch.columns, strict=True):
+                if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+                    # '{1,2,3}' — Postgres's array literal — built by Arrow, not per row in Python.
+                    text = pc.cast(array, pa.list_(pa.string()))
+                    joined = pc.binary_join(text, ",")
+                    array = pc.binary_join_element_wise("{", joined, "}", "")
+                arrays.append(array)
+            buffer = io.BytesIO()
+            pacsv.write_csv(pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), buffer)
+            buffer.seek(0)
+            cur.copy_expert(copy.as_string(conn), buffer)
+    conn.commit()
+    return table.num_rows

@@ -1,0 +1,1 @@
+"""Dagster glue of the toxic-comment domain (pure logic in `dfp.toxic`)."""

@@ -240,3 +240,35 @@ def test_several_families_swap_in_one_transaction(postgres_url, conn, family):
     swap.prepare()
     swap.commit()
     assert read(conn, staging) == ["s3"] and read(conn, production) == ["p3"]
+
+
+def test_copy_table_writes_tokenized_rows(conn, family):
+    import pyarrow as pa
+
+    from dfp.toxic.tokenize import tokenize_batch
+    from tests.unit.test_toxic_tokenize import crafted_table
+
+    tokenized = tokenize_batch(crafted_table())
+    schema = pgb.run_schema(family, new_run_id())
+    pgb.create_run_schema(conn, schema)
+    assert pgb.copy_table(conn, schema, "text_comments", tokenized) == tokenized.num_rows
+    with conn.cursor() as cur:
+        cur.execute(f'SELECT id, labels, input_ids, attention_mask FROM "{schema}".text_comments')
+        back = cur.fetchall()
+        cur.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+            "%s::regclass AND attnum > 0 ORDER BY attnum",
+            (f'"{schema}".text_comments',),
+        )
+        types = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    assert types == ["text", "smallint", "integer[]", "smallint[]"]
+    expected = {r["id"]: r for r in tokenized.to_pylist()}
+    assert len(back) == len(expected)
+    for id_, labels, ids, mask in back:
+        assert (labels, ids, mask) == (
+            expected[id_]["labels"],
+            expected[id_]["input_ids"],
+            expected[id_]["attention_mask"],
+        )
+    assert isinstance(tokenized, pa.Table)
