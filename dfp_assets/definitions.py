@@ -30,6 +30,8 @@ from dfp_assets.platform.branches import (
     lakefs_run_branch_cleanup,
 )
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
+from dfp_assets.toxic.jobs import ingest_comments
+from dfp_assets.toxic.raw import comments_raw, comments_raw_checks
 from dfp_resources.environment import build_resources
 
 resources = build_resources()
@@ -49,8 +51,9 @@ defs = dg.Definitions(
             ]
         ),
         device_benchmarks,
+        comments_raw,
     ],
-    asset_checks=[kronodroid_raw_checks],
+    asset_checks=[kronodroid_raw_checks, comments_raw_checks],
     jobs=[
         ingest_kronodroid,
         build_staging,
@@ -58,6 +61,7 @@ defs = dg.Definitions(
         export_mobile_models,
         report_device_benchmarks,
         build_all,
+        ingest_comments,
         create_lakefs_branch,
         delete_lakefs_branch,
     ],
@@ -81,6 +85,11 @@ defs = dg.Definitions(
 def ingest_job() -> dg.JobDefinition:
     """Reconstructable handle for `dagster.execute_job` (scripts, tests, benchmarks)."""
     return defs.resolve_job_def("ingest_kronodroid")
+
+
+def ingest_comments_job() -> dg.JobDefinition:
+    """Reconstructable handle on `ingest_comments` (comments_raw and its checks)."""
+    return defs.resolve_job_def("ingest_comments")
 
 
 def staging_job() -> dg.JobDefinition:
