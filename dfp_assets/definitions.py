@@ -30,8 +30,9 @@ from dfp_assets.platform.branches import (
     lakefs_run_branch_cleanup,
 )
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
-from dfp_assets.toxic.jobs import ingest_comments
+from dfp_assets.toxic.jobs import build_comments, ingest_comments
 from dfp_assets.toxic.raw import comments_raw, comments_raw_checks
+from dfp_assets.toxic.staging import comments_tokenized
 from dfp_resources.environment import build_resources
 
 resources = build_resources()
@@ -52,6 +53,7 @@ defs = dg.Definitions(
         ),
         device_benchmarks,
         comments_raw,
+        *following_parents([comments_tokenized]),
     ],
     asset_checks=[kronodroid_raw_checks, comments_raw_checks],
     jobs=[
@@ -62,6 +64,7 @@ defs = dg.Definitions(
         report_device_benchmarks,
         build_all,
         ingest_comments,
+        build_comments,
         create_lakefs_branch,
         delete_lakefs_branch,
     ],
@@ -90,6 +93,11 @@ def ingest_job() -> dg.JobDefinition:
 def ingest_comments_job() -> dg.JobDefinition:
     """Reconstructable handle on `ingest_comments` (comments_raw and its checks)."""
     return defs.resolve_job_def("ingest_comments")
+
+
+def comments_job() -> dg.JobDefinition:
+    """Reconstructable handle on `build_comments` (raw → tokenized staging)."""
+    return defs.resolve_job_def("build_comments")
 
 
 def staging_job() -> dg.JobDefinition:

@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from dfp.lake import pg_branches, wap
+from dfp.settings import load_settings
 
 #: The publish-participant system name runs register their schemas under.
 SYSTEM = pg_branches.PostgresPublisher.system
@@ -22,12 +23,15 @@ class PostgresStagingResource(dg.ConfigurableResource):
     url: str | None = None
 
     def _url(self) -> str:
-        if not self.url:
+        # Unset when the Definitions were loaded (the resource is built at import): the
+        # settings as they are now, as the executor's publish reads them at run end.
+        url = self.url or load_settings().dfp_postgres_url
+        if not url:
             raise dg.Failure(
                 "dfp's data Postgres is not configured: set DFP_POSTGRES_URL, or run "
                 "`dfp stack up` with postgres in DFP_STACK_SERVICES (local)"
             )
-        return self.url
+        return url.get_secret_value() if hasattr(url, "get_secret_value") else url
 
     def connect(self) -> Any:
         """A psycopg2 connection (the caller closes it)."""

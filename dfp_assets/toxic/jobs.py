@@ -3,10 +3,18 @@
 import dagster as dg
 
 from dfp_assets.toxic.raw import comments_raw
+from dfp_assets.toxic.staging import comments_tokenized
 
 ingest_comments = dg.define_asset_job(
     "ingest_comments",
     selection=dg.AssetSelection.assets(comments_raw),
     description="Load toxic comments into a branch's Delta table and audit them "
     "(write-audit-publish).",
+)
+
+build_comments = dg.define_asset_job(
+    "build_comments",
+    selection=dg.AssetSelection.assets(comments_raw, comments_tokenized),
+    description="Toxic comments on a branch: raw Delta table → WordPiece tokens in the branch's "
+    "Postgres staging schema (swapped in with the lakeFS merge; write-audit-publish).",
 )

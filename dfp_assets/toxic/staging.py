@@ -4,8 +4,8 @@ Reads the run branch's `comments_raw` through a reader passed in (`read_comments
 the raw asset's Delta reader; tests pass a stub), tokenizes with `dfp.toxic.tokenize` (Arrow by
 default, Spark with `engine: spark`, same function), and writes `text_comments(id, labels,
 input_ids, attention_mask)` into the run's own `staging` schema, which write-audit-publish swaps
-in as the branch's (`staging__<branch>`) with the lakeFS merge. Not registered in the
-Definitions yet: `build_comments_tokenized(read_comments)` makes the asset.
+in as the branch's (`staging__<branch>`) with the lakeFS merge. `build_comments_tokenized`
+makes the asset for a reader; `comments_tokenized` is the one the Definitions register.
 """
 
 from collections.abc import Callable
@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from dfp.lake import pg_branches
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.toxic.load import read_comments
 from dfp.toxic.tokenize import DEFAULT_MAX_LENGTH, tokenize_batch, tokenize_spark
 from dfp_assets.platform.partitions import branch_asset
 from dfp_resources.lakefs import LakeFSResource
@@ -48,7 +49,7 @@ def _tokenize_on_spark(
 def build_comments_tokenized(read_comments: ReadComments) -> dg.AssetsDefinition:
     @branch_asset(
         name="comments_tokenized",
-        group="toxic",
+        group="toxic_staging",
         deps=[RAW_ASSET],
         kinds={"postgres", "pyarrow"},
         description="comments_raw tokenized with the bert-base-uncased WordPiece tokenizer, "
@@ -87,3 +88,6 @@ def build_comments_tokenized(read_comments: ReadComments) -> dg.AssetsDefinition
         )
 
     return comments_tokenized
+
+
+comments_tokenized = build_comments_tokenized(read_comments)
