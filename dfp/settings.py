@@ -108,6 +108,8 @@ class DfpSettings(BaseSettings):
     # Kept raw: a bad floor fails the run that needs it, not the code location (f1_floor()).
     dfp_f1_floor: str = DEFAULT_F1_FLOOR
     dfp_dagster_url: str = "http://127.0.0.1:3000"
+    # The browser-facing lakeFS UI for links in materializations (lakefs_ui_url()).
+    dfp_lakefs_ui_url: str | None = None
     # How a run executes its steps when its run config does not say (see executor()).
     dfp_executor: str | None = None
 
@@ -148,6 +150,13 @@ class DfpSettings(BaseSettings):
             raise ValueError(f"DFP_EXECUTOR={executor!r} is not one of {EXECUTORS}")
         return executor
 
+    @field_validator("dfp_lakefs_ui_url")
+    @classmethod
+    def _http_ui_url(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"DFP_LAKEFS_UI_URL={url!r} is not an http(s) URL")
+        return url
+
     @field_validator("dfp_feast_offline")
     @classmethod
     def _known_offline(cls, engine: str) -> str:
@@ -174,6 +183,16 @@ class DfpSettings(BaseSettings):
         if self.dfp_feast_home or not self.is_local:
             return self.dfp_feast_home
         return str(dfp_home() / "feast")
+
+    def lakefs_ui_url(self) -> str | None:
+        """Base URL of lakeFS's web UI as a browser reaches it: DFP_LAKEFS_UI_URL, else the
+        lakeFS endpoint without `/api/v1` (right locally; on compose / k8s the endpoint is a
+        host name only the containers resolve, so set DFP_LAKEFS_UI_URL there). None when
+        neither is set."""
+        from dfp.lake.links import ui_base
+
+        url = self.dfp_lakefs_ui_url or self.lakefs_endpoint
+        return ui_base(url) if url else None
 
     def executor(self) -> str:
         """The default step executor of every job: DFP_EXECUTOR, else "in_process" locally

@@ -137,7 +137,8 @@ def feast_registry(
                 "offline_uri": uri,
                 "dagster/row_count": rows,
                 **lineage,
-            }
+            },
+            wrote=OFFLINE_OBJECT,
         )
     )
 
@@ -225,16 +226,19 @@ def feast_online(
             "reused_from_run": reused["run"],
         }
     )
+    # The rows live in the online store, not in lakeFS: only the memo's commit is linked.
     return dg.MaterializeResult(
-        metadata={
-            "window_start": start.isoformat(),
-            "window_end": end.isoformat(),
-            "online_store": kind,
-            "feast_project": branch_project(lakefs.repository, step.branch),
-            "offline_digest": digest or "",
-            "dagster/row_count": entities.num_rows,
-            **shown,
-        }
+        metadata=step.reported(
+            {
+                "window_start": start.isoformat(),
+                "window_end": end.isoformat(),
+                "online_store": kind,
+                "feast_project": branch_project(lakefs.repository, step.branch),
+                "offline_digest": digest or "",
+                "dagster/row_count": entities.num_rows,
+                **shown,
+            }
+        )
     )
 
 
@@ -360,7 +364,8 @@ def training_set(
                 **lineage,
                 "lakefs_commit": commit,
                 "training_set_uri": client.s3_uri(branch, TRAINING_SET_OBJECT),
-            }
+            },
+            wrote=TRAINING_SET_OBJECT,
         ),
         data_version=dg.DataVersion(digest),
     )

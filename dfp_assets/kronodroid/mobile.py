@@ -129,7 +129,8 @@ def _export_asset(fmt: str) -> dg.AssetsDefinition:
                     "details": dg.MetadataValue.json(info.details),
                     "source_model_commit": model_commit,
                     "parity": report.summary(),
-                }
+                },
+                wrote=export_object(fmt),
             ),
             data_version=dg.DataVersion(info.sha256),
         )

@@ -135,7 +135,7 @@ def malware_model(
                 {"mlflow_run_id": step.reused.metadata["mlflow_run_id"]},
             )
             yield dg.MaterializeResult(
-                metadata=step.reported(_shown(step.reused.metadata)),
+                metadata=step.reported(_shown(step.reused.metadata), wrote=MODEL_OBJECT),
                 data_version=dg.DataVersion(step.reused.metadata["model_digest"]),
             )
             yield _f1_check(step.reused.metadata["temporal_f1"], config.f1_floor)
@@ -149,7 +149,8 @@ def malware_model(
         step.commit(f"malware_model for {branch}", {"mlflow_run_id": reported["mlflow_run_id"]})
 
     yield dg.MaterializeResult(
-        metadata=_shown(reported), data_version=dg.DataVersion(outcome.digest)
+        metadata=step.reported(_shown(reported), wrote=MODEL_OBJECT),
+        data_version=dg.DataVersion(outcome.digest),
     )
     yield _f1_check(outcome.temporal.f1, config.f1_floor)
 

@@ -153,7 +153,8 @@ def _raw_result(
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(name, kind) for name, kind in reported["columns"]]
                 ),
-            }
+            },
+            wrote=RAW_OBJECTS_PREFIX,
         )
     )
 

@@ -22,7 +22,7 @@ import dagster as dg
 
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
 from dfp.lake import memo
-from dfp.lake.iceberg import pointer_path
+from dfp.lake.iceberg import pointer_path, table_prefix
 from dfp_assets.kronodroid.dbt_project import MANIFEST_PATH, asset_plan
 from dfp_assets.platform.dbt_plan import dbt_events
 from dfp_assets.platform.partitions import lakefs_branch_partitions
@@ -135,8 +135,13 @@ def kronodroid_dbt(
                         **(event.metadata or {}),
                         **_iceberg_metadata(tables, run_branch, node, engine),
                     }
-                    event = dg.MaterializeResult(asset_key=event.asset_key, metadata=metadata)
                     built[event.asset_key.to_user_string()] = _plain(metadata)
+                    # Reported before the build's lineage commit: the link is to the table on
+                    # the partition branch, which holds it once the run is published.
+                    links = step.links(wrote=_table_objects(_schema(node), node["name"]))
+                    event = dg.MaterializeResult(
+                        asset_key=event.asset_key, metadata={**metadata, **links}
+                    )
                 elif isinstance(event, dg.AssetCheckResult):
                     checked[_check_id(event.asset_key, event.check_name)] = {
                         "passed": event.passed,
@@ -188,6 +193,11 @@ def _iceberg_metadata(
     }
 
 
+def _table_objects(schema: str, table: str) -> str:
+    """The lakeFS prefix of an Iceberg table's files (data, metadata, pointer)."""
+    return f"{table_prefix(schema, table)}/"
+
+
 def _check_id(asset_key: dg.AssetKey, check_name: str) -> str:
     return f"{asset_key.to_user_string()}:{check_name}"
 
@@ -218,7 +228,11 @@ def _reused_build(
     selected = {k.to_user_string(): k for k in context.selected_asset_keys}
     for name, reported in models.items():  # in dbt's build order: parents first
         if name in selected:
-            yield dg.MaterializeResult(asset_key=selected[name], metadata=step.reported(reported))
+            schema, table = str(reported["iceberg_table"]).split(".", 1)
+            yield dg.MaterializeResult(
+                asset_key=selected[name],
+                metadata=step.reported(reported, wrote=_table_objects(schema, table)),
+            )
     for key in sorted(
         context.selected_asset_check_keys, key=lambda k: _check_id(k.asset_key, k.name)
     ):

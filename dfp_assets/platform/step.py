@@ -9,6 +9,12 @@ Every asset that writes to lakeFS does the same around its own work, so it is wr
         … the domain's work, uploads to step.run_branch …
         step.record(outputs, reported)                  # memo beside the outputs
         step.commit("…", {…})                           # lineage commit (dagster_run_id, asset)
+        return step.reported({…}, wrote="prefix/")      # + lakeFS UI links
+
+Every materialization reported through `reported` links to lakeFS's UI (DFP_LAKEFS_UI_URL):
+`lakefs_commit_url`, the step's lineage commit by id (the run branch is deleted after publish;
+its commits stay in the merge's history), and `lakefs_objects_url`, what the step wrote, at
+that commit (or on the partition branch when it reports before committing).
 
 The run tag `dfp/reuse=off` turns every lookup into a miss, so a run can recompute everything it
 selects (e.g. after a change no input version sees, such as a library upgrade).
@@ -24,9 +30,10 @@ from typing import Any
 import dagster as dg
 
 from dfp import tracking
-from dfp.lake import memo
+from dfp.lake import links, memo
 from dfp.lake.iceberg import describe_tables
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.settings import get_settings
 from dfp_resources.lakefs import LakeFSResource
 
 REUSE_TAG = "dfp/reuse"
@@ -50,6 +57,7 @@ class BranchStep:
     asset: str
     version: str | None = None
     reused: memo.Memo | None = None
+    commit_id: str | None = None  # this step's lineage commit, once made
 
     @property
     def run_id(self) -> str:
@@ -107,7 +115,10 @@ class BranchStep:
         if self.reused is not None:
             values["reused_from_run"] = self.reused.run_id
             message += f" (inputs unchanged since run {self.reused.run_id[:8]})"
-        return self.client.commit(self.run_branch, message, values, allow_empty=allow_empty)
+        self.commit_id = self.client.commit(
+            self.run_branch, message, values, allow_empty=allow_empty
+        )
+        return self.commit_id
 
     def table_snapshots(self) -> dict[str, int | None]:
         """Lineage: the current snapshot id of every Iceberg table on the run branch."""
@@ -125,11 +136,34 @@ class BranchStep:
             tracking.TAG_DAGSTER_RUN: self.run_id,
         }
 
-    def reported(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """What the materialization shows: `metadata`, and the run it came from if reused."""
+    def links(self, wrote: str | None = None) -> dict[str, dg.MetadataValue]:
+        """lakeFS UI links: the lineage commit (once committed) and `wrote` (an object, or a
+        prefix ending in "/") at that commit, or on the partition branch before it. Empty
+        when no UI address is known (no DFP_LAKEFS_UI_URL and no endpoint)."""
+        base = get_settings().lakefs_ui_url()
+        if base is None:
+            return {}
+        repository = self.client.repository
+        shown: dict[str, dg.MetadataValue] = {}
+        if self.commit_id is not None:
+            shown["lakefs_commit_url"] = dg.MetadataValue.url(
+                links.commit_url(base, repository, self.commit_id)
+            )
+        if wrote is not None:
+            ref = self.commit_id or self.branch
+            shown["lakefs_objects_url"] = dg.MetadataValue.url(
+                links.objects_url(base, repository, ref, wrote)
+            )
+        return shown
+
+    def reported(self, metadata: Mapping[str, Any], *, wrote: str | None = None) -> dict[str, Any]:
+        """What the materialization shows: `metadata`, the run it came from if reused, and
+        the lakeFS UI links (`links`). The links are added here, never kept in a memo: they
+        name this run's commit and this partition's branch."""
         shown = dict(metadata)
         if self.reused is not None:
             shown["reused_from_run"] = self.reused.run_id
+        shown.update(self.links(wrote))
         return shown
 
 

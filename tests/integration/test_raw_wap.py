@@ -1,5 +1,8 @@
 """kronodroid_raw on a real lakeFS: branch isolation, write-audit-publish, the real sample."""
 
+import urllib.parse
+
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 import s3fs
@@ -69,6 +72,18 @@ def test_materialization_metadata(lakefs, instance):
     # The materialization names the run-branch commit, which the published merge contains.
     run_commit = meta["lakefs_commit"].value
     assert run_commit in {c.id for c in lakefs.log("main", 10)}
+    # ... and links to it and to what it wrote in lakeFS's UI (the session's lakeFS serves it).
+    ui = f"{lakefs.settings.endpoint.rstrip('/')}/repositories/{lakefs.repository}"
+    commit_url = meta["lakefs_commit_url"]
+    assert isinstance(commit_url, dg.UrlMetadataValue)
+    assert commit_url.value == f"{ui}/commits/{run_commit}"
+    linked = lakefs.get_commit(commit_url.value.rsplit("/", 1)[1])  # through the lakeFS API
+    assert linked.id == run_commit and linked.metadata["dagster_run_id"] == result.run_id
+    objects = urllib.parse.urlsplit(meta["lakefs_objects_url"].value)
+    assert f"{objects.scheme}://{objects.netloc}{objects.path}" == f"{ui}/objects"
+    query = urllib.parse.parse_qs(objects.query)
+    assert query == {"ref": [run_commit], "path": ["raw/kronodroid/"]}
+    assert list(lakefs.list_objects(query["ref"][0], query["path"][0]))
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         "raw_schema": True,
