@@ -1,6 +1,7 @@
 """dbt staging and mart as Iceberg tables on lakeFS branches (DuckDB engine unless noted)."""
 
 import os
+import urllib.parse
 
 import dagster as dg
 import pyarrow as pa
@@ -51,6 +52,16 @@ def test_staging_on_branches_isolated_then_merged(lakefs, instance, tables):
     }
     assert mats["marts/mart_app_features"]["iceberg_snapshot_id"].value == str(main_snapshot)
     assert mats["marts/mart_app_features"]["dagster/row_count"].value == main_rows.num_rows
+    # ... and link to the table's files in lakeFS's UI: on the partition branch, since dbt
+    # reports each model before the build's lineage commit; the published branch holds them.
+    objects = urllib.parse.urlsplit(mats["marts/mart_app_features"]["lakefs_objects_url"].value)
+    assert objects.path == f"/repositories/{lakefs.repository}/objects"
+    query = urllib.parse.parse_qs(objects.query)
+    assert query == {"ref": ["main"], "path": ["iceberg/marts/mart_app_features/"]}
+    written = {o.path for o in lakefs.list_objects("main", query["path"][0])}
+    assert any(p.endswith(".metadata.json") for p in written)
+    assert any(p.endswith(".parquet") for p in written)
+    assert "lakefs_commit_url" not in mats["marts/mart_app_features"]
 
     # The run branch's catalog index was dropped with the run.
     assert not [ns for ns in tables.catalog("main").list_namespaces() if wap.is_run_branch(ns[0])]
