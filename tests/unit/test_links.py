@@ -32,8 +32,7 @@ def test_objects_url_lists_a_prefix_and_views_an_object():
 def test_names_are_quoted():
     url = links.objects_url(BASE, "my repo", "exp/1 a&b", "dir with space/x?.txt")
     assert url == (
-        f"{BASE}/repositories/my%20repo/object"
-        "?ref=exp/1%20a%26b&path=dir%20with%20space/x%3F.txt"
+        f"{BASE}/repositories/my%20repo/object?ref=exp/1%20a%26b&path=dir%20with%20space/x%3F.txt"
     )
     assert links.commit_url(BASE, "r", "a/b") == f"{BASE}/repositories/r/commits/a%2Fb"
 
