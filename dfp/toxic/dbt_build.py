@@ -1,0 +1,151 @@
+"""Running the toxic-comment dbt project (dbt/toxic_comments) for given schemas (no Dagster).
+
+The project reads `<staging_schema>.text_comments` and builds `<production_schema>.table_clean`;
+both schemas are dbt vars, so a write-audit-publish run can build into a schema of its own that
+is swapped in for the branch at publish. The connection comes from the environment
+(DFP_TOXIC_PG_*, read by the project's profiles.yml); `postgres_env` derives it from a URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dfp.settings import PROJECT_ROOT
+
+PROJECT_DIR = PROJECT_ROOT / "dbt" / "toxic_comments"
+# Unquoted Postgres identifiers (63 bytes at most); what the staging schemas are named like.
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(name: str, what: str = "schema") -> str:
+    if not _SCHEMA.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} is not a plain Postgres identifier "
+            "(lower-case letters, digits, underscores; at most 63)"
+        )
+    return name
+
+
+def dbt_vars(
+    staging_schema: str, production_schema: str, staging_table: str = "text_comments"
+) -> dict[str, str]:
+    """The `--vars` of a build reading `staging_schema` into `production_schema`."""
+    return {
+        "staging_schema": check_schema_name(staging_schema, "staging schema"),
+        "staging_table": check_schema_name(staging_table, "staging table"),
+        "production_schema": check_schema_name(production_schema, "production schema"),
+    }
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    """The profile's DFP_TOXIC_PG_* variables for a SQLAlchemy URL (postgresql+psycopg2://…)."""
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        raise ValueError(f"not a Postgres URL: {parsed.render_as_string(hide_password=True)}")
+    return {
+        "DFP_TOXIC_PG_HOST": parsed.host or "127.0.0.1",
+        "DFP_TOXIC_PG_PORT": str(parsed.port or 5432),
+        "DFP_TOXIC_PG_USER": parsed.username or "",
+        "DFP_TOXIC_PG_PASSWORD": parsed.password or "",
+        "DFP_TOXIC_PG_DBNAME": parsed.database or "",
+    }
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    unique_id: str
+    resource_type: str  # model | test
+    name: str
+    status: str  # success | error | fail | warn | pass | skipped
+    failures: int | None  # failing rows of a test
+    message: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    success: bool
+    nodes: list[NodeResult]
+    seconds: float
+    error: str | None = None  # dbt itself failed (e.g. it could not connect)
+
+    def failed(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.status in ("error", "fail")]
+
+    def node(self, name: str) -> NodeResult:
+        matches = [n for n in self.nodes if n.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} dbt nodes named {name!r}")
+        return matches[0]
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_dbt(
+    staging_schema: str,
+    production_schema: str,
+    *,
+    command: str = "build",
+    env: Mapping[str, str] | None = None,
+    staging_table: str = "text_comments",
+    target_path: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> BuildResult:
+    """`dbt <command>` in this process through dbt's Python API; `build` (the default) makes
+    table_clean, then runs its tests (a failing test fails the build).
+
+    dbt is not safe to run twice at once in one process; separate runs that may overlap (two
+    branches) should pass their own `target_path`."""
+    from dbt.cli.main import dbtRunner
+
+    args = [
+        command,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        "--vars",
+        json.dumps(dbt_vars(staging_schema, production_schema, staging_table)),
+        *(["--target-path", str(target_path)] if target_path else []),
+        *extra_args,
+    ]
+    start = time.perf_counter()
+    with _environ(env or {}):
+        outcome = dbtRunner().invoke(args)
+    seconds = time.perf_counter() - start
+    nodes = []
+    for r in getattr(outcome.result, "results", None) or []:
+        nodes.append(
+            NodeResult(
+                unique_id=r.node.unique_id,
+                resource_type=str(r.node.resource_type),
+                name=r.node.name,
+                status=str(r.status),
+                failures=r.failures,
+                message=r.message,
+                seconds=r.execution_time,
+            )
+        )
+    error = str(outcome.exception) if outcome.exception is not None else None
+    return BuildResult(success=outcome.success, nodes=nodes, seconds=seconds, error=error)
