@@ -231,7 +231,7 @@ def dev(port: int) -> None:
 # -- dbt ------------------------------------------------------------------------------------
 @main.group()
 def dbt() -> None:
-    """The dbt project (dbt/kronodroid) behind the staging assets."""
+    """The dbt projects: dbt/kronodroid (staging assets) and dbt/toxic_comments (table_clean)."""
 
 
 @dbt.command("prepare")
@@ -239,8 +239,10 @@ def dbt_prepare() -> None:
     """Parse the dbt project into target/manifest.json, which loading the Dagster definitions
     needs (`dagster dev` does it itself when the project changed)."""
     from dfp_assets.kronodroid.dbt_project import prepare
+    from dfp_assets.toxic.dbt_project import prepare as prepare_toxic
 
     click.echo(prepare())
+    click.echo(prepare_toxic())
 
 
 # -- reproduce -----------------------------------------------------------------------------

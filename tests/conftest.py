@@ -16,7 +16,7 @@ from tests.stack_fixtures import (  # noqa: F401  (fixtures, registered here for
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Prepare the dbt manifest when the dbt project changed: loading the definitions never
+    """Prepare the dbt manifests when a dbt project changed: loading the definitions never
     runs dbt, and a test session should see the models as they are now."""
     from dfp.kronodroid.dbt_manifest import manifest_is_stale
 
@@ -24,6 +24,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from dfp_assets.kronodroid.dbt_project import prepare
 
         prepare()
+    if manifest_is_stale(PROJECT_ROOT / "dbt" / "toxic_comments"):
+        from dfp_assets.toxic.dbt_project import prepare as prepare_toxic
+
+        prepare_toxic()
 
 
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "kronodroid"

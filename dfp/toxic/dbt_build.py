@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -115,8 +116,30 @@ def run_dbt(
     """`dbt <command>` in this process through dbt's Python API; `build` (the default) makes
     table_clean, then runs its tests (a failing test fails the build).
 
-    dbt is not safe to run twice at once in one process; separate runs that may overlap (two
-    branches) should pass their own `target_path`."""
+    Its target and log files go to `target_path` (default: a temporary directory, removed
+    after), never the project's target/, whose manifest the Dagster definitions are built from
+    and which runs for other branches would overwrite at the same time. dbt is not safe to run
+    twice at once in one process."""
+
+    with tempfile.TemporaryDirectory(prefix="dfp-toxic-dbt-") as scratch:
+        return _invoke(
+            command,
+            dbt_vars(staging_schema, production_schema, staging_table),
+            env or {},
+            target_path or Path(scratch) / "target",
+            Path(scratch) / "logs",
+            extra_args,
+        )
+
+
+def _invoke(
+    command: str,
+    variables: Mapping[str, str],
+    env: Mapping[str, str],
+    target_path: Path,
+    log_path: Path,
+    extra_args: Sequence[str],
+) -> BuildResult:
     from dbt.cli.main import dbtRunner
 
     args = [
@@ -126,12 +149,15 @@ def run_dbt(
         "--profiles-dir",
         str(PROJECT_DIR),
         "--vars",
-        json.dumps(dbt_vars(staging_schema, production_schema, staging_table)),
-        *(["--target-path", str(target_path)] if target_path else []),
+        json.dumps(dict(variables)),
+        "--target-path",
+        str(target_path),
+        "--log-path",
+        str(log_path),
         *extra_args,
     ]
     start = time.perf_counter()
-    with _environ(env or {}):
+    with _environ(env):
         outcome = dbtRunner().invoke(args)
     seconds = time.perf_counter() - start
     nodes = []

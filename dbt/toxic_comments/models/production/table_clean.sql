@@ -33,6 +33,6 @@ where s.id is not null
     and array_ndims(s.attention_mask) = 1
     and cardinality(s.input_ids) = cardinality(s.attention_mask)
     and array_position(s.input_ids, null) is null
-    and not exists (
-        select 1 from unnest(s.attention_mask) as m (v) where m.v is null or m.v not in (0, 1)
-    )
+    and array_position(s.attention_mask, null) is null
+    -- the literal takes the column's element type; one array operation, not an unnest per row
+    and s.attention_mask <@ '{0,1}'
