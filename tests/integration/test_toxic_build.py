@@ -12,21 +12,9 @@ from dfp.toxic.tokenize import tokenize_batch
 from dfp_assets.definitions import comments_job
 from dfp_assets.toxic.staging import STAGING_FAMILY, STAGING_TABLE
 from dfp_resources.environment import resource_run_config
+from tests.integration.test_toxic_staging import conn  # noqa: F401, F811  (fixture)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def conn(lakefs, postgres_url, monkeypatch):
-    monkeypatch.setenv("DFP_POSTGRES_URL", postgres_url)
-    c = pgb.connect(postgres_url)
-    yield c
-    with c.cursor() as cur:
-        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'staging__%'")
-        for (name,) in cur.fetchall():
-            cur.execute(f'DROP SCHEMA "{name}" CASCADE')
-    c.commit()
-    c.close()
 
 
 def build(instance, branch: str, raw_config: dict) -> bool:
@@ -47,12 +35,12 @@ def build(instance, branch: str, raw_config: dict) -> bool:
         return result.success
 
 
-def staged(conn, branch: str) -> dict[str, tuple[int, list[int], list[int]]]:
+def staged(db, branch: str) -> dict[str, tuple[int, list[int], list[int]]]:
     schema = pgb.branch_schema(STAGING_FAMILY, branch)
-    with conn.cursor() as cur:
+    with db.cursor() as cur:
         cur.execute(f'SELECT id, labels, input_ids, attention_mask FROM "{schema}".{STAGING_TABLE}')
         rows = {str(r[0]): (int(r[1]), list(r[2]), list(r[3])) for r in cur.fetchall()}
-    conn.commit()
+    db.commit()
     return rows
 
 
@@ -62,7 +50,7 @@ def expected(lakefs, ref: str) -> dict[str, tuple[int, list[int], list[int]]]:
     return {r["id"]: (r["labels"], r["input_ids"], r["attention_mask"]) for r in tokens.to_pylist()}
 
 
-def test_build_comments_tokenizes_the_branch_raw_table_into_its_staging(lakefs, conn, instance):
+def test_build_comments_tokenizes_the_branch_raw_table_into_its_staging(lakefs, conn, instance):  # noqa: F811
     assert build(instance, "main", {"source": "synthetic", "synthetic_scale": 0.01})
     on_main = staged(conn, "main")
     assert len(on_main) == 1600
