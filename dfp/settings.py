@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,3 +287,18 @@ class LakeFSSettings:
             secret_access_key=values["LAKEFS_SECRET_ACCESS_KEY"] or "",
             repository=settings.lakefs_repository,
         )
+
+
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Set variables for a subprocess (it inherits os.environ, e.g. dbt's), then restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -9,16 +9,14 @@ is swapped in for the branch at publish. The connection comes from the environme
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfp.settings import PROJECT_ROOT
+from dfp.settings import PROJECT_ROOT, environ
 
 PROJECT_DIR = PROJECT_ROOT / "dbt" / "toxic_comments"
 # Unquoted Postgres identifiers (63 bytes at most); what the staging schemas are named like.
@@ -89,20 +87,6 @@ class BuildResult:
         return matches[0]
 
 
-@contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_dbt(
     staging_schema: str,
     production_schema: str,
@@ -157,7 +141,7 @@ def _invoke(
         *extra_args,
     ]
     start = time.perf_counter()
-    with _environ(env):
+    with environ(**env):
         outcome = dbtRunner().invoke(args)
     seconds = time.perf_counter() - start
     nodes = []

@@ -20,12 +20,13 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+from dfp.settings import environ
 
 PLAN_NAME = "dagster_asset_plan.json"
 #: Bump when the plan's layout changes: older plans are rebuilt.
@@ -185,21 +186,6 @@ def ensure_plan(
         log.info("rebuilding the dbt asset plan: %s", stale)
         write_plan(manifest_path, make_translator(), project() if project else None)
         return load_plan(manifest_path, partitions_def)
-
-
-@contextmanager
-def environ(**values: str) -> Iterator[None]:
-    """Set variables for a dbt subprocess (it inherits os.environ), then restore them."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def dbt_events(
