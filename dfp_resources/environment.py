@@ -113,12 +113,7 @@ def build_resources(settings: DfpSettings | None = None) -> dict[str, Any]:
         "postgres_staging": PostgresStagingResource(**config["postgres_staging"]),
         # Endpoint and repository are variables too: the run-launching executor holds this
         # resource (not the run config), and one code location serves one lakeFS.
-        "lakefs": LakeFSResource(
-            endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
-            access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),
-            secret_access_key=dg.EnvVar("LAKEFS_SECRET_ACCESS_KEY"),
-            repository=dg.EnvVar("LAKEFS_REPOSITORY"),
-        ),
+        "lakefs": LakeFSResource.from_env_vars(),
     }
 
 

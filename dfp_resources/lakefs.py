@@ -21,6 +21,16 @@ class LakeFSResource(dg.ConfigurableResource):
     secret_access_key: str
     repository: str = DEFAULT_REPOSITORY
 
+    @classmethod
+    def from_env_vars(cls) -> "LakeFSResource":
+        """Endpoint, keys and repository as variables read when a run starts (`dg.EnvVar`)."""
+        return cls(
+            endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
+            access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),
+            secret_access_key=dg.EnvVar("LAKEFS_SECRET_ACCESS_KEY"),
+            repository=dg.EnvVar("LAKEFS_REPOSITORY"),
+        )
+
     def settings(self) -> LakeFSSettings:
         return LakeFSSettings(
             endpoint=self.endpoint,

@@ -63,6 +63,40 @@ def s3fs_storage_options(endpoint: str, key: str | None, secret: str | None) -> 
     }
 
 
+#: Connection attempts lakeFS gets before a call fails (urllib3 backoff 0.5 s, doubling: about
+#: 30 s in all), so a lakeFS restart during a run is ridden out and a dead one fails bounded.
+CONNECT_RETRIES = 6
+
+
+class _Unreachable:
+    """A generated lakeFS API object whose calls turn a connection failure (lakeFS down) into
+    a LakeFSError naming lakeFS, its endpoint, the operation and the repository."""
+
+    def __init__(self, api: Any, endpoint: str, repository: str):
+        self._api, self._endpoint, self._repository = api, endpoint, repository
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import urllib3
+
+            try:
+                return method(*args, **kwargs)
+            except urllib3.exceptions.HTTPError as exc:
+                where = " ".join(str(a) for a in args if isinstance(a, str))
+                retried = isinstance(exc, urllib3.exceptions.MaxRetryError)
+                raise LakeFSError(
+                    f"lakeFS at {self._endpoint} is unreachable: {name}({where}) failed"
+                    + (f" after {CONNECT_RETRIES} connection retries" if retried else "")
+                    + f": {exc}"
+                ) from exc
+
+        return call
+
+
 def _api_error(action: str, exc: ApiException) -> LakeFSError:
     body = (exc.body or b"").decode() if isinstance(exc.body, bytes) else (exc.body or "")
     return LakeFSError(f"lakeFS {action} failed ({exc.status}): {body.strip() or exc.reason}")
@@ -79,12 +113,30 @@ class LakeFSClient:
             username=settings.access_key_id,
             password=settings.secret_access_key,
         )
+        import urllib3
+
+        # Only failed connections are retried: the request never reached lakeFS, so even a
+        # commit or merge is safe to send again. Answers (4xx/5xx) are not retried.
+        configuration.retries = urllib3.Retry(
+            total=None,
+            connect=CONNECT_RETRIES,
+            read=0,
+            status=0,
+            other=0,
+            backoff_factor=0.5,
+            raise_on_status=False,
+        )
         self._api = _sdk().ApiClient(configuration)
-        self.branches = _sdk().BranchesApi(self._api)
-        self.commits = _sdk().CommitsApi(self._api)
-        self.refs = _sdk().RefsApi(self._api)
-        self.objects = _sdk().ObjectsApi(self._api)
-        self.repositories = _sdk().RepositoriesApi(self._api)
+
+        def api(cls: Any) -> Any:
+            return _Unreachable(cls(self._api), settings.endpoint, settings.repository)
+
+        sdk = _sdk()
+        self.branches = api(sdk.BranchesApi)
+        self.commits = api(sdk.CommitsApi)
+        self.refs = api(sdk.RefsApi)
+        self.objects = api(sdk.ObjectsApi)
+        self.repositories = api(sdk.RepositoriesApi)
 
     # -- repository -------------------------------------------------------------------------
     def ensure_repository(self, storage_namespace: str, default_branch: str = "main") -> bool:

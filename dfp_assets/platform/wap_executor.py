@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 
 from dfp.lake import wap
+from dfp.lake.lakefs_client import LakeFSError
 from dfp_assets.platform.dagster_private import EngineEventData, RetryMode
 from dfp_resources.lakefs import LakeFSResource
 
@@ -175,9 +176,9 @@ class WriteAuditPublishExecutor(dg.Executor):
                 return
             if audit.staged:
                 publishers = self._publishers(audit.staged)
-                commit = wap.publish_with(client, run.run_id, target, audit, publishers)
+                commit = wap.publish_with(client, run.run_id, target, audit, publishers, base)
             else:
-                commit = wap.publish(client, run.run_id, target, audit)
+                commit = wap.publish(client, run.run_id, target, audit, base)
             published = True
             yield dg.DagsterEvent.engine_event(
                 plan_context,
@@ -195,7 +196,14 @@ class WriteAuditPublishExecutor(dg.Executor):
             )
         finally:
             if published or not keep:
-                wap.discard(client, run.run_id)
+                try:
+                    wap.discard(client, run.run_id)
+                except LakeFSError as exc:
+                    # lakeFS down: the hidden run branch stays, unseen by readers, until
+                    # lakefs_run_branch_cleanup deletes it; the run's own error stands.
+                    plan_context.log.warning(
+                        f"write-audit-publish: run branch {run_branch} not deleted: {exc}"
+                    )
             if not published and not keep:
                 self._discard_staged(plan_context, run.run_id)
             client.close()

@@ -23,12 +23,7 @@ def stub_read_comments(client, ref: str) -> pa.Table:
 
 
 def tokenized_job():
-    lakefs = LakeFSResource(
-        endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
-        access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),
-        secret_access_key=dg.EnvVar("LAKEFS_SECRET_ACCESS_KEY"),
-        repository=dg.EnvVar("LAKEFS_REPOSITORY"),
-    )
+    lakefs = LakeFSResource.from_env_vars()
     postgres = PostgresStagingResource(url=dg.EnvVar("DFP_POSTGRES_URL"))
     asset = build_comments_tokenized(stub_read_comments)
     defs = dg.Definitions(
