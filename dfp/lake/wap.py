@@ -83,6 +83,28 @@ class PublishError(RuntimeError):
     """Publishing could not complete; the message says what was and was not published."""
 
 
+class PublishConflict(PublishError):
+    """Another run published to the target branch after this run branched from it."""
+
+
+def published_since(client: LakeFSClient, target: str, base: str, run_id: str) -> list[str]:
+    """Run ids (other than `run_id`) whose publishes reached `target` after commit `base`.
+
+    Commits made by hand or by uploads (no `dagster_run_id`) are not conflicts: lakeFS merges
+    them with the run's changes. Another run's publish is: its outputs and this run's were
+    computed from the same inputs, and merging both would mix two versions of one asset."""
+    if client.head(target) == base:
+        return []
+    runs: list[str] = []
+    for commit in client.log(target, amount=1000):
+        if commit.id == base:
+            break
+        other = (commit.metadata or {}).get("dagster_run_id")
+        if other and other != run_id and other not in runs:
+            runs.append(other)
+    return runs
+
+
 def by_system(staged: Iterable[Staged]) -> dict[str, list[Staged]]:
     """Staged items grouped by system, each once (a retried step registers again)."""
     groups: dict[str, list[Staged]] = {}
@@ -147,10 +169,21 @@ def start(client: LakeFSClient, run_id: str, target: str) -> str:
     return client.create_branch(run_branch_name(run_id), target, hidden=True, exist_ok=True)
 
 
-def publish(client: LakeFSClient, run_id: str, target: str, audit: RunAudit) -> str | None:
+def publish(
+    client: LakeFSClient, run_id: str, target: str, audit: RunAudit, base: str | None = None
+) -> str | None:
     """Merge the run branch into `target` in one lakeFS merge. Returns the merge commit id,
-    or None when the run changed nothing."""
+    or None when the run changed nothing. With `base` (the target's head when the run
+    started), refuse with PublishConflict if another run published to `target` since."""
     branch = run_branch_name(run_id)
+    if base is not None:
+        others = published_since(client, target, base, run_id)
+        if others:
+            raise PublishConflict(
+                f"nothing published to lakeFS branch {target}: run(s) {', '.join(others)} "
+                f"published to it after this run started from {base[:12]}; this run's outputs "
+                f"were computed from the older state. Rerun on the new head of {target}."
+            )
     if client.has_uncommitted_changes(branch):
         # Assets commit their own writes; anything left over still belongs to this run.
         client.commit(
@@ -173,6 +206,7 @@ def publish_with(
     target: str,
     audit: RunAudit,
     participants: Mapping[str, PublishParticipant],
+    base: str | None = None,
 ) -> str | None:
     """`publish`, with what the run staged outside lakeFS: every participant prepares (e.g.
     opens its transaction and swaps), then the one lakeFS merge, then every participant
@@ -190,7 +224,7 @@ def publish_with(
     try:
         for system, items in sorted(groups.items()):
             prepared.append(participants[system].prepare(items))
-        commit = publish(client, run_id, target, audit)
+        commit = publish(client, run_id, target, audit, base)
     except BaseException:
         for handle in reversed(prepared):
             handle.rollback()

@@ -13,12 +13,14 @@ from dfp_resources.postgres_staging import PostgresStagingResource
 
 FAMILY = "wapstage"
 PATH = "pgwap/marker.txt"
+OTHER_PATH = "pgwap/other.txt"
 
 
 class StageConfig(dg.Config):
     value: str
     check_passes: bool = True
     conflict_on_target: bool = False  # make the publishing lakeFS merge fail
+    other_run_publishes: str = ""  # another run publishes this to an unrelated path meanwhile
 
 
 @branch_asset(group="test", check_specs=[blocking_check("ok", "staged_table", "test gate")])
@@ -42,17 +44,17 @@ def staged_table(
         if config.conflict_on_target:
             client.upload(context.partition_key, PATH, b"concurrent")
             client.commit(context.partition_key, "concurrent writer", {})
+        if config.other_run_publishes:
+            # What a second run on the same branch does when it publishes first: no path
+            # overlaps, so lakeFS alone would merge both.
+            client.upload(context.partition_key, OTHER_PATH, config.other_run_publishes.encode())
+            client.commit(context.partition_key, "other run", {"dagster_run_id": "other-run-0001"})
     yield dg.MaterializeResult()
     yield dg.AssetCheckResult(check_name="ok", passed=config.check_passes)
 
 
 def _job():
-    lakefs = LakeFSResource(
-        endpoint=dg.EnvVar("LAKEFS_ENDPOINT"),
-        access_key_id=dg.EnvVar("LAKEFS_ACCESS_KEY_ID"),
-        secret_access_key=dg.EnvVar("LAKEFS_SECRET_ACCESS_KEY"),
-        repository=dg.EnvVar("LAKEFS_REPOSITORY"),
-    )
+    lakefs = LakeFSResource.from_env_vars()
     postgres = PostgresStagingResource(url=dg.EnvVar("DFP_POSTGRES_URL"))
     defs = dg.Definitions(
         assets=[staged_table],
@@ -154,3 +156,25 @@ def test_failed_merge_rolls_the_swap_back(env, instance):
         if e.dagster_event is not None and e.dagster_event.is_failure
     ]
     assert errors, "the run failed without a failure event"
+
+
+def test_another_runs_publish_since_the_start_refuses_this_publish(env, instance):
+    lakefs, conn = env
+    assert run(instance, "good")[0]
+    ok, run_id = run(instance, "stale", other_run_publishes="theirs")
+    assert not ok
+    head = lakefs.head("main")
+    assert lakefs.get_commit(head).metadata["dagster_run_id"] == "other-run-0001"
+    # Nothing of this run reached lakeFS or Postgres; the other run's publish stays.
+    assert lakefs.read("main", PATH) == b"good" and lakefs.read("main", OTHER_PATH) == b"theirs"
+    assert rows(conn) == ["good"] and run_schemas(conn) == []
+    assert not lakefs.branch_exists(wap.run_branch_name(run_id))
+    errors = " ".join(
+        e.message + str(getattr(e.dagster_event.event_specific_data, "error", "") or "")
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.is_failure
+    )
+    assert "other-run-0001" in errors and "nothing published to lakeFS branch main" in errors
+
+    ok, _ = run(instance, "rerun")
+    assert ok and rows(conn) == ["rerun"] and lakefs.read("main", PATH) == b"rerun"

@@ -866,6 +866,16 @@ PG_ENV = {
 }
 
 
+def instance_config(path: Path, tmp_path: Path, monkeypatch) -> dict[str, Any]:
+    """The instance config Dagster reads from `path` as a DAGSTER_HOME's dagster.yaml."""
+    from dfp_assets.platform.dagster_private import dagster_instance_config
+
+    for key, value in PG_ENV.items():
+        monkeypatch.setenv(key, value)
+    shutil.copyfile(path, tmp_path / "dagster.yaml")
+    return dagster_instance_config(str(tmp_path))[0]
+
+
 @pytest.mark.parametrize(
     "path",
     [DEPLOY / "compose" / "dagster.yaml", DEPLOY / "dagster" / "dagster-postgres.yaml"],
@@ -874,15 +884,9 @@ PG_ENV = {
 def test_instance_config_passes_dagsters_schema(path: Path, tmp_path: Path, monkeypatch):
     """Dagster's instance schema, and every pluggable class (launcher, coordinator, logs)
     built from its config; storage is only schema-checked: building it would connect."""
-    from dfp_assets.platform.dagster_private import (
-        ConfigurableClassData,
-        dagster_instance_config,
-    )
+    from dfp_assets.platform.dagster_private import ConfigurableClassData
 
-    for key, value in PG_ENV.items():
-        monkeypatch.setenv(key, value)
-    shutil.copyfile(path, tmp_path / "dagster.yaml")
-    config, _ = dagster_instance_config(str(tmp_path))
+    config = instance_config(path, tmp_path, monkeypatch)
     assert config["telemetry"]["enabled"] is False
     assert "postgres" in config["storage"]
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
@@ -895,6 +899,36 @@ def test_instance_config_passes_dagsters_schema(path: Path, tmp_path: Path, monk
             assert data.rehydrate(as_type=object) is not None, key
     if path.parent.name == "compose":
         assert config["run_launcher"]["class"] == "DefaultRunLauncher"
+
+
+PARTITION_LIMIT = {
+    "key": "dagster/partition",
+    "value": {"applyLimitPerUniqueValue": True},
+    "limit": 1,
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        PROJECT_ROOT / "dagster.yaml",
+        DEPLOY / "compose" / "dagster.yaml",
+        DEPLOY / "dagster" / "dagster-postgres.yaml",
+    ],
+    ids=["local", "compose", "postgres"],
+)
+def test_the_run_queue_starts_one_run_per_branch_at_a_time(path: Path, tmp_path, monkeypatch):
+    """Every instance (and the Helm chart's) queues a second run on a branch behind the first;
+    the QueuedRunCoordinator built from the file carries the limit."""
+    from dfp_assets.platform.dagster_private import ConfigurableClassData
+
+    section = instance_config(path, tmp_path, monkeypatch)["run_coordinator"]
+    coordinator = ConfigurableClassData(
+        section["module"], section["class"], yaml.safe_dump(section["config"])
+    ).rehydrate(as_type=object)
+    assert PARTITION_LIMIT in coordinator.get_run_queue_config().tag_concurrency_limits
+    helm = helm_values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert PARTITION_LIMIT in helm["tagConcurrencyLimits"]
 
 
 # -- definitions load under each deployment's environment -----------------------------------
