@@ -106,6 +106,11 @@ class DfpSettings(BaseSettings):
     # dfp's data Postgres (per-branch staging schemas): a libpq URL with its password, so a
     # secret (resources get dg.EnvVar). `dfp stack up` with postgres writes it to stack.env.
     dfp_postgres_url: SecretStr | None = None
+    # Change data capture of the application table app.comments: its database (libpq DSN
+    # with a password) and, when Kafka carries Debezium's topic, its bootstrap servers (none:
+    # the embedded reader uses Postgres logical replication directly).
+    dfp_cdc_dsn: SecretStr | None = None
+    dfp_kafka_bootstrap_servers: str | None = None
     mlflow_tracking_uri: str | None = None
     # Kept raw: a bad floor fails the run that needs it, not the code location (f1_floor()).
     dfp_f1_floor: str = DEFAULT_F1_FLOOR

@@ -30,7 +30,8 @@ from dfp_assets.platform.branches import (
     lakefs_run_branch_cleanup,
 )
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
-from dfp_assets.toxic.jobs import build_comments, ingest_comments
+from dfp_assets.toxic.cdc_sensor import comments_cdc_sensor
+from dfp_assets.toxic.jobs import apply_comment_changes, build_comments, ingest_comments
 from dfp_assets.toxic.raw import comments_raw, comments_raw_checks
 from dfp_assets.toxic.staging import comments_tokenized
 from dfp_resources.environment import build_resources
@@ -65,6 +66,7 @@ defs = dg.Definitions(
         build_all,
         ingest_comments,
         build_comments,
+        apply_comment_changes,
         create_lakefs_branch,
         delete_lakefs_branch,
     ],
@@ -74,6 +76,7 @@ defs = dg.Definitions(
         lakefs_commit_sensor,
         device_benchmark_sensor,
         dfp_automation_sensor,
+        comments_cdc_sensor,
     ],
     resources=resources,
     executor=lakefs_wap_executor(

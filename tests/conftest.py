@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from dfp.settings import PROJECT_ROOT, get_settings
+from tests.integration.cdc_stack import cdc  # noqa: F401  (fixture, module-scoped)
 from tests.stack_fixtures import (  # noqa: F401  (fixtures, registered here for every layer)
     instance,
     lakefs,

@@ -321,16 +321,21 @@ def read_source(
 def collapse_changes(
     changes: Iterable[CommentChange], *, max_comment_bytes: int = DEFAULT_MAX_COMMENT_BYTES
 ) -> dict[str, CommentChange]:
-    """The last change of each id, in stream order (what a batch leaves behind), each upsert
-    validated like a file's row (the change's position stands in for file and row)."""
+    """The last change of each id, in stream order (what a batch leaves behind). Each
+    surviving upsert is validated like a file's row (the change's position stands in for file
+    and row); a bad value that a later change of the batch replaced is never applied, so it
+    does not refuse the batch (a fix arriving with the bad row lets the batch through)."""
     last: dict[str, CommentChange] = {}
     for change in changes:
-        where = f"change {change.position}"
-        if change.op == "upsert":
-            check_text(where, 1, change.comment_text, max_comment_bytes)
-            parse_label(where, 1, change.labels)
-        elif change.op != "delete":
-            raise ToxicInputError(where, "op must be 'upsert' or 'delete'", value=change.op)
+        if change.op not in ("upsert", "delete"):
+            raise ToxicInputError(
+                f"change {change.position}", "op must be 'upsert' or 'delete'", value=change.op
+            )
         last.pop(change.id, None)  # keep stream order of the surviving changes
         last[change.id] = change
+    for change in last.values():
+        if change.op == "upsert":
+            where = f"change {change.position}"
+            check_text(where, 1, change.comment_text, max_comment_bytes)
+            parse_label(where, 1, change.labels)
     return last

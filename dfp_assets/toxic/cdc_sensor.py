@@ -1,58 +1,76 @@
-"""Skeleton (not registered in the definitions yet): the CDC sensor that turns new changes of
-`app.comments` into one run per batch for `main`.
+"""The CDC sensor: new changes of `app.comments` request one `apply_comment_changes` run for
+the target branch (`main`).
 
 Exactly-once comes from where the offsets live, not from Kafka or the slot: the sensor reads
-the offsets of `main`'s newest publish from lakeFS commit metadata (`dfp.cdc.offsets`) and
-requests a run for the changes after them; that run reads the same batch again (a redelivery,
-identical records) from the offsets in its config, applies it to `comments_raw` and records
-`until` with its publish. A failed run publishes nothing, so the offsets stay where they were.
+the offsets of the branch's newest publish from lakeFS commit metadata (`dfp.cdc.offsets`)
+and asks for a run when changes follow them; the run reads from the same published offsets
+(a redelivered change at or before them is skipped), applies the batch to `comments_raw` and
+records the offsets it read up to with its publish. A failed run publishes nothing, so the
+offsets stay where they were and the changes are read again by the next run.
 """
 
 import json
-import os
 
 import dagster as dg
 
-from dfp.settings import DEFAULT_BRANCH
-from dfp.toxic.cdc import change_reader, published_offsets
+from dfp.settings import DEFAULT_BRANCH, load_settings
+from dfp.toxic.cdc import LogicalReplicationReader, change_reader, published_offsets
 from dfp_resources.lakefs import LakeFSResource
 
-#: The job applying a batch to comments_raw (built by the comments_raw work).
 APPLY_JOB = "apply_comment_changes"
+TRIGGER_TAG = "dfp/trigger"
+SENSOR_NAME = "comments_cdc_sensor"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
-def _key(offsets: dict[str, int]) -> str:
+def offsets_key(offsets: dict[str, int]) -> str:
     return json.dumps(dict(sorted(offsets.items())), separators=(",", ":"))
 
 
 @dg.sensor(
     job_name=APPLY_JOB,
     minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="New changes of app.comments (Debezium's Kafka topic, or Postgres logical "
     "replication without Kafka) after the offsets main's last publish recorded request one "
     "run for that batch on main.",
 )
 def comments_cdc_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResource):
+    settings = load_settings()
+    if settings.dfp_cdc_dsn is None:
+        return dg.SkipReason("no DFP_CDC_DSN: change data capture of app.comments is off")
     branch = DEFAULT_BRANCH
+    in_flight = context.instance.get_run_records(
+        dg.RunsFilter(job_name=APPLY_JOB, tags={TRIGGER_TAG: SENSOR_NAME}, statuses=IN_FLIGHT),
+        limit=1,
+    )
+    if in_flight:
+        # Its publish moves the offsets; asking again now would read the same changes twice.
+        return dg.SkipReason(f"run {in_flight[0].dagster_run.run_id} applies changes now")
     with lakefs.client() as client:
-        after = published_offsets(commit.metadata for commit in client.log(branch))
-    reader = change_reader(os.environ.get("DFP_KAFKA_BOOTSTRAP_SERVERS"), os.environ["DFP_CDC_DSN"])
+        if not client.branch_exists(branch):
+            return dg.SkipReason(f"lakeFS branch {branch} does not exist yet")
+        after = published_offsets(c.metadata for c in client.log(branch, amount=1000))
+    reader = change_reader(
+        settings.dfp_kafka_bootstrap_servers, settings.dfp_cdc_dsn.get_secret_value()
+    )
+    if isinstance(reader, LogicalReplicationReader) and reader.slot in after:
+        # Published: the slot may free the WAL up to there.
+        reader.acknowledge(after[reader.slot])
     changes, until = reader.read_batch(after)
     if not changes:
-        return dg.SensorResult(skip_reason=f"no changes after {_key(after)}")
-    context.log.info(f"{len(changes)} changes after {_key(after)}: a run for {branch}")
-    # TODO(wiring): a failed run keeps this run_key; retry it by re-execution or add an
-    # attempt counter to the key.
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=f"{branch}:{_key(after)}:{_key(until)}",
-                job_name=APPLY_JOB,
-                partition_key=branch,
-                run_config={
-                    "ops": {"comments_raw": {"config": {"cdc_after": _key(after)}}},
-                },
-                tags={"dfp/trigger": "comments_cdc_sensor", "dfp/cdc_until": _key(until)},
-            )
-        ]
+        return dg.SkipReason(f"no changes after {offsets_key(after)}")
+    context.log.info(f"{len(changes)} changes after {offsets_key(after)}: a run for {branch}")
+    # A new change gives a new key; a batch whose run failed is asked again once changes
+    # follow it (e.g. the fix of the row its checks refused).
+    return dg.RunRequest(
+        run_key=f"{branch}:{offsets_key(after)}:{offsets_key(until)}",
+        partition_key=branch,
+        tags={TRIGGER_TAG: SENSOR_NAME, "dfp/cdc_after": offsets_key(after)},
     )

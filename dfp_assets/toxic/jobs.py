@@ -18,3 +18,13 @@ build_comments = dg.define_asset_job(
     description="Toxic comments on a branch: raw Delta table → WordPiece tokens in the branch's "
     "Postgres staging schema (swapped in with the lakeFS merge; write-audit-publish).",
 )
+
+apply_comment_changes = dg.define_asset_job(
+    "apply_comment_changes",
+    selection=build_comments.selection,
+    config={"ops": {"comments_raw": {"config": {"source": "cdc"}}}},
+    description="Apply the captured changes of app.comments (Debezium's Kafka topic, or Postgres "
+    "logical replication) after the offsets the branch last published, then rebuild what "
+    "build_comments builds; the offsets consumed are published with the merge. Requested by "
+    "comments_cdc_sensor.",
+)

@@ -11,9 +11,16 @@ import dagster as dg
 from pydantic import Field
 
 from dfp.lake import memo
-from dfp.settings import PROJECT_ROOT
+from dfp.settings import PROJECT_ROOT, load_settings
 from dfp.toxic import synthetic
-from dfp.toxic.load import RAW_OBJECTS_PREFIX, TABLE_PREFIX, load_comments, read_table
+from dfp.toxic.cdc import change_reader, offsets_metadata, published_offsets
+from dfp.toxic.load import (
+    RAW_OBJECTS_PREFIX,
+    TABLE_PREFIX,
+    apply_changes,
+    load_comments,
+    read_table,
+)
 from dfp.toxic.quality import CHECK_DESCRIPTIONS, RawQualityThresholds, audit
 from dfp.toxic.sources import (
     DEFAULT_MAX_COMMENT_BYTES,
@@ -32,10 +39,11 @@ SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "toxic_comments"
 
 
 class CommentsRawConfig(dg.Config):
-    source: Literal["local", "shared", "synthetic"] = Field(
+    source: Literal["local", "shared", "synthetic", "cdc"] = Field(
         "shared",
         description="local = the files at local_dir; shared = ../shared/data/toxic_comments "
-        "(the 10,000-comment sample); synthetic = generated comments of the sample's shape",
+        "(the 10,000-comment sample); synthetic = generated comments of the sample's shape; "
+        "cdc = apply the changes of app.comments after the offsets the branch last published",
     )
     local_dir: str | None = Field(
         None, description="a CSV (.csv, .csv.gz) or parquet file, or a directory of them"
@@ -93,6 +101,9 @@ def comments_raw(
     context: dg.AssetExecutionContext, config: CommentsRawConfig, lakefs: LakeFSResource
 ) -> dg.MaterializeResult:
     started = time.monotonic()
+    if config.source == "cdc":
+        with branch_step(context, lakefs) as step:
+            return _apply_captured_changes(context, step, config, started)
     with (
         branch_step(context, lakefs) as step,
         tempfile.TemporaryDirectory(prefix="dfp-toxic-") as work,
@@ -141,6 +152,56 @@ def comments_raw(
             allow_empty=False,
         )
         return _result(step, reported, commit, started)
+
+
+def _apply_captured_changes(
+    context: dg.AssetExecutionContext,
+    step: BranchStep,
+    config: CommentsRawConfig,
+    started: float,
+) -> dg.MaterializeResult:
+    """Exactly-once CDC: the offsets to read after are the ones the branch's newest publish
+    recorded (the run branch starts at that head), and the offsets read up to are recorded
+    with this step's lineage commit, so they reach the branch only with the publish. A failed
+    run publishes nothing: the next run reads the same changes again."""
+    settings = load_settings()
+    if settings.dfp_cdc_dsn is None:
+        raise dg.Failure(
+            description="comments_raw source 'cdc' needs DFP_CDC_DSN (the database of "
+            "app.comments; `dfp stack up` with postgres writes it to stack.env)"
+        )
+    after = published_offsets(c.metadata for c in step.client.log(step.run_branch, amount=1000))
+    reader = change_reader(
+        settings.dfp_kafka_bootstrap_servers, settings.dfp_cdc_dsn.get_secret_value()
+    )
+    changes, until = reader.read_batch(after)
+    try:
+        applied = apply_changes(
+            step.client, step.run_branch, changes, max_comment_bytes=config.max_comment_bytes
+        )
+    except ToxicInputError as exc:
+        raise _input_failure(exc) from exc
+    context.log.info(f"applied {len(changes)} changes after {after or 'the beginning'}: {applied}")
+    table = read_table(step.client, step.run_branch)
+    reported = {
+        "dagster/row_count": table.num_rows,
+        "cdc_changes": len(changes),
+        "cdc_after": dg.MetadataValue.json(after),
+        "cdc_until": dg.MetadataValue.json(until),
+        "upserts": applied.upserts,
+        "deletes": applied.deletes,
+        "inserted": applied.inserted,
+        "updated": applied.updated,
+        "deleted": applied.deleted,
+        "delta_version": applied.version,
+        "columns": [[f.name, str(f.type)] for f in table.schema],
+    }
+    commit = step.commit(
+        f"comments_raw: {len(changes)} changes of app.comments",
+        {**offsets_metadata(until), "cdc_changes": str(len(changes))},
+        allow_empty=True,
+    )
+    return _result(step, reported, commit, started)
 
 
 def _result(step: BranchStep, reported: dict, commit: str, started: float) -> dg.MaterializeResult:

@@ -169,3 +169,14 @@ def test_bad_change_names_its_position():
     with pytest.raises(ToxicInputError) as info:
         collapse_changes([change("upsert", "a", "x", 2, "comments:0:17")])
     assert info.value.file == "change comments:0:17" and info.value.column == "labels"
+
+
+def test_a_bad_value_replaced_later_in_the_batch_is_not_applied_nor_refused():
+    batch = [
+        change("upsert", "a", "", 1, "t:0:1"),  # refused alone: empty text
+        change("upsert", "a", "fixed", 1, "t:0:2"),
+    ]
+    assert collapse_changes(batch)["a"].comment_text == "fixed"
+    with pytest.raises(ToxicInputError) as info:
+        collapse_changes(batch[:1])
+    assert info.value.file == "change t:0:1" and info.value.column == "comment_text"
