@@ -470,5 +470,25 @@ def bench_ingest(scale: float, seed: int, branch_samples: int, staging: str) -> 
     runpy.run_path(str(PROJECT_ROOT / "benchmarks" / "ingest.py"), run_name="__main__")
 
 
+# -- cross-branch evaluation ---------------------------------------------------------------
+@main.command("evaluate")
+@click.option(
+    "--model-from", "model_from", default="main", show_default=True, help="branch of the model"
+)
+@click.option("--on", "on", required=True, help="branch whose training set it is scored on")
+def evaluate_command(model_from: str, on: str) -> None:
+    """Score MODEL_FROM's published malware_model on ON's training set, beside ON's own model
+    (the asset cross_branch_evaluation does the same in a run)."""
+    from dfp.kronodroid.evaluation import EvaluationError, evaluate_across
+
+    with _client() as client:
+        try:
+            result = evaluate_across(client, model_from=model_from, on=on)
+        except EvaluationError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(result.summary())
+    click.echo(result.text())
+
+
 if __name__ == "__main__":
     main()

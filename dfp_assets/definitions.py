@@ -4,10 +4,12 @@ import dagster as dg
 
 from dfp.settings import get_settings
 from dfp_assets.kronodroid.automation import dfp_automation_sensor, lakefs_commit_sensor
+from dfp_assets.kronodroid.evaluation import cross_branch_evaluation
 from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
 from dfp_assets.kronodroid.jobs import (
     build_all,
     build_staging,
+    evaluate_cross_branch,
     export_mobile_models,
     ingest_kronodroid,
     report_device_benchmarks,
@@ -53,6 +55,8 @@ defs = dg.Definitions(
             ]
         ),
         device_benchmarks,
+        # Not automated: it answers a user's question about another branch's model.
+        cross_branch_evaluation,
         comments_raw,
         *following_parents([comments_tokenized]),
     ],
@@ -64,6 +68,7 @@ defs = dg.Definitions(
         export_mobile_models,
         report_device_benchmarks,
         build_all,
+        evaluate_cross_branch,
         ingest_comments,
         build_comments,
         apply_comment_changes,
@@ -116,6 +121,11 @@ def model_job() -> dg.JobDefinition:
 def all_job() -> dg.JobDefinition:
     """Reconstructable handle on `build_all`."""
     return defs.resolve_job_def("build_all")
+
+
+def evaluate_job() -> dg.JobDefinition:
+    """Reconstructable handle on `evaluate_cross_branch`."""
+    return defs.resolve_job_def("evaluate_cross_branch")
 
 
 def export_job() -> dg.JobDefinition:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp_assets.kronodroid.evaluation import cross_branch_evaluation
 from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
 from dfp_assets.kronodroid.mobile import EXPORT_ASSETS, device_benchmark_report
 from dfp_assets.kronodroid.model import malware_model
@@ -53,4 +54,11 @@ build_all = dg.define_asset_job(
     | FEATURES_AND_MODEL
     | MOBILE_EXPORTS,
     description="Everything on a branch: raw → staging/mart → features → model → mobile exports.",
+)
+
+evaluate_cross_branch = dg.define_asset_job(
+    "evaluate_cross_branch",
+    selection=dg.AssetSelection.assets(cross_branch_evaluation),
+    description="Score another branch's published malware_model (config `model_from`, default "
+    "main) on this branch's training set, beside this branch's own model.",
 )

@@ -129,3 +129,13 @@ def build_everything(
     if model_config:
         ops["malware_model"] = {"config": model_config}
     return _run_partition(all_job, instance, partition, ops)
+
+
+def evaluate_branch(instance: dg.DagsterInstance, partition: str, model_from: str | None = None):
+    """Run `evaluate_cross_branch` (another branch's model on this branch's training set)."""
+    from dfp_assets.definitions import evaluate_job
+
+    ops = (
+        {"cross_branch_evaluation": {"config": {"model_from": model_from}}} if model_from else None
+    )
+    return _run_partition(evaluate_job, instance, partition, ops)
