@@ -227,3 +227,32 @@ def test_a_failing_expectation_publishes_nothing(lakefs, conn, instance):  # noq
     assert staged(conn, "main") == before_staging
     assert clean(conn, "main") == before_clean
     assert run_schemas(conn) == []
+
+
+def test_a_failing_dbt_test_publishes_nothing(lakefs, conn, instance):  # noqa: F811
+    """main's staging edited by hand in Postgres (a second row under an existing id): a run of
+    table_clean alone reads it, dbt's unique test fails, and main's production stays."""
+    assert build(instance, "main", {"source": "synthetic", "synthetic_scale": 0.01}).success
+    before_clean = clean(conn, "main")
+    schema = pgb.branch_schema(STAGING_FAMILY, "main")
+    with conn.cursor() as cur:
+        cur.execute(
+            f'INSERT INTO "{schema}".{STAGING_TABLE} '
+            f'SELECT id, labels, input_ids, attention_mask FROM "{schema}".{STAGING_TABLE} '
+            "ORDER BY id LIMIT 1 RETURNING id"
+        )
+        (duplicated,) = cur.fetchone()
+    conn.commit()
+    head = lakefs.head("main")
+
+    result = build(instance, "main", assets=[TABLE_CLEAN])
+
+    assert not result.success
+    checks = check_results(instance, result.run_id)
+    failed = {k: c for k, c in checks.items() if not c.passed}
+    assert set(failed) == {"table_clean:unique_table_clean_id"}, failed
+    assert all(k.startswith("table_clean:") for k in checks)
+    assert lakefs.head("main") == head
+    assert clean(conn, "main") == before_clean
+    assert duplicated in before_clean
+    assert run_schemas(conn) == []
