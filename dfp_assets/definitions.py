@@ -34,8 +34,9 @@ from dfp_assets.platform.branches import (
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
 from dfp_assets.toxic.cdc_sensor import comments_cdc_sensor
 from dfp_assets.toxic.jobs import apply_comment_changes, build_comments, ingest_comments
+from dfp_assets.toxic.production import toxic_dbt
 from dfp_assets.toxic.raw import comments_raw, comments_raw_checks
-from dfp_assets.toxic.staging import comments_tokenized
+from dfp_assets.toxic.staging import comments_tokenized, comments_tokenized_checks
 from dfp_resources.environment import build_resources
 
 resources = build_resources()
@@ -58,9 +59,9 @@ defs = dg.Definitions(
         # Not automated: it answers a user's question about another branch's model.
         cross_branch_evaluation,
         comments_raw,
-        *following_parents([comments_tokenized]),
+        *following_parents([comments_tokenized, toxic_dbt]),
     ],
-    asset_checks=[kronodroid_raw_checks, comments_raw_checks],
+    asset_checks=[kronodroid_raw_checks, comments_raw_checks, comments_tokenized_checks],
     jobs=[
         ingest_kronodroid,
         build_staging,
@@ -104,7 +105,7 @@ def ingest_comments_job() -> dg.JobDefinition:
 
 
 def comments_job() -> dg.JobDefinition:
-    """Reconstructable handle on `build_comments` (raw → tokenized staging)."""
+    """Reconstructable handle on `build_comments` (raw → tokenized staging → table_clean)."""
     return defs.resolve_job_def("build_comments")
 
 

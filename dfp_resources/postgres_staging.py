@@ -33,6 +33,11 @@ class PostgresStagingResource(dg.ConfigurableResource):
             )
         return url.get_secret_value() if hasattr(url, "get_secret_value") else url
 
+    def dsn(self) -> str:
+        """The data Postgres URL, password included: for connections and child processes
+        (e.g. dbt's), never for logs or metadata."""
+        return self._url()
+
     def connect(self) -> Any:
         """A psycopg2 connection (the caller closes it)."""
         return pg_branches.connect(self._url())
@@ -43,18 +48,27 @@ class PostgresStagingResource(dg.ConfigurableResource):
     def branch_schema(self, family: str, branch: str) -> str:
         return pg_branches.branch_schema(family, branch)
 
+    def read_schema(self, context: Any, family: str) -> str:
+        """The schema of `family` a step of this run reads: the run's own when an earlier step
+        of the run wrote one (it publishes with the run), else its branch's."""
+        branch = _branch(context)
+        own = pg_branches.run_schema(family, context.run.run_id)
+        conn = self.connect()
+        try:
+            if pg_branches.schema_exists(conn, own):
+                return own
+        finally:
+            conn.close()
+        return pg_branches.branch_schema(family, branch)
+
     def run_schema(
         self, context: dg.AssetExecutionContext | dg.OpExecutionContext, family: str
     ) -> str:
         """The schema this run writes `family` into (created, empty on the first call of the
         run), registered so that it publishes with the run's lakeFS merge."""
-        from dfp_assets.platform.wap_executor import PARTITION_TAG, register_staged
+        from dfp_assets.platform.wap_executor import register_staged
 
-        branch = context.run.tags.get(PARTITION_TAG)
-        if branch is None:
-            raise dg.Failure(
-                "Postgres staging needs a branch-partitioned run under write-audit-publish"
-            )
+        branch = _branch(context)
         staged = wap.Staged(
             system=SYSTEM,
             staged=pg_branches.run_schema(family, context.run.run_id),
@@ -68,3 +82,15 @@ class PostgresStagingResource(dg.ConfigurableResource):
         finally:
             conn.close()
         return staged.staged
+
+
+def _branch(context: Any) -> str:
+    """The run's partition branch (run tag: asset, op and check contexts alike)."""
+    from dfp_assets.platform.wap_executor import PARTITION_TAG
+
+    branch = context.run.tags.get(PARTITION_TAG)
+    if branch is None:
+        raise dg.Failure(
+            "Postgres staging needs a branch-partitioned run under write-audit-publish"
+        )
+    return branch

@@ -2,8 +2,9 @@
 
 The project reads `<staging_schema>.text_comments` and builds `<production_schema>.table_clean`;
 both schemas are dbt vars, so a write-audit-publish run can build into a schema of its own that
-is swapped in for the branch at publish. The connection comes from the environment
-(DFP_TOXIC_PG_*, read by the project's profiles.yml); `postgres_env` derives it from a URL.
+is swapped in for the branch at publish. The connection is dfp's data Postgres
+(DFP_POSTGRES_URL): `postgres_env` turns the URL into the DFP_TOXIC_PG_* variables the project's
+profiles.yml reads (dbt cannot read a URL), set for dbt's process only.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def dbt_vars(
 
 
 def postgres_env(url: str) -> dict[str, str]:
-    """The profile's DFP_TOXIC_PG_* variables for a SQLAlchemy URL (postgresql+psycopg2://…)."""
+    """The profile's DFP_TOXIC_PG_* variables for a libpq or SQLAlchemy URL
+    (postgresql://…, postgresql+psycopg2://…)."""
     import sqlalchemy as sa
 
     parsed = sa.make_url(url)

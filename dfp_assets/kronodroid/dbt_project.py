@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from dfp.kronodroid.dbt_manifest import manifest_is_stale
-from dfp_assets.platform.dbt_plan import DbtAssetPlan, ensure_plan, write_plan
+from dfp_assets.platform.dbt_plan import DbtAssetPlan, ensure_plan
 from dfp_resources.environment import DBT_PROJECT_DIR
 
 PREPARE_COMMAND = "uv run dfp dbt prepare"
@@ -47,12 +47,9 @@ def _project():
 def prepare() -> Path:
     """Parse the dbt project into its manifest and write the asset plan now
     (`dfp dbt prepare`); returns the manifest's path."""
-    from dfp_assets.kronodroid.dbt_cli import DfpDbtProjectPreparer
+    from dfp_assets.platform import dbt_cli
 
-    project = _project()
-    DfpDbtProjectPreparer().prepare(project)
-    write_plan(project.manifest_path, _translator(), project)
-    return project.manifest_path
+    return dbt_cli.prepare(_project(), _translator())
 
 
 def ensure_manifest() -> Path:

@@ -24,7 +24,7 @@ from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
 from dfp.lake import memo
 from dfp.lake.iceberg import pointer_path, table_prefix
 from dfp_assets.kronodroid.dbt_project import MANIFEST_PATH, asset_plan
-from dfp_assets.platform.dbt_plan import dbt_events
+from dfp_assets.platform.dbt_plan import dbt_events, dbt_multi_asset
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.step import BranchStep, branch_step
 from dfp_resources.dbt import DbtResource
@@ -60,12 +60,7 @@ def dbt_project_version() -> str:
 _PLAN = asset_plan(lakefs_branch_partitions)
 
 
-@dg.multi_asset(
-    name="kronodroid_dbt",
-    specs=_PLAN.specs,
-    check_specs=_PLAN.check_specs,
-    can_subset=True,
-)
+@dbt_multi_asset("kronodroid_dbt", _PLAN)
 def kronodroid_dbt(
     context: dg.AssetExecutionContext,
     dbt: DbtResource,

@@ -188,6 +188,14 @@ def ensure_plan(
         return load_plan(manifest_path, partitions_def)
 
 
+def dbt_multi_asset(name: str, plan: DbtAssetPlan) -> Callable[..., dg.AssetsDefinition]:
+    """`dg.multi_asset` of a plan's models, with its tests as checks; subsettable, since a
+    job or the UI may select some models (dbt_events runs just those)."""
+    return dg.multi_asset(
+        name=name, specs=plan.specs, check_specs=plan.check_specs, can_subset=True
+    )
+
+
 def dbt_events(
     context: dg.AssetExecutionContext,
     invoke: Callable[..., Any],

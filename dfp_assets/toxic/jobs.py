@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp_assets.toxic.production import toxic_dbt
 from dfp_assets.toxic.raw import comments_raw
 from dfp_assets.toxic.staging import comments_tokenized
 
@@ -14,9 +15,11 @@ ingest_comments = dg.define_asset_job(
 
 build_comments = dg.define_asset_job(
     "build_comments",
-    selection=dg.AssetSelection.assets(comments_raw, comments_tokenized),
+    selection=dg.AssetSelection.assets(comments_raw, comments_tokenized, toxic_dbt),
     description="Toxic comments on a branch: raw Delta table → WordPiece tokens in the branch's "
-    "Postgres staging schema (swapped in with the lakeFS merge; write-audit-publish).",
+    "Postgres staging schema (Great Expectations checks) → dbt's table_clean in its production "
+    "schema (dbt tests); every check blocking, both schemas swapped in with the lakeFS merge "
+    "(write-audit-publish).",
 )
 
 apply_comment_changes = dg.define_asset_job(

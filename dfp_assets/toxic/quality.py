@@ -1,8 +1,11 @@
 """The staging Great Expectations suite as blocking asset checks (glue over
-dfp/toxic/expectations.py; not registered here: the staging asset declares `staging_check_specs`
-and yields `staging_check_results`)."""
+dfp/toxic/expectations.py; `comments_tokenized_checks` in dfp_assets/toxic/staging.py declares
+`staging_check_specs` and yields `staging_check_results`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -29,22 +32,27 @@ def staging_check_specs(asset: str | dg.AssetKey) -> list[dg.AssetCheckSpec]:
 
 
 def staging_check_results(
-    asset: str | dg.AssetKey, suite: SuiteResult
+    asset: str | dg.AssetKey, suite: SuiteResult, metadata: Mapping[str, Any] | None = None
 ) -> list[dg.AssetCheckResult]:
-    """The suite's result as asset check results, with what failed shown in the UI."""
+    """The suite's result as asset check results, with what failed shown in the UI (and
+    `metadata` on each, e.g. the table it read)."""
     key = dg.AssetKey.from_coercible(asset)
+    types = {e.name: e.expectation_type for e in EXPECTATIONS}
     results = []
     for r in suite.results:
-        metadata: dict[str, dg.RawMetadataValue] = {
+        shown: dict[str, dg.RawMetadataValue] = {
+            **(metadata or {}),
+            "expectation": types.get(r.name, r.name),
+            "success": r.success,
             "column": r.column,
             "rows": dg.MetadataValue.int(r.element_count),
             "unexpected_count": dg.MetadataValue.int(r.unexpected_count),
         }
         if r.unexpected_values:
-            metadata["unexpected_values"] = dg.MetadataValue.json(r.unexpected_values)
-            metadata["unexpected_ids"] = dg.MetadataValue.json(r.unexpected_ids)
+            shown["unexpected_values"] = dg.MetadataValue.json(r.unexpected_values)
+            shown["unexpected_ids"] = dg.MetadataValue.json(r.unexpected_ids)
         if r.error:
-            metadata["error"] = dg.MetadataValue.text(r.error)
+            shown["error"] = dg.MetadataValue.text(r.error)
         results.append(
             dg.AssetCheckResult(
                 asset_key=key,
@@ -52,7 +60,7 @@ def staging_check_results(
                 passed=r.success,
                 severity=dg.AssetCheckSeverity.ERROR,
                 description=r.description,
-                metadata=metadata,
+                metadata=shown,
             )
         )
     return results

@@ -6,6 +6,10 @@ default, Spark with `engine: spark`, same function), and writes `text_comments(i
 input_ids, attention_mask)` into the run's own `staging` schema, which write-audit-publish swaps
 in as the branch's (`staging__<branch>`) with the lakeFS merge. `build_comments_tokenized`
 makes the asset for a reader; `comments_tokenized` is the one the Definitions register.
+
+`comments_tokenized_checks` audits what the run wrote: the Great Expectations suite
+(dfp/toxic/expectations.py) on the table read back from the run's staging schema, one blocking
+check per expectation, so a failing one keeps the run (raw, staging, production) unpublished.
 """
 
 from collections.abc import Callable
@@ -17,9 +21,11 @@ import pyarrow.compute as pc
 
 from dfp.lake import pg_branches
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.toxic.expectations import validate_staging_table
 from dfp.toxic.load import read_comments
 from dfp.toxic.tokenize import DEFAULT_MAX_LENGTH, tokenize_batch, tokenize_spark
 from dfp_assets.platform.partitions import branch_asset
+from dfp_assets.toxic.quality import staging_check_results, staging_check_specs
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.postgres_staging import PostgresStagingResource
 from dfp_resources.spark import SparkResource
@@ -27,6 +33,7 @@ from dfp_resources.spark import SparkResource
 STAGING_FAMILY = "staging"
 STAGING_TABLE = "text_comments"
 RAW_ASSET = dg.AssetKey("comments_raw")
+TOKENIZED_ASSET = dg.AssetKey("comments_tokenized")
 
 #: (lakeFS client, ref) → a table with at least id, comment_text, labels.
 ReadComments = Callable[[LakeFSClient, str], pa.Table]
@@ -91,3 +98,24 @@ def build_comments_tokenized(read_comments: ReadComments) -> dg.AssetsDefinition
 
 
 comments_tokenized = build_comments_tokenized(read_comments)
+
+
+@dg.multi_asset_check(
+    specs=staging_check_specs(TOKENIZED_ASSET),
+    name="comments_tokenized_checks",
+    description="The Great Expectations staging suite on the text_comments this run wrote "
+    "(the branch's when the run wrote none), read back from Postgres.",
+)
+def comments_tokenized_checks(
+    context: dg.AssetCheckExecutionContext, postgres_staging: PostgresStagingResource
+):
+    schema = postgres_staging.read_schema(context, STAGING_FAMILY)
+    suite = validate_staging_table(postgres_staging.dsn(), schema, STAGING_TABLE)
+    failed = ", ".join(r.name for r in suite.failures()) or "none"
+    context.log.info(
+        f"Great Expectations on {schema}.{STAGING_TABLE}: {suite.row_count:,} rows, "
+        f"{len(suite.results)} expectations, failed: {failed}"
+    )
+    yield from staging_check_results(
+        TOKENIZED_ASSET, suite, {"postgres_table": f"{schema}.{STAGING_TABLE}"}
+    )

@@ -47,7 +47,10 @@ def conn(lakefs, postgres_url, monkeypatch):
     c = pgb.connect(postgres_url)
     yield c
     with c.cursor() as cur:
-        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'staging__%'")
+        cur.execute(
+            "SELECT nspname FROM pg_namespace "
+            "WHERE nspname LIKE 'staging\\_\\_%' OR nspname LIKE 'production\\_\\_%'"
+        )
         for (name,) in cur.fetchall():
             cur.execute(f'DROP SCHEMA "{name}" CASCADE')
     c.commit()

@@ -166,3 +166,30 @@ def test_jobs_default_to_the_settings_executor():
     job = defs.resolve_job_def("build_all")
     default = job.executor_def.config_schema.as_field().default_value
     assert default == {get_settings().executor(): {}}
+
+
+def test_toxic_staging_and_production_checks_are_blocking():
+    """Great Expectations on comments_tokenized (one check per expectation) and every dbt test
+    of table_clean gate write-audit-publish, and build_comments runs them all."""
+    from dfp.toxic.expectations import EXPECTATION_NAMES
+
+    graph = defs.resolve_asset_graph()
+    tokenized, table_clean = dg.AssetKey("comments_tokenized"), dg.AssetKey("table_clean")
+    assert graph.get(table_clean).parent_keys == {tokenized}
+    assert graph.get(tokenized).parent_keys == {dg.AssetKey("comments_raw")}
+    ge = graph.get(tokenized).check_keys
+    assert {k.name for k in ge} == {f"ge_{name}" for name in EXPECTATION_NAMES}
+    dbt_tests = graph.get(table_clean).check_keys
+    assert {"unique_table_clean_id", "not_null_table_clean_labels"} <= {k.name for k in dbt_tests}
+    assert any(k.name.startswith("valid_token_arrays_table_clean") for k in dbt_tests)
+    for check_key in [*ge, *dbt_tests]:
+        assert graph.get_check_spec(check_key).blocking, check_key
+
+    job = defs.resolve_job_def("build_comments")
+    assert job.executor_def.name == "lakefs_wap_executor"
+    assert set(job.asset_layer.selected_asset_keys) == {
+        dg.AssetKey("comments_raw"),
+        tokenized,
+        table_clean,
+    }
+    assert {*ge, *dbt_tests} <= set(job.asset_layer.asset_graph.asset_check_keys)

@@ -19,14 +19,14 @@ def _result(name: str, success: bool, **kw) -> ExpectationResult:
 
 
 def test_specs_are_blocking_and_match_the_results():
-    specs = staging_check_specs("comments_staging")
+    specs = staging_check_specs("comments_tokenized")
     suite = SuiteResult(10, [_result(n, True) for n in EXPECTATION_NAMES])
-    results = staging_check_results("comments_staging", suite)
+    results = staging_check_results("comments_tokenized", suite)
 
     assert all(s.blocking for s in specs)
     assert [s.name for s in specs] == [r.check_name for r in results]
     assert len({s.name for s in specs}) == len(EXPECTATION_NAMES)
-    assert all(r.passed and r.asset_key == dg.AssetKey("comments_staging") for r in results)
+    assert all(r.passed and r.asset_key == dg.AssetKey("comments_tokenized") for r in results)
 
 
 def test_a_failed_expectation_shows_its_rows():
