@@ -18,7 +18,7 @@ from dfp_assets.toxic.cdc_sensor import APPLY_JOB
 from dfp_assets.toxic.staging import STAGING_FAMILY, STAGING_TABLE
 from tests.integration import dagster_processes as procs
 from tests.integration.cdc_stack import execute, mutate
-from tests.integration.test_toxic_build import build
+from tests.integration.test_toxic_build import build, clean
 from tests.integration.test_toxic_staging import conn  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +43,14 @@ def staged_ids(db, branch: str) -> set[str]:
         ids = {str(r[0]) for r in cur.fetchall()}
     db.commit()
     return ids
+
+
+def check_published_downstream(db, want: dict[str, tuple[str, int]]) -> None:
+    """Staging and table_clean on main hold exactly the wanted ids, with their labels."""
+    assert staged_ids(db, "main") == set(want)
+    assert {i: row[0] for i, row in clean(db, "main").items()} == {
+        i: labels for i, (_, labels) in want.items()
+    }
 
 
 def test_changes_of_app_comments_are_published_exactly_once_through_the_daemon(
@@ -82,7 +90,7 @@ def test_changes_of_app_comments_are_published_exactly_once_through_the_daemon(
             assert len(want) == 1600 + 95
             procs.wait_for("main to hold the 95 rows", lambda: published(want), BOUND_S, daemon_log)
             print(f"\n[cdc e2e] commit → published on main: {time.monotonic() - committed:.1f}s")
-            assert staged_ids(conn, "main") == set(want)
+            check_published_downstream(conn, want)
             # The offsets consumed were published with the rows (and only on main).
             assert published_offsets(c.metadata for c in lakefs.log("main", amount=1000))
 
@@ -94,7 +102,7 @@ def test_changes_of_app_comments_are_published_exactly_once_through_the_daemon(
             want = expected()
             assert len(want) == 1600 + 100
             procs.wait_for("main to hold 5 more rows", lambda: published(want), BOUND_S, daemon_log)
-            assert staged_ids(conn, "main") == set(want)
+            check_published_downstream(conn, want)
 
             # A row the raw checks refuse (empty text): its batch publishes nothing ...
             failed_before = len(apply_runs(dg.DagsterRunStatus.FAILURE))
@@ -117,7 +125,7 @@ def test_changes_of_app_comments_are_published_exactly_once_through_the_daemon(
             want = expected()
             assert want[str(bad_id)] == ("fixed", 1)
             procs.wait_for("the fixed row on main", lambda: published(want), BOUND_S, daemon_log)
-            assert staged_ids(conn, "main") == set(want)
+            check_published_downstream(conn, want)
 
     # Every successful run published once; nothing doubled on the way.
     assert len(raw_rows(lakefs, "main")) == 1600 + 101
