@@ -227,12 +227,17 @@ def fit_training_set(
     on_epoch: Callable[[str, int, float, float], None] | None = None,
 ) -> tuple[TrainingOutcome, np.ndarray]:
     """`fit_and_evaluate` on a training set taken in entity order, whatever order its rows
-    came in; returns the outcome and the feature matrix it was trained on (in that order)."""
+    came in; returns the outcome and the feature matrix it was trained on (in that order).
+    Rows at `NULL_EVENT_TIMESTAMP` (apps without a date) are undated for the split: they go
+    to train, as they would as the oldest date, and reports leave them out of date ranges."""
     import pandas as pd
+
+    from dfp.kronodroid.features import NULL_EVENT_TIMESTAMP
 
     ordered = in_entity_order(frame)
     features, labels = training_matrix(ordered, vector_columns)
     dates = pd.to_datetime(ordered["event_timestamp"], utc=True)
+    dates = dates.where(dates != pd.Timestamp(NULL_EVENT_TIMESTAMP))
     return fit_and_evaluate(features, labels, dates, config, on_epoch=on_epoch), features
 
 

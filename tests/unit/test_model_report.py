@@ -215,3 +215,23 @@ def test_reproduce_compares_only_metrics_a_run_recorded_before_them():
     assert "gone" not in compared and differences == {}
     # Nothing shared: nothing compared (reproduce refuses that case).
     assert compare_with_recorded({"x": 1.0}, {"y": 1.0}) == ({}, {})
+
+
+def test_undated_apps_train_and_stay_out_of_date_ranges():
+    from dfp.kronodroid.features import NULL_EVENT_TIMESTAMP
+    from dfp.kronodroid.training import fit_training_set
+
+    frame = _frame(200, seed=2)
+    undated = frame.index % 10 == 0
+    frame.loc[undated, "event_timestamp"] = pd.Timestamp(NULL_EVENT_TIMESTAMP)
+    config = TrainConfig(epochs=1, batch_size=64, baseline_max_iter=5)
+    outcome, _ = fit_training_set(frame, ["g1", "g2"], config)
+    temporal = outcome.splits["temporal"]
+    dated = frame.loc[~undated, "event_timestamp"].sort_values()
+    assert temporal.train_dates[0] == dated.iloc[0].date().isoformat()
+    assert temporal.test_dates[1] == dated.iloc[-1].date().isoformat()
+    # Every undated row is on the train side.
+    test_start = pd.Timestamp(temporal.test_dates[0], tz="UTC")
+    on_test = frame["event_timestamp"] >= test_start
+    assert temporal.test.n == int(on_test.sum()) and not (on_test & undated).any()
+    assert temporal.test.malware == int(frame.loc[on_test, "label"].sum())
