@@ -249,6 +249,7 @@ def test_real_sample_model(lakefs, instance, tables, shared_sample_dir):
     metadata = _materializations(result)["malware_model"]
     temporal, random = metadata["temporal_f1"].value, metadata["random_f1"].value
     print(f"real sample: temporal F1 {temporal:.4f}, random F1 {random:.4f}")
+    print(f"real sample report:\n{metadata['metrics'].value}")
     assert 0.0 <= temporal <= 1.0 and 0.0 <= random <= 1.0
     rows = metadata["rows"].value
     assert rows["total"] == 1622
