@@ -261,11 +261,11 @@ def share_warning(
     if math.isnan(ratio) or ratio <= factor:
         return None
     test, train = summary.test.malware_share, summary.train.malware_share
-    dominant = "malware" if test > train else "benign"
+    more = "more" if test > train else "less"
     return (
         f"{name} split: the test side is {test:.1%} malware ({summary.test.malware} of "
         f"{summary.test.n}), the train side {train:.1%} ({summary.train.malware} of "
-        f"{summary.train.n}), {ratio:.2f}x apart (more than {factor:g}x). F1, precision and "
-        f"recall on this test side mostly describe the {dominant} class; read PR-AUC, MCC and "
-        "the class counts beside them."
+        f"{summary.train.n}), {ratio:.2f}x apart (more than {factor:g}x). The test side holds "
+        f"{more} malware than training did, and F1, precision and recall shift with that "
+        "balance; read PR-AUC, MCC and the class counts beside them."
     )
