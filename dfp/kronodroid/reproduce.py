@@ -28,7 +28,7 @@ from dfp.kronodroid.features import (
 from dfp.kronodroid.model import TrainConfig
 from dfp.kronodroid.training import (
     build_training_set,
-    compare_metrics,
+    compare_with_recorded,
     fit_training_set,
     training_set_digest,
 )
@@ -147,10 +147,17 @@ def reproduce(
 
     outcome, _ = fit_training_set(frame, groups, config, on_epoch=epoch_done)
     metrics = outcome.metrics()
-    recorded_metrics = {k: v for k, v in recorded.metrics.items() if k in metrics}
-    differences = compare_metrics(recorded_metrics, metrics, tolerance)
+    recorded_metrics, differences = compare_with_recorded(recorded.metrics, metrics, tolerance)
+    if not recorded_metrics:
+        raise ReproduceError(
+            f"MLflow run {run_id} recorded none of the {len(metrics)} metrics this code computes "
+            f"(it has {sorted(recorded.metrics)[:5]}...), so there is nothing to compare"
+        )
+    unrecorded = len(metrics) - len(recorded_metrics)
     log(
-        f"compared {len(metrics)} metrics with the run's: "
+        f"compared {len(recorded_metrics)} metrics with the run's"
+        + (f" ({unrecorded} newer ones it did not record are not compared)" if unrecorded else "")
+        + ": "
         + (f"{len(differences)} differ ({', '.join(differences)})" if differences else "all within")
         + f" (tolerance {tolerance:g})"
     )

@@ -1,6 +1,7 @@
 """One training run of the malware model: matrix from the training set, two evaluations
-(temporal and random split), deterministic. Pure logic shared by the Dagster asset and
-`dfp reproduce`; no Dagster imports.
+(temporal and random split) of the MLP and of a gradient-boosted baseline trained on the same
+splits, with each split's class counts and date ranges; deterministic. Pure logic shared by
+the Dagster asset and `dfp reproduce`; no Dagster imports.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import pyarrow as pa
 
 from dfp.kronodroid.model import (
     Metrics,
+    SplitSummary,
     TrainConfig,
+    baseline_probabilities,
     evaluate,
+    fit_baseline,
+    metrics_from_probabilities,
     model_digest,
     random_split,
+    summarize_split,
     temporal_split,
 )
 from dfp.kronodroid.model import train as train_model
@@ -33,6 +39,10 @@ if TYPE_CHECKING:
 TEST_FRACTION = 0.2
 #: Where `malware_model` keeps the trained model on its branch.
 MODEL_OBJECT = "models/malware_model/model.pt"
+#: The splits every run evaluates on, in report order.
+SPLITS = ("temporal", "random")
+#: Prefix of the baseline's metric names (MLflow, `TrainingOutcome.metrics`).
+BASELINE_PREFIX = "baseline_"
 
 
 @dataclass(frozen=True)
@@ -47,10 +57,21 @@ class TrainingOutcome:
     rows: dict[str, int]
     epoch_seconds: list[float]
     digest: str
+    #: The gradient-boosted baseline's test metrics, by split name (`SPLITS`).
+    baseline: dict[str, Metrics]
+    #: Class counts and date ranges of both sides, by split name.
+    splits: dict[str, SplitSummary]
+
+    def split_metrics(self, split: str) -> Metrics:
+        return {"temporal": self.temporal, "random": self.random}[split]
 
     def metrics(self) -> dict[str, float]:
-        out = {f"temporal_{k}": v for k, v in self.temporal.as_dict().items()}
-        out.update({f"random_{k}": v for k, v in self.random.as_dict().items()})
+        """`<split>_<metric>` of the MLP, `baseline_<split>_<metric>` of the baseline."""
+        out = {}
+        for prefix, of_split in (("", self.split_metrics), (BASELINE_PREFIX, self.baseline.get)):
+            for split in SPLITS:
+                values = of_split(split).as_dict()
+                out.update({f"{prefix}{split}_{k}": v for k, v in values.items()})
         return out
 
     def params(self) -> dict[str, str]:
@@ -59,6 +80,13 @@ class TrainingOutcome:
             for k, v in self.config.model_dump().items()
         }
         params.update({f"rows_{k}": str(v) for k, v in self.rows.items()})
+        for split, summary in self.splits.items():
+            for side in ("train", "test"):
+                counts = getattr(summary, side)
+                params[f"{split}_{side}_benign"] = str(counts.benign)
+                params[f"{split}_{side}_malware"] = str(counts.malware)
+                dates = getattr(summary, f"{side}_dates")
+                params[f"{split}_{side}_dates"] = " to ".join(dates) if dates else "none"
         params["test_fraction"] = str(TEST_FRACTION)
         return params
 
@@ -139,13 +167,25 @@ def fit_and_evaluate(
     threshold: float = 0.5,
     on_epoch: Callable[[str, int, float, float], None] | None = None,
 ) -> TrainingOutcome:
-    """Train and evaluate on a temporal split (older → newer) and on a random split.
-    ``on_epoch(split, epoch, loss, seconds)`` reports each epoch of both trainings."""
+    """Train and evaluate the MLP and the baseline on a temporal split (older → newer) and on
+    a random split. ``on_epoch(split, epoch, loss, seconds)`` reports each epoch of both MLP
+    trainings."""
 
     def report(split: str) -> Callable[[int, float, float], None] | None:
         if on_epoch is None:
             return None
         return lambda epoch, loss, seconds: on_epoch(split, epoch, loss, seconds)
+
+    def baseline_metrics(train: np.ndarray, test: np.ndarray) -> Metrics:
+        model = fit_baseline(
+            features[train],
+            labels[train],
+            seed=config.seed,
+            threads=config.threads,
+            max_iter=config.baseline_max_iter,
+        )
+        probabilities = baseline_probabilities(model, features[test], threads=config.threads)
+        return metrics_from_probabilities(probabilities, labels[test], threshold)
 
     train_idx, test_idx = temporal_split(event_dates, TEST_FRACTION, labels=labels)
     temporal = train_model(features[train_idx], labels[train_idx], config, report("temporal"))
@@ -169,6 +209,14 @@ def fit_and_evaluate(
         },
         epoch_seconds=list(temporal.epoch_seconds),
         digest=model_digest(temporal.model),
+        baseline={
+            "temporal": baseline_metrics(train_idx, test_idx),
+            "random": baseline_metrics(r_train, r_test),
+        },
+        splits={
+            "temporal": summarize_split(labels, event_dates, train_idx, test_idx),
+            "random": summarize_split(labels, event_dates, r_train, r_test),
+        },
     )
 
 
@@ -179,12 +227,17 @@ def fit_training_set(
     on_epoch: Callable[[str, int, float, float], None] | None = None,
 ) -> tuple[TrainingOutcome, np.ndarray]:
     """`fit_and_evaluate` on a training set taken in entity order, whatever order its rows
-    came in; returns the outcome and the feature matrix it was trained on (in that order)."""
+    came in; returns the outcome and the feature matrix it was trained on (in that order).
+    Rows at `NULL_EVENT_TIMESTAMP` (apps without a date) are undated for the split: they go
+    to train, as they would as the oldest date, and reports leave them out of date ranges."""
     import pandas as pd
+
+    from dfp.kronodroid.features import NULL_EVENT_TIMESTAMP
 
     ordered = in_entity_order(frame)
     features, labels = training_matrix(ordered, vector_columns)
     dates = pd.to_datetime(ordered["event_timestamp"], utc=True)
+    dates = dates.where(dates != pd.Timestamp(NULL_EVENT_TIMESTAMP))
     return fit_and_evaluate(features, labels, dates, config, on_epoch=on_epoch), features
 
 
@@ -198,6 +251,18 @@ def compare_metrics(
         if a is None or b is None or abs(float(a) - float(b)) > tolerance:
             out[key] = (a, b)
     return out
+
+
+def compare_with_recorded(
+    recorded: Mapping[str, float], reproduced: Mapping[str, float], tolerance: float = 1e-6
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """`compare_metrics` over the metric names both runs have: (the recorded values compared,
+    the differences). A run recorded by older code lacks the metrics added since (e.g. PR-AUC,
+    MCC, the baseline's), and a recorded metric this code no longer computes cannot be
+    checked, so neither counts as a difference."""
+    shared = sorted(set(recorded) & set(reproduced))
+    compared = {k: recorded[k] for k in shared}
+    return compared, compare_metrics(compared, {k: reproduced[k] for k in shared}, tolerance)
 
 
 def parity_rows(frame: pd.DataFrame, vector_columns: Sequence[str], rows: int = 64) -> np.ndarray:

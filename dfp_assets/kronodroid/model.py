@@ -13,9 +13,19 @@ from pydantic import Field
 
 from dfp import tracking
 from dfp.kronodroid.features import FEATURE_GROUPS, SERVICE_NAME
-from dfp.kronodroid.model import TrainConfig, save_model
+from dfp.kronodroid.model import (
+    BASELINE_NAME,
+    DEFAULT_SHARE_FACTOR,
+    Metrics,
+    SplitSummary,
+    TrainConfig,
+    save_model,
+)
+from dfp.kronodroid.model.defaults import DEFAULT_BASELINE_MAX_ITER
+from dfp.kronodroid.model.report import report_markdown, share_warnings
 from dfp.kronodroid.training import (
     MODEL_OBJECT,
+    SPLITS,
     TRAINING_SET_OBJECT,
     TrainingOutcome,
     fit_training_set,
@@ -30,7 +40,11 @@ from dfp_resources.mlflow import MLflowResource
 
 F1_CHECK = "temporal_f1_floor"
 #: Bump when training changes: memos of older models are then not reused.
-MODEL_CODE_VERSION = "malware_model/1"
+MODEL_CODE_VERSION = "malware_model/2"
+#: MLflow tag with the run's share warnings (one per line; "none" when there are none).
+TAG_SHARE_WARNINGS = "dfp.report.share_warnings"
+#: How the report names the two models.
+MLP, BASELINE = "MLP", "baseline"
 
 
 def _default_f1_floor() -> float:
@@ -50,6 +64,10 @@ class MalwareModelConfig(dg.Config):
     seed: int = 0
     pos_weight: str | None = "balanced"
     f1_floor: float = Field(default_factory=_default_f1_floor)
+    baseline_max_iter: int = Field(default=DEFAULT_BASELINE_MAX_ITER, ge=1)
+    # The report warns when a split's test-side malware share is more than this many times
+    # its train side's (or less than that divided by it).
+    share_warning_factor: float = Field(default=DEFAULT_SHARE_FACTOR, ge=1.0)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -59,15 +77,35 @@ class MalwareModelConfig(dg.Config):
             hidden_sizes=tuple(self.hidden_sizes),
             seed=self.seed,
             pos_weight=self.pos_weight,
+            baseline_max_iter=self.baseline_max_iter,
         )
 
 
-def _metrics_markdown(outcome: TrainingOutcome) -> str:
-    rows = ["| metric | temporal split | random split |", "|---|---|---|"]
-    temporal, random = outcome.temporal.as_dict(), outcome.random.as_dict()
-    for key in ("f1", "precision", "recall", "roc_auc", "accuracy", "tn", "fp", "fn", "tp"):
-        rows.append(f"| {key} | {temporal[key]:.4f} | {random[key]:.4f} |")
-    return "\n".join(rows)
+def _evaluations(outcome: TrainingOutcome) -> dict:
+    """Both models' test metrics by split, as plain values (what the memo keeps)."""
+    return {
+        MLP: {split: outcome.split_metrics(split).model_dump() for split in SPLITS},
+        BASELINE: {split: outcome.baseline[split].model_dump() for split in SPLITS},
+    }
+
+
+def _report(reported: dict, factor: float) -> dict:
+    """The markdown report and share warnings from a run's plain values, with this run's
+    `factor` (so a reused model is reported with the current setting)."""
+    models = {
+        model: {split: Metrics.model_validate(m) for split, m in by_split.items()}
+        for model, by_split in reported["evaluations"].items()
+    }
+    splits = {name: SplitSummary.model_validate(s) for name, s in reported["splits"].items()}
+    config = reported["train_config"]
+    note = (
+        f"{BASELINE}: scikit-learn {BASELINE_NAME} (max_iter {config['baseline_max_iter']}, "
+        f"random_state {config['seed']}) trained on the same splits as the {MLP}."
+    )
+    return {
+        "metrics": report_markdown(models, splits, factor, note),
+        "share_warnings": share_warnings(splits, factor),
+    }
 
 
 def _confusion_plot(outcome: TrainingOutcome) -> bytes:
@@ -134,8 +172,12 @@ def malware_model(
                 f"malware_model for {branch}",
                 {"mlflow_run_id": step.reused.metadata["mlflow_run_id"]},
             )
+            reused = {
+                **step.reused.metadata,
+                **_report(step.reused.metadata, config.share_warning_factor),
+            }
             yield dg.MaterializeResult(
-                metadata=step.reported(_shown(step.reused.metadata), wrote=MODEL_OBJECT),
+                metadata=step.reported(_shown(reused), wrote=MODEL_OBJECT),
                 data_version=dg.DataVersion(step.reused.metadata["model_digest"]),
             )
             yield _f1_check(step.reused.metadata["temporal_f1"], config.f1_floor)
@@ -185,6 +227,13 @@ def _train_and_track(
         tracking.TAG_QUALITY_GATE: "passed" if passed else "failed",
     }
     plot = _confusion_plot(outcome)
+    reported = {
+        "evaluations": _evaluations(outcome),
+        "splits": {name: summary.model_dump() for name, summary in outcome.splits.items()},
+        "train_config": json.loads(outcome.config.model_dump_json()),
+    }
+    report = _report(reported, config.share_warning_factor)
+    tags[TAG_SHARE_WARNINGS] = "\n".join(report["share_warnings"]) or "none"
     run_id = mlflow.tracker().log_run(
         run_name=f"malware_model {branch} {context.run.run_id[:8]}",
         params=outcome.params(),
@@ -195,20 +244,24 @@ def _train_and_track(
         images={"confusion_matrices.png": plot},
     )
     reported = {
+        **reported,
+        **report,
         "mlflow_run_id": run_id,
-        "metrics": _metrics_markdown(outcome),
         "confusion_matrices": "![confusion matrices](data:image/png;base64,"
         f"{base64.b64encode(plot).decode()})",
         "temporal_f1": outcome.temporal.f1,
         "random_f1": outcome.random.f1,
         "temporal_roc_auc": outcome.temporal.roc_auc,
         "random_roc_auc": outcome.random.roc_auc,
+        "temporal_pr_auc": outcome.temporal.pr_auc,
+        "temporal_mcc": outcome.temporal.mcc,
+        "baseline_temporal_f1": outcome.baseline["temporal"].f1,
+        "baseline_random_f1": outcome.baseline["random"].f1,
         "rows": outcome.rows,
         "model_digest": outcome.digest,
         "model_uri": client.s3_uri(branch, MODEL_OBJECT),
         "lakefs_training_commit": training_commit.id,
         "epoch_seconds": [round(s, 3) for s in outcome.epoch_seconds],
-        "train_config": json.loads(outcome.config.model_dump_json()),
     }
     return reported, outcome
 
@@ -218,7 +271,7 @@ def _shown(reported: dict) -> dict:
     shown = dict(reported)
     for key in ("metrics", "confusion_matrices"):
         shown[key] = dg.MetadataValue.md(reported[key])
-    for key in ("rows", "epoch_seconds", "train_config"):
+    for key in ("rows", "epoch_seconds", "train_config", "splits", "evaluations", "share_warnings"):
         shown[key] = dg.MetadataValue.json(reported[key])
     return shown
 

@@ -48,6 +48,23 @@ def _shuffled_copy(tmp_path) -> dict:
     return {"source": "local", "local_dir": str(out)}
 
 
+def _assert_share_warnings(model: dict, factor: float) -> None:
+    """The splits that warn are those whose test/train malware shares are more than `factor`
+    apart (the temporal split's differ at all here, so factor 1 warns on it)."""
+    ratios = {}
+    for name, split in model["splits"].items():
+        train, test = split["train"], split["test"]
+        shares = sorted(
+            side["malware"] / (side["benign"] + side["malware"]) for side in (train, test)
+        )
+        ratios[name] = shares[1] / shares[0]
+    warned = {line.split(" split:")[0] for line in model["share_warnings"]}
+    assert warned == {name for name, ratio in ratios.items() if ratio > factor}, ratios
+    assert model["metrics"].count("**Warning:**") == len(warned)
+    if factor == 1.0:
+        assert "temporal" in warned, ratios
+
+
 def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
     staged = build_staging(instance, "main", DATA)
     assert staged.success
@@ -77,12 +94,16 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
         "main", "_dfp/memo/kronodroid_dbt.json"
     )
 
-    warm = train_model(instance, "exp-same", FAST)
+    # A report setting is not a training input: the model is reused, its report redone.
+    warm = train_model(instance, "exp-same", {**FAST, "share_warning_factor": 1.0})
     assert warm.success
     reused = _metadata(warm)
     for asset in ("training_set", "malware_model"):
         assert reused[asset]["reused_from_run"] == cold.run_id, asset
     assert reused["malware_model"]["model_digest"] == built["malware_model"]["model_digest"]
+    _assert_share_warnings(built["malware_model"], 1.5)
+    _assert_share_warnings(reused["malware_model"], 1.0)
+    assert reused["malware_model"]["splits"] == built["malware_model"]["splits"]
     assert all(c.passed for c in warm.get_asset_check_evaluations())
     # The new branch's online store: main's rows, copied instead of materialized.
     assert "materialize_seconds" in built["feast_online"]

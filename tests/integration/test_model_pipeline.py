@@ -1,12 +1,15 @@
 """Features → training set → malware_model through the real Definitions (lakeFS, Feast,
 MLflow), lineage, reproduction and the blocking quality gate."""
 
+import io
 import os
 import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -74,6 +77,8 @@ def test_model_pipeline_lineage_online_and_reproduce(lakefs, instance, tables):
     assert tags[tracking.TAG_DAGSTER_RUN] == result.run_id
     assert tags[tracking.TAG_QUALITY_GATE] == "passed"
 
+    _assert_honest_report(lakefs, mats["malware_model"], recorded)
+
     # The model and the training set were published to main by the run's merge.
     model = load_model_bytes(lakefs.read("main", MODEL_OBJECT))
     assert model.n_features == sum(len(c) for c in FEATURE_GROUPS.values())
@@ -122,6 +127,68 @@ def test_model_pipeline_lineage_online_and_reproduce(lakefs, instance, tables):
         assert re.fullmatch(rf"\[ *\d+\.\ds\] {pattern}", line), (line, pattern)
     rows = [int(m[1]) for m in (re.search(r": (\d+) rows", line) for line in stages[1:3])]
     assert rows[0] == rows[1] > 0  # the join kept every mart row
+
+
+def _assert_honest_report(lakefs, metadata, recorded) -> None:
+    """Class counts and test dates per split, both models' metrics side by side, checked
+    against the published training set and the MLflow run."""
+    frame = pq.read_table(io.BytesIO(lakefs.read("main", TRAINING_SET_OBJECT))).to_pandas()
+    labels = frame["label"].to_numpy()
+    splits = metadata["splits"].value
+    assert set(splits) == {"temporal", "random"}
+    for name, split in splits.items():
+        train, test = split["train"], split["test"]
+        # Both sides together are the whole training set, class by class.
+        assert train["benign"] + test["benign"] == int((labels == 0).sum()), name
+        assert train["malware"] + test["malware"] == int((labels == 1).sum()), name
+        assert train["benign"] + train["malware"] == metadata["rows"].value[f"{name}_train"]
+        assert test["malware"] == recorded.metrics[f"{name}_n_positive"]
+    # The temporal test side is every app dated on or after its first test date.
+    temporal = splits["temporal"]
+    first, last = (pd.Timestamp(d, tz="UTC") for d in temporal["test_dates"])
+    on_test = frame["event_timestamp"] >= first
+    assert temporal["test"]["benign"] + temporal["test"]["malware"] == int(on_test.sum())
+    assert temporal["test"]["malware"] == int(frame.loc[on_test, "label"].sum())
+    assert frame["event_timestamp"].max() == last
+    assert pd.Timestamp(temporal["train_dates"][1], tz="UTC") < first
+
+    # The markdown shows the counts and both models; the share warnings follow the counts.
+    markdown = metadata["metrics"].value
+    for name, split in splits.items():
+        for side in ("train", "test"):
+            counts = split[side]
+            n = counts["benign"] + counts["malware"]
+            assert f"| {name} | {side} | {n} | {counts['benign']} | {counts['malware']} |" in (
+                markdown
+            )
+    header = "| metric | MLP (temporal) | baseline (temporal) | MLP (random) | baseline (random) |"
+    assert header in markdown
+    assert "HistGradientBoostingClassifier" in markdown
+    warnings = metadata["share_warnings"].value
+    for name, split in splits.items():
+        shares = [
+            split[s]["malware"] / (split[s]["benign"] + split[s]["malware"])
+            for s in ("train", "test")
+        ]
+        ratio = max(shares) / min(shares)
+        assert any(w.startswith(f"{name} split:") for w in warnings) == (ratio > 1.5), name
+    assert markdown.count("**Warning:**") == len(warnings)
+    assert recorded.tags["dfp.report.share_warnings"] == ("\n".join(warnings) or "none")
+
+    # Baseline metrics beside the MLP's, in the metadata and in MLflow.
+    f1_cells = []
+    for split in ("temporal", "random"):
+        for name in ("f1", "precision", "recall", "roc_auc", "pr_auc", "mcc"):
+            low = -1.0 if name == "mcc" else 0.0
+            assert low <= recorded.metrics[f"baseline_{split}_{name}"] <= 1.0, (split, name)
+            assert low <= recorded.metrics[f"{split}_{name}"] <= 1.0, (split, name)
+        baseline = metadata["evaluations"].value["baseline"][split]
+        assert baseline["f1"] == pytest.approx(recorded.metrics[f"baseline_{split}_f1"])
+        assert metadata[f"baseline_{split}_f1"].value == pytest.approx(baseline["f1"])
+        f1_cells += [f"{metadata[f'{split}_f1'].value:.4f}", f"{baseline['f1']:.4f}"]
+    assert f"| f1 | {' | '.join(f1_cells)} |" in markdown
+    assert metadata["temporal_pr_auc"].value == pytest.approx(recorded.metrics["temporal_pr_auc"])
+    assert metadata["temporal_mcc"].value == pytest.approx(recorded.metrics["temporal_mcc"])
 
 
 def load_model_bytes(data: bytes):
@@ -182,6 +249,7 @@ def test_real_sample_model(lakefs, instance, tables, shared_sample_dir):
     metadata = _materializations(result)["malware_model"]
     temporal, random = metadata["temporal_f1"].value, metadata["random_f1"].value
     print(f"real sample: temporal F1 {temporal:.4f}, random F1 {random:.4f}")
+    print(f"real sample report:\n{metadata['metrics'].value}")
     assert 0.0 <= temporal <= 1.0 and 0.0 <= random <= 1.0
     rows = metadata["rows"].value
     assert rows["total"] == 1622

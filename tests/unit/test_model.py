@@ -341,6 +341,10 @@ def test_evaluate_on_a_hand_built_case() -> None:
     assert metrics.accuracy == pytest.approx(7 / 10)
     # Of the 4 x 6 (malware, benign) pairs, 19 rank the malware row higher.
     assert metrics.roc_auc == pytest.approx(19 / 24, rel=1e-6)
+    # Ranked by probability the malware rows come 1st, 2nd, 4th and 8th: average precision
+    # (1/1 + 2/2 + 3/4 + 4/8) / 4; MCC (tp tn - fp fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn)).
+    assert metrics.pr_auc == pytest.approx((1 + 1 + 3 / 4 + 4 / 8) / 4, rel=1e-6)
+    assert metrics.mcc == pytest.approx((3 * 4 - 2 * 1) / math.sqrt(5 * 4 * 6 * 5), rel=1e-9)
     assert (metrics.n, metrics.n_positive, metrics.threshold) == (10, 4, 0.5)
     assert model.modes == [False] * 4  # eval mode, batches of 3 -> 4 calls
     assert model.training  # previous mode restored
@@ -351,6 +355,8 @@ def test_evaluate_on_a_hand_built_case() -> None:
         "precision",
         "recall",
         "roc_auc",
+        "pr_auc",
+        "mcc",
         "accuracy",
         "threshold",
         "n",
@@ -374,6 +380,7 @@ def test_evaluate_without_positive_predictions_or_classes() -> None:
     assert (metrics.precision, metrics.recall, metrics.f1) == (0.0, 0.0, 0.0)
     one_class = evaluate(FixedProbabilities(), features, [0, 0, 0])
     assert math.isnan(one_class.roc_auc) and one_class.accuracy == 1.0
+    assert math.isnan(one_class.pr_auc) and one_class.mcc == 0.0
     assert isinstance(one_class, Metrics)
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
         evaluate(FixedProbabilities(), features, [0, 2, 1])

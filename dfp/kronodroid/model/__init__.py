@@ -1,5 +1,5 @@
 """Pure model logic for malware detection (no Dagster): classifier, training, splits, metrics,
-persistence. The Dagster assets call into this package.
+persistence, and the gradient-boosted baseline. The Dagster assets call into this package.
 
 The classifier (an nn.Module) loads on first use (PEP 562), and the other modules import torch
 inside their functions: loading the Dagster definitions (every step worker) skips torch.
@@ -8,6 +8,7 @@ inside their functions: loading the Dagster definitions (every step worker) skip
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dfp.kronodroid.model.baseline import BASELINE_NAME, baseline_probabilities, fit_baseline
 from dfp.kronodroid.model.defaults import DEFAULT_HIDDEN_SIZES
 from dfp.kronodroid.model.io import load_model, model_digest, save_model
 from dfp.kronodroid.model.metrics import (
@@ -16,7 +17,17 @@ from dfp.kronodroid.model.metrics import (
     metrics_from_probabilities,
     predict_proba,
 )
-from dfp.kronodroid.model.splits import random_split, temporal_split
+from dfp.kronodroid.model.splits import (
+    DEFAULT_SHARE_FACTOR,
+    ClassCounts,
+    SplitSummary,
+    class_counts,
+    date_range,
+    random_split,
+    share_warning,
+    summarize_split,
+    temporal_split,
+)
 
 # Imported eagerly (torch-free at module level): importing the submodule `train` would
 # otherwise bind the package attribute `train` to the module instead of the function.
@@ -36,7 +47,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BASELINE_NAME",
     "DEFAULT_HIDDEN_SIZES",
+    "DEFAULT_SHARE_FACTOR",
+    "ClassCounts",
+    "SplitSummary",
+    "baseline_probabilities",
+    "class_counts",
+    "date_range",
+    "fit_baseline",
+    "share_warning",
+    "summarize_split",
     "STD_FLOOR",
     "MalwareClassifier",
     "Metrics",

@@ -2,7 +2,10 @@
 
 A row is predicted malware when its probability is >= ``threshold``. Precision, recall and
 F1 are those of the malware class (label 1), with 0 instead of a warning when undefined (no
-predicted or no actual positives). ROC AUC is NaN when the labels hold a single class.
+predicted or no actual positives). ROC AUC and PR AUC (average precision of the malware
+class, from the probabilities) are NaN when the labels hold a single class. MCC (Matthews
+correlation of the thresholded predictions) is 0 when undefined (one predicted or actual
+class), as sklearn returns it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Metrics(BaseModel):
     precision: float
     recall: float
     roc_auc: float
+    pr_auc: float
+    mcc: float
     accuracy: float
     threshold: float
     n: int
@@ -59,6 +64,8 @@ class Metrics(BaseModel):
             "precision": self.precision,
             "recall": self.recall,
             "roc_auc": self.roc_auc,
+            "pr_auc": self.pr_auc,
+            "mcc": self.mcc,
             "accuracy": self.accuracy,
             "threshold": self.threshold,
             "n": float(self.n),
@@ -70,7 +77,7 @@ class Metrics(BaseModel):
         }
 
 
-def _check_labels(labels: np.ndarray | list[int], n_rows: int) -> np.ndarray:
+def check_labels(labels: np.ndarray | list[int], n_rows: int) -> np.ndarray:
     import numpy as np
 
     y = np.asarray(labels)
@@ -97,8 +104,10 @@ def metrics_from_probabilities(
     import numpy as np
     from sklearn.metrics import (
         accuracy_score,
+        average_precision_score,
         confusion_matrix,
         f1_score,
+        matthews_corrcoef,
         precision_score,
         recall_score,
         roc_auc_score,
@@ -109,7 +118,7 @@ def metrics_from_probabilities(
     p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     if p.shape[0] == 0:
         raise ValueError("cannot evaluate on zero rows")
-    y = _check_labels(labels, p.shape[0])
+    y = check_labels(labels, p.shape[0])
     predicted = (p >= threshold).astype(np.int64)
     matrix = confusion_matrix(y, predicted, labels=[0, 1])
     both_classes = np.unique(y).size == 2
@@ -118,6 +127,9 @@ def metrics_from_probabilities(
         precision=float(precision_score(y, predicted, zero_division=0)),
         recall=float(recall_score(y, predicted, zero_division=0)),
         roc_auc=float(roc_auc_score(y, p)) if both_classes else math.nan,
+        pr_auc=float(average_precision_score(y, p)) if both_classes else math.nan,
+        # 0 without both classes, as sklearn's (which warns then).
+        mcc=float(matthews_corrcoef(y, predicted)) if both_classes else 0.0,
         accuracy=float(accuracy_score(y, predicted)),
         threshold=float(threshold),
         n=int(y.shape[0]),

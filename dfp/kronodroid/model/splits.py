@@ -15,12 +15,19 @@ is always applied to apps newer than the ones it learnt from):
   class, raises ValueError with the row and class counts.
 
 `random_split` is a label-stratified random split (sklearn's ``train_test_split``).
+
+`summarize_split` reports a split's class counts and date ranges, and `share_warning` says
+when the test side's malware share is far from the train side's (a test side that is mostly
+one class makes F1/precision/recall say little about the other).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,8 +40,8 @@ def _check_fraction(test_fraction: float) -> None:
 
 
 def _class_counts(labels: np.ndarray) -> str:
-    n_malware = int((labels == 1).sum())
-    return f"benign {labels.shape[0] - n_malware}, malware {n_malware}"
+    counts = class_counts(labels)
+    return f"benign {counts.benign}, malware {counts.malware}"
 
 
 def _as_datetimes(event_dates: Sequence[Any] | np.ndarray | pd.Series) -> pd.Series:
@@ -154,3 +161,111 @@ def random_split(
         stratify=y,
     )
     return np.sort(train_idx), np.sort(test_idx)
+
+
+#: Default for `share_warning`: the test side's malware share may be at most this many times
+#: the train side's (or that divided by it) before a report warns.
+DEFAULT_SHARE_FACTOR = 1.5
+
+
+class ClassCounts(BaseModel):
+    """Rows of each class on one side of a split."""
+
+    model_config = ConfigDict(frozen=True)
+
+    benign: int
+    malware: int
+
+    @property
+    def n(self) -> int:
+        return self.benign + self.malware
+
+    @property
+    def malware_share(self) -> float:
+        return self.malware / self.n if self.n else math.nan
+
+
+class SplitSummary(BaseModel):
+    """What a report needs to say about a split: the class counts of both sides and the date
+    range of each (ISO dates, None when a side has no dated row)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    train: ClassCounts
+    test: ClassCounts
+    train_dates: tuple[str, str] | None
+    test_dates: tuple[str, str] | None
+
+
+def class_counts(labels: Sequence[int] | np.ndarray | pd.Series) -> ClassCounts:
+    """Benign (0) and malware (1) counts; any other label is a ValueError naming it."""
+    import numpy as np
+
+    from dfp.kronodroid.model.metrics import check_labels
+
+    flat = np.asarray(labels).reshape(-1)
+    y = check_labels(flat, flat.shape[0])
+    n_malware = int((y == 1).sum())
+    return ClassCounts(benign=int(y.shape[0]) - n_malware, malware=n_malware)
+
+
+def date_range(event_dates: Sequence[Any] | np.ndarray | pd.Series) -> tuple[str, str] | None:
+    """(earliest, latest) calendar date as ISO strings, null dates ignored; None when no row
+    has a date."""
+    dates = _as_datetimes(event_dates).dropna()
+    if dates.empty:
+        return None
+    return dates.min().date().isoformat(), dates.max().date().isoformat()
+
+
+def summarize_split(
+    labels: Sequence[int] | np.ndarray | pd.Series,
+    event_dates: Sequence[Any] | np.ndarray | pd.Series,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+) -> SplitSummary:
+    """Class counts and date ranges of both sides of a split given as positions."""
+    import numpy as np
+
+    y = np.asarray(labels).reshape(-1)
+    dates = _as_datetimes(event_dates)
+    if len(dates) != y.shape[0]:
+        raise ValueError(f"labels has {y.shape[0]} rows but event_dates has {len(dates)}")
+    return SplitSummary(
+        train=class_counts(y[train_idx]),
+        test=class_counts(y[test_idx]),
+        train_dates=date_range(dates.iloc[train_idx]),
+        test_dates=date_range(dates.iloc[test_idx]),
+    )
+
+
+def share_ratio(train: ClassCounts, test: ClassCounts) -> float:
+    """How many times larger one side's malware share is than the other's (>= 1; inf when
+    exactly one side has no malware, NaN when a side is empty or neither has malware)."""
+    a, b = train.malware_share, test.malware_share
+    if math.isnan(a) or math.isnan(b) or a == b == 0:
+        return math.nan
+    if a == 0 or b == 0:
+        return math.inf
+    return max(a / b, b / a)
+
+
+def share_warning(
+    name: str, summary: SplitSummary, factor: float = DEFAULT_SHARE_FACTOR
+) -> str | None:
+    """A warning line when the test side's malware share differs from the train side's by more
+    than ``factor`` (either way), else None. ``factor`` must be >= 1."""
+    if not factor >= 1.0:
+        raise ValueError(f"share factor must be >= 1, got {factor}")
+    ratio = share_ratio(summary.train, summary.test)
+    if math.isnan(ratio) or ratio <= factor:
+        return None
+    test, train = summary.test.malware_share, summary.train.malware_share
+    more = "more" if test > train else "less"
+    return (
+        f"{name} split: the test side is {test:.1%} malware ({summary.test.malware} of "
+        f"{summary.test.n}), the train side {train:.1%} ({summary.train.malware} of "
+        f"{summary.train.n}), {ratio:.2f}x apart (more than {factor:g}x). The test side holds "
+        f"{more} malware than training did, and F1, precision and recall shift with that "
+        "balance; read PR-AUC, MCC and the class counts beside them."
+    )

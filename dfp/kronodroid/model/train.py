@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dfp.kronodroid.model.defaults import DEFAULT_HIDDEN_SIZES
+from dfp.kronodroid.model.defaults import DEFAULT_BASELINE_MAX_ITER, DEFAULT_HIDDEN_SIZES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,6 +52,9 @@ class TrainConfig(BaseModel):
     # None: unweighted BCE; a float: weight of the positive (malware) class in the loss;
     # "balanced": n_benign / n_malware of the training labels.
     pos_weight: float | Literal["balanced"] | None = None
+    # Boosting iterations of the gradient-boosted baseline trained beside the MLP (it shares
+    # `seed` and `threads`); see `dfp.kronodroid.model.baseline`.
+    baseline_max_iter: int = Field(default=DEFAULT_BASELINE_MAX_ITER, ge=1)
 
     @field_validator("hidden_sizes")
     @classmethod
