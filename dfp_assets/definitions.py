@@ -4,10 +4,12 @@ import dagster as dg
 
 from dfp.settings import get_settings
 from dfp_assets.kronodroid.automation import dfp_automation_sensor, lakefs_commit_sensor
+from dfp_assets.kronodroid.comparison import branch_comparison
 from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
 from dfp_assets.kronodroid.jobs import (
     build_all,
     build_staging,
+    compare_branches,
     export_mobile_models,
     ingest_kronodroid,
     report_device_benchmarks,
@@ -52,6 +54,7 @@ defs = dg.Definitions(
             ]
         ),
         device_benchmarks,
+        branch_comparison,
         comments_raw,
         *following_parents([comments_tokenized]),
     ],
@@ -63,6 +66,7 @@ defs = dg.Definitions(
         export_mobile_models,
         report_device_benchmarks,
         build_all,
+        compare_branches,
         ingest_comments,
         build_comments,
         create_lakefs_branch,
@@ -123,3 +127,8 @@ def export_job() -> dg.JobDefinition:
 def report_job() -> dg.JobDefinition:
     """Reconstructable handle on `report_device_benchmarks`."""
     return defs.resolve_job_def("report_device_benchmarks")
+
+
+def comparison_job() -> dg.JobDefinition:
+    """Reconstructable handle on `compare_branches` (branch_comparison)."""
+    return defs.resolve_job_def("compare_branches")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp_assets.kronodroid.comparison import branch_comparison
 from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
 from dfp_assets.kronodroid.mobile import EXPORT_ASSETS, device_benchmark_report
 from dfp_assets.kronodroid.model import malware_model
@@ -53,4 +54,12 @@ build_all = dg.define_asset_job(
     | FEATURES_AND_MODEL
     | MOBILE_EXPORTS,
     description="Everything on a branch: raw → staging/mart → features → model → mobile exports.",
+)
+
+
+compare_branches = dg.define_asset_job(
+    "compare_branches",
+    selection=dg.AssetSelection.assets(branch_comparison),
+    description="branch_comparison: the branch against another (config compare_with, default "
+    "main): rows, objects, model metrics, exports.",
 )

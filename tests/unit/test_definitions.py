@@ -72,8 +72,14 @@ def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         condition = graph.get(key).automation_condition
-        if key.to_user_string() in ("kronodroid_raw", "comments_raw", "device_benchmarks"):
-            # raw: the commit sensor / change capture; benchmarks: devices
+        if key.to_user_string() in (
+            "kronodroid_raw",
+            "comments_raw",
+            "device_benchmarks",
+            "branch_comparison",
+        ):
+            # raw: the commit sensor / change capture; benchmarks: devices; a comparison is
+            # asked for (it names the branch to compare with)
             assert condition is None, key
         else:
             assert condition == FOLLOW_PARENTS, key
