@@ -490,5 +490,37 @@ def evaluate_command(model_from: str, on: str) -> None:
     click.echo(result.text())
 
 
+# -- branch comparison ---------------------------------------------------------------------
+@main.command("diff")
+@click.argument("a")
+@click.argument("b")
+def diff_command(a: str, b: str) -> None:
+    """Compare branch B with branch A: rows added/removed/changed (raw, mart), objects per
+    area, the published models' MLflow metrics (both splits), export sizes and latencies."""
+    from dfp.kronodroid.comparison import compare_branches
+    from dfp.lake.diff import DiffError
+    from dfp.lake.lakefs_client import LakeFSClient
+    from dfp.settings import LakeFSSettings, get_settings
+    from dfp.tracking import Tracker
+
+    config = get_settings()
+    catalog_uri = config.iceberg_catalog_uri()
+    if not catalog_uri:
+        raise click.ClickException("DFP_ICEBERG_CATALOG_URI is not set (the Iceberg SQL catalog)")
+    tracker = Tracker(config.tracking_uri())
+    try:
+        with LakeFSClient(LakeFSSettings.from_settings(config)) as client:
+            result = compare_branches(
+                client,
+                a,
+                b,
+                catalog_uri=catalog_uri,
+                metrics_of=lambda run_id: tracker.read(run_id).metrics,
+            )
+    except DiffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.markdown())
+
+
 if __name__ == "__main__":
     main()

@@ -4,11 +4,13 @@ import dagster as dg
 
 from dfp.settings import get_settings
 from dfp_assets.kronodroid.automation import dfp_automation_sensor, lakefs_commit_sensor
+from dfp_assets.kronodroid.comparison import branch_comparison
 from dfp_assets.kronodroid.evaluation import cross_branch_evaluation
 from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
 from dfp_assets.kronodroid.jobs import (
     build_all,
     build_staging,
+    compare_branches,
     evaluate_cross_branch,
     export_mobile_models,
     ingest_kronodroid,
@@ -58,6 +60,7 @@ defs = dg.Definitions(
         device_benchmarks,
         # Not automated: it answers a user's question about another branch's model.
         cross_branch_evaluation,
+        branch_comparison,
         comments_raw,
         *following_parents([comments_tokenized, toxic_dbt]),
     ],
@@ -70,6 +73,7 @@ defs = dg.Definitions(
         report_device_benchmarks,
         build_all,
         evaluate_cross_branch,
+        compare_branches,
         ingest_comments,
         build_comments,
         apply_comment_changes,
@@ -137,3 +141,8 @@ def export_job() -> dg.JobDefinition:
 def report_job() -> dg.JobDefinition:
     """Reconstructable handle on `report_device_benchmarks`."""
     return defs.resolve_job_def("report_device_benchmarks")
+
+
+def comparison_job() -> dg.JobDefinition:
+    """Reconstructable handle on `compare_branches` (branch_comparison)."""
+    return defs.resolve_job_def("compare_branches")

@@ -247,13 +247,23 @@ class LakeFSClient:
         page = self.branches.diff_branch(self.repository, branch, amount=1)
         return bool(page.results)
 
-    def diff(self, left_ref: str, right_ref: str, prefix: str = "") -> list[DiffEntry]:
-        """Changes that `right_ref` has relative to `left_ref` (committed data only)."""
+    def diff(
+        self, left_ref: str, right_ref: str, prefix: str = "", *, diff_type: str | None = None
+    ) -> list[DiffEntry]:
+        """Changes that `right_ref` has relative to `left_ref` (committed data only).
+        `diff_type`: lakeFS's default `three_dot` (what `right_ref` changed since the merge
+        base) or `two_dot` (the two trees as they are)."""
         out: list[DiffEntry] = []
         after = ""
         while True:
             page = self.refs.diff_refs(
-                self.repository, left_ref, right_ref, after=after, amount=1000, prefix=prefix
+                self.repository,
+                left_ref,
+                right_ref,
+                after=after,
+                amount=1000,
+                prefix=prefix,
+                type=diff_type,
             )
             out.extend(DiffEntry(d.type, d.path, d.size_bytes) for d in page.results)
             if not page.pagination.has_more:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp_assets.kronodroid.comparison import branch_comparison
 from dfp_assets.kronodroid.evaluation import cross_branch_evaluation
 from dfp_assets.kronodroid.features import feast_online, feast_registry, training_set
 from dfp_assets.kronodroid.mobile import EXPORT_ASSETS, device_benchmark_report
@@ -61,4 +62,11 @@ evaluate_cross_branch = dg.define_asset_job(
     selection=dg.AssetSelection.assets(cross_branch_evaluation),
     description="Score another branch's published malware_model (config `model_from`, default "
     "main) on this branch's training set, beside this branch's own model.",
+)
+
+compare_branches = dg.define_asset_job(
+    "compare_branches",
+    selection=dg.AssetSelection.assets(branch_comparison),
+    description="branch_comparison: the branch against another (config compare_with, default "
+    "main): rows, objects, model metrics, exports.",
 )

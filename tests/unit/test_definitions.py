@@ -77,9 +77,10 @@ def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
             "comments_raw",
             "device_benchmarks",
             "cross_branch_evaluation",
+            "branch_comparison",
         ):
             # raw: the commit sensor / change capture; benchmarks: devices; a cross-branch
-            # evaluation: a user's question (job evaluate_cross_branch, `dfp evaluate`)
+            # evaluation and a comparison answer a user's question about another branch
             assert condition is None, key
         else:
             assert condition == FOLLOW_PARENTS, key
