@@ -28,6 +28,7 @@ from dfp.lake import diff, memo
 from dfp.lake.iceberg import BranchTables, pointer_path
 from dfp.lake.lakefs_client import LakeFSClient, LakeFSError
 from mobile.exporters import FORMATS
+from mobile.records import UploadRejected
 
 MODEL_ASSET = "malware_model"
 SPLITS = ("temporal", "random")
@@ -194,7 +195,10 @@ def benchmark_latencies(client: LakeFSClient, branch: str) -> dict[str, float]:
     for obj in client.list_objects(branch, BENCHMARKS_PREFIX):
         if not obj.path.endswith(".json"):
             continue
-        upload = read_upload(client, branch, obj.path)
+        try:
+            upload = read_upload(client, branch, obj.path)
+        except UploadRejected:
+            continue  # the sensor rejected it too: never recorded
         if upload.branch == branch:
             records.extend(upload.records)
     return {
