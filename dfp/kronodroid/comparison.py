@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from dfp.devicefarm.farm import BENCHMARKS_PREFIX, export_info_object, latest_records, read_upload
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX, read_releases
 from dfp.kronodroid.schema import Release
-from dfp.kronodroid.training import MODEL_OBJECT
+from dfp.kronodroid.training import MODEL_ASSET, MODEL_OBJECT
 from dfp.lake import diff, memo
 from dfp.lake.iceberg import BranchTables, pointer_path
 from dfp.lake.lakefs_client import LakeFSClient, LakeFSError
 from mobile.exporters import FORMATS
 from mobile.records import UploadRejected
 
-MODEL_ASSET = "malware_model"
 SPLITS = ("temporal", "random")
 MART = ("marts", "mart_app_features")
 MART_KEY = ("app_capture_id",)
@@ -165,16 +164,8 @@ def keyed_tables(client: LakeFSClient, catalog_uri: str) -> list[diff.KeyedTable
 def published_run(client: LakeFSClient, ref: str) -> str | None:
     """The MLflow run of the model published on `ref`, from the model's memo (None when the
     ref has no model, or its memo is not the model's)."""
-    found = memo.checksum(client, ref, MODEL_OBJECT)
-    if found is None:
-        return None
-    try:
-        recorded = memo.Memo.model_validate_json(client.read(ref, memo.memo_path(MODEL_ASSET)))
-    except (LakeFSError, ValueError):
-        return None
-    if recorded.outputs.get(MODEL_OBJECT) != found:
-        return None
-    return recorded.metadata.get("mlflow_run_id")
+    recorded = memo.describing(client, ref, MODEL_ASSET, MODEL_OBJECT)
+    return recorded.metadata.get("mlflow_run_id") if recorded is not None else None
 
 
 def export_sizes(client: LakeFSClient, ref: str) -> dict[str, int]:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from dfp.kronodroid.features import FEATURE_GROUPS
 from dfp.kronodroid.model import Metrics, evaluate, load_model, temporal_split
 from dfp.kronodroid.training import (
+    MODEL_ASSET,
     MODEL_OBJECT,
     TEST_FRACTION,
     TRAINING_SET_OBJECT,
@@ -41,14 +42,13 @@ from dfp.kronodroid.training import (
     training_set_digest,
 )
 from dfp.lake import memo
-from dfp.lake.lakefs_client import LakeFSClient, LakeFSError
+from dfp.lake.lakefs_client import LakeFSClient
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from dfp.kronodroid.model.classifier import MalwareClassifier
 
-MODEL_ASSET = "malware_model"
 SUBSETS = ("all", "temporal_test")
 
 
@@ -108,13 +108,9 @@ def published_model(client: LakeFSClient, branch: str, ref: str | None = None) -
     commit = client.head(ref)  # a run branch is a branch too
     checksum = _present(client, branch, ref, commit, MODEL_OBJECT, "published model")
     data = client.read(commit, MODEL_OBJECT)
-    run_id = None
-    try:
-        recorded = memo.Memo.model_validate_json(client.read(commit, memo.memo_path(MODEL_ASSET)))
-        if recorded.outputs.get(MODEL_OBJECT) == checksum:
-            run_id = recorded.metadata.get("mlflow_run_id")
-    except (LakeFSError, ValueError):
-        pass  # no memo: the model is still the branch's, only its MLflow run is unknown
+    # Without its memo the model is still the branch's; only its MLflow run is unknown.
+    recorded = memo.describing(client, commit, MODEL_ASSET, MODEL_OBJECT, checksum)
+    run_id = recorded.metadata.get("mlflow_run_id") if recorded is not None else None
     with tempfile.TemporaryDirectory(prefix="dfp-evaluate-") as tmp:
         path = Path(tmp) / "model.pt"
         path.write_bytes(data)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 TEST_FRACTION = 0.2
 #: Where `malware_model` keeps the trained model on its branch.
+MODEL_ASSET = "malware_model"
 MODEL_OBJECT = "models/malware_model/model.pt"
 #: The splits every run evaluates on, in report order.
 SPLITS = ("temporal", "random")

@@ -53,6 +53,26 @@ def listing(client: LakeFSClient, ref: str, prefix: str) -> dict[str, str]:
     return {info.path: info.checksum for info in client.list_objects(ref, prefix)}
 
 
+def _read(client: LakeFSClient, ref: str, asset: str) -> Memo | None:
+    try:
+        return Memo.model_validate_json(client.read(ref, memo_path(asset)))
+    except (LakeFSError, ValueError):
+        return None  # no memo (or an unreadable one): nothing is known of the outputs
+
+
+def describing(
+    client: LakeFSClient, ref: str, asset: str, path: str, found: str | None = None
+) -> Memo | None:
+    """`asset`'s memo on `ref` when it records the object at `path` as it is there now (its
+    checksum; `found` when the caller has it), so its metadata (e.g. an MLflow run) belongs to
+    that object; None when the object or the memo is missing, or the memo is of another one."""
+    found = found if found is not None else checksum(client, ref, path)
+    if found is None:
+        return None
+    memo = _read(client, ref, asset)
+    return memo if memo is not None and memo.outputs.get(path) == found else None
+
+
 def lookup(
     client: LakeFSClient, ref: str, asset: str, version: str, *, exact_prefix: str | None = None
 ) -> Memo | None:
@@ -61,11 +81,8 @@ def lookup(
     With `exact_prefix`, the objects under that prefix must be exactly the memo's outputs
     there: an object added beside them (a dataset replaced as a whole) also means recompute.
     """
-    try:
-        memo = Memo.model_validate_json(client.read(ref, memo_path(asset)))
-    except (LakeFSError, ValueError):
-        return None
-    if memo.asset != asset or memo.input_version != version:
+    memo = _read(client, ref, asset)
+    if memo is None or memo.asset != asset or memo.input_version != version:
         return None
     if exact_prefix is not None:
         recorded = {p: c for p, c in memo.outputs.items() if p.startswith(exact_prefix)}

@@ -28,9 +28,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dfp.toxic.records import CommentChange
+
+if TYPE_CHECKING:
+    from dfp.lake.lakefs_client import LakeFSClient
 
 SCHEMA = "app"
 TABLE = "comments"
@@ -310,6 +313,11 @@ def published_offsets(commit_metadata: Iterable[Mapping[str, str] | None]) -> di
             )
         return offsets
     return {}
+
+
+def ref_offsets(client: LakeFSClient, ref: str) -> dict[str, int]:
+    """The offsets the newest publish reachable from `ref` recorded ({} when none did)."""
+    return published_offsets(c.metadata for c in client.log(ref, amount=1000))
 
 
 # -- readers --------------------------------------------------------------------------------

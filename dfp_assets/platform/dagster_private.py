@@ -27,7 +27,7 @@ from dagster._core.instance.config import dagster_instance_config
 # sensor-tick waits): the instance's instigator-state API takes these and Dagster exports
 # neither publicly.
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType, TickStatus
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, NOT_FINISHED_STATUSES
 from dagster._serdes import ConfigurableClassData
 
 
@@ -54,6 +54,7 @@ def dbt_subset_selection(context, manifest, translator, indirect_env):
 
 __all__ = [
     "IN_PROGRESS_RUN_STATUSES",
+    "NOT_FINISHED_STATUSES",
     "ConfigurableClassData",
     "dbt_subset_selection",
     "EngineEventData",

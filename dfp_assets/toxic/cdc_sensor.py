@@ -14,19 +14,13 @@ import json
 import dagster as dg
 
 from dfp.settings import DEFAULT_BRANCH, load_settings
-from dfp.toxic.cdc import LogicalReplicationReader, change_reader, published_offsets
+from dfp.toxic.cdc import LogicalReplicationReader, change_reader, ref_offsets
+from dfp_assets.platform.dagster_private import NOT_FINISHED_STATUSES
 from dfp_resources.lakefs import LakeFSResource
 
 APPLY_JOB = "apply_comment_changes"
 TRIGGER_TAG = "dfp/trigger"
 SENSOR_NAME = "comments_cdc_sensor"
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 
 
 def offsets_key(offsets: dict[str, int]) -> str:
@@ -47,7 +41,11 @@ def comments_cdc_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResou
         return dg.SkipReason("no DFP_CDC_DSN: change data capture of app.comments is off")
     branch = DEFAULT_BRANCH
     in_flight = context.instance.get_run_records(
-        dg.RunsFilter(job_name=APPLY_JOB, tags={TRIGGER_TAG: SENSOR_NAME}, statuses=IN_FLIGHT),
+        dg.RunsFilter(
+            job_name=APPLY_JOB,
+            tags={TRIGGER_TAG: SENSOR_NAME},
+            statuses=list(NOT_FINISHED_STATUSES),
+        ),
         limit=1,
     )
     if in_flight:
@@ -56,7 +54,7 @@ def comments_cdc_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResou
     with lakefs.client() as client:
         if not client.branch_exists(branch):
             return dg.SkipReason(f"lakeFS branch {branch} does not exist yet")
-        after = published_offsets(c.metadata for c in client.log(branch, amount=1000))
+        after = ref_offsets(client, branch)
     reader = change_reader(
         settings.dfp_kafka_bootstrap_servers, settings.dfp_cdc_dsn.get_secret_value()
     )

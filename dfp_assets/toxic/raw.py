@@ -13,7 +13,7 @@ from pydantic import Field
 from dfp.lake import memo
 from dfp.settings import PROJECT_ROOT, load_settings
 from dfp.toxic import synthetic
-from dfp.toxic.cdc import change_reader, offsets_metadata, published_offsets
+from dfp.toxic.cdc import change_reader, offsets_metadata, ref_offsets
 from dfp.toxic.load import (
     RAW_OBJECTS_PREFIX,
     TABLE_PREFIX,
@@ -170,7 +170,7 @@ def _apply_captured_changes(
             description="comments_raw source 'cdc' needs DFP_CDC_DSN (the database of "
             "app.comments; `dfp stack up` with postgres writes it to stack.env)"
         )
-    after = published_offsets(c.metadata for c in step.client.log(step.run_branch, amount=1000))
+    after = ref_offsets(step.client, step.run_branch)
     reader = change_reader(
         settings.dfp_kafka_bootstrap_servers, settings.dfp_cdc_dsn.get_secret_value()
     )
