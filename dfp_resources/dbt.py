@@ -17,10 +17,10 @@ class DbtResource(dg.ConfigurableResource):
     target: str | None = None
 
     def cli_resource(self) -> Any:
-        """dagster-dbt's `DbtCliResource` with this config."""
-        from dagster_dbt import DbtCliResource
+        """dagster-dbt's `DbtCliResource` with this config (less its unused start-up work)."""
+        from dfp_assets.platform.dagster_private import lean_dbt_cli_resource
 
-        return DbtCliResource(
+        return lean_dbt_cli_resource(
             project_dir=self.project_dir,
             profiles_dir=self.profiles_dir,
             dbt_executable=self.dbt_executable,

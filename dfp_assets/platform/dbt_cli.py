@@ -49,7 +49,10 @@ def prepare(project: DbtProject, translator: DagsterDbtTranslator) -> Path:
 
 
 def cli(project_dir: Path) -> DbtCliResource:
-    """dagster-dbt's CLI resource for a project (profiles beside it, dbt beside this Python)."""
-    return DbtCliResource(
+    """dagster-dbt's CLI resource for a project (profiles beside it, dbt beside this Python),
+    less its unused start-up work."""
+    from dfp_assets.platform.dagster_private import lean_dbt_cli_resource
+
+    return lean_dbt_cli_resource(
         project_dir=str(project_dir), profiles_dir=str(project_dir), dbt_executable=dbt_executable()
     )
