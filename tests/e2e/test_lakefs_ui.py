@@ -27,7 +27,7 @@ from tests.integration import dagster_processes as procs
 from tests.integration.jobs import materialize_raw
 
 UI_CHECK = E2E_DIR / "lakefs_ui_check.mjs"
-ARTIFACTS = E2E_ARTIFACTS / "lakefs-ui"
+ARTIFACTS = E2E_ARTIFACTS.parent / "lakefs-ui"
 JOB = "ingest_kronodroid"
 SMALL = {"source": "synthetic", "synthetic_scale": 0.03, "synthetic_seed": 11}
 UI_TIMEOUT_S = 120

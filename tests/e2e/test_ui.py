@@ -3,7 +3,7 @@ asset of the `Definitions`, and an asset's partitions view shows the lakeFS bran
 
 Debian's /usr/bin/chromium is driven by playwright-core (tests/e2e/node_modules, installed by
 scripts/install-browser-test-deps.sh) through ui_check.mjs, on 127.0.0.1 only. Screenshots and
-the `dagster dev` log are kept under test-artifacts/e2e/.
+the `dagster dev` log are kept under test-artifacts/e2e/dagster-ui/.
 """
 
 import json
@@ -19,7 +19,8 @@ from tests.integration import dagster_processes as procs
 
 E2E_DIR = Path(__file__).parent
 UI_CHECK = E2E_DIR / "ui_check.mjs"
-ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "e2e"
+# Its own folder: test_lakefs_ui keeps its screenshots beside it (both may run at once).
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "e2e" / "dagster-ui"
 CHROMIUM = Path(os.environ.get("DFP_CHROMIUM", "/usr/bin/chromium"))
 LOCATION = "dfp"  # workspace.yaml's location_name
 PARTITION_ASSET = ["kronodroid_raw"]
