@@ -11,8 +11,13 @@ from tests.unit.test_toxic_tokenize import crafted_table, sample_table
 def spark():
     from pyspark.sql import SparkSession
 
+    from dfp.lake.spark import spark_jars
+
     session = (
         SparkSession.builder.master("local[2]")
+        # The JVM this session may launch serves every later Spark test in this process:
+        # its class path (fixed at launch) must hold the Iceberg runtime and dfp's FileIO.
+        .config("spark.jars", ",".join(str(p) for p in spark_jars(log=lambda msg: None)))
         .appName("dfp-tokenize-test")
         .config("spark.ui.enabled", "false")
         .config("spark.driver.host", "127.0.0.1")
