@@ -12,6 +12,7 @@ class), as sklearn returns it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -132,3 +133,27 @@ def metrics_from_probabilities(
         n_positive=int(y.sum()),
         confusion_matrix=[[int(v) for v in row] for row in matrix],
     )
+
+
+def compare_metrics(
+    recorded: Mapping[str, float], reproduced: Mapping[str, float], tolerance: float = 1e-6
+) -> dict[str, tuple[float, float]]:
+    """Metrics that differ by more than `tolerance` (name -> (recorded, reproduced))."""
+    out = {}
+    for key in sorted(set(recorded) | set(reproduced)):
+        a, b = recorded.get(key), reproduced.get(key)
+        if a is None or b is None or abs(float(a) - float(b)) > tolerance:
+            out[key] = (a, b)
+    return out
+
+
+def compare_with_recorded(
+    recorded: Mapping[str, float], reproduced: Mapping[str, float], tolerance: float = 1e-6
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """`compare_metrics` over the metric names both runs have: (the recorded values compared,
+    the differences). A run recorded by older code lacks the metrics added since (e.g. PR-AUC,
+    MCC, the baseline's), and a recorded metric this code no longer computes cannot be
+    checked, so neither counts as a difference."""
+    shared = sorted(set(recorded) & set(reproduced))
+    compared = {k: recorded[k] for k in shared}
+    return compared, compare_metrics(compared, {k: reproduced[k] for k in shared}, tolerance)

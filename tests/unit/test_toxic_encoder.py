@@ -50,19 +50,30 @@ def test_packaged_minilm_loads_offline_without_any_connection(monkeypatch):
     import os
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert model.dim == 384 and model.transformer.config.num_hidden_layers == 6
+    assert model.dim == 3 * 384 and model.transformer.config.num_hidden_layers == 6
     assert not any(p.requires_grad for p in model.parameters())
+    with pytest.raises(EncoderError, match=r"layers \[9\]: want indices in 0..6"):
+        load_encoder(EncoderSpec(layers=(9,)))
 
 
 def test_mean_pooled_vectors_are_sentence_transformers_ones(encoder, token_ids):
     from sentence_transformers import SentenceTransformer
 
-    ours = embed(encoder, token_ids, max_length=256, batch_size=2, threads=1)
+    st_pooling = load_encoder(EncoderSpec(pooling="mean", normalize=True))
+    ours = embed(st_pooling, token_ids, max_length=256, batch_size=2, threads=1)
     reference = SentenceTransformer(str(packaged_model_dir()), device="cpu", local_files_only=True)
     theirs = reference.encode(TEXTS, convert_to_numpy=True, batch_size=2)
     assert ours.shape == (4, 384) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, theirs, atol=2e-5)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    # The default pooling: masked means of hidden states 0, 3, 6; its last block is the
+    # sentence-transformers mean before normalization.
+    layered = embed(encoder, token_ids, max_length=256, batch_size=2, threads=1)
+    assert layered.shape == (4, 3 * 384)
+    last = layered[:, 768:]
+    np.testing.assert_allclose(
+        last / np.linalg.norm(last, axis=1, keepdims=True), theirs, atol=2e-5
+    )
 
 
 def test_vectors_do_not_depend_on_batching_or_order(encoder, token_ids):

@@ -18,7 +18,7 @@ from dfp.toxic.model import (
     whole_model,
 )
 
-SMALL = HeadConfig(hidden=32, epochs=5, batch_size=16, threads=1)
+SMALL = HeadConfig(hidden=32, epochs=5, batch_size=16, learning_rate=1e-3, threads=1)
 
 
 def data(n: int = 200, dim: int = 8, seed: int = 0):
