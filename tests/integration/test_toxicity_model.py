@@ -76,7 +76,9 @@ def test_toxicity_model_on_the_shared_sample(lakefs, conn, instance, tmp_path): 
     embeddings = reported(instance, result.run_id, EMBEDDINGS)
     model = reported(instance, result.run_id, MODEL)
     rows = embeddings["dagster/row_count"]
-    assert rows > 9900 and embeddings["encoded"] == rows and embeddings["reused_vectors"] == 0
+    # Comments whose first 128 tokens are the same share one vector (9,986 distinct of 10,000).
+    assert rows > 9900 and rows - 20 < embeddings["encoded"] <= rows
+    assert embeddings["reused_vectors"] == 0
     assert embeddings["max_length"] == 128
     assert model["test_roc_auc"] >= 0.95, model["metrics"]
     baseline = model["baseline_test_roc_auc"]
@@ -113,6 +115,19 @@ def test_toxicity_model_on_the_shared_sample(lakefs, conn, instance, tmp_path): 
         f"PR-AUC {model['test_pr_auc']:.4f}, F1 {model['test_f1']:.4f}; baseline ROC-AUC "
         f"{baseline:.4f}; whole run {main_seconds:.0f}s"
     )
+
+    # `dfp reproduce`'s logic: the embeddings and texts at the recorded commit, retrained.
+    from dfp.toxic.reproduce import reproduce
+
+    again = reproduce(
+        model["mlflow_run_id"],
+        client=lakefs,
+        tracker=tracking.Tracker(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT),
+        log=print,
+    )
+    assert again.identical, again.differences
+    assert again.metrics["test_roc_auc"] == pytest.approx(model["test_roc_auc"], abs=1e-6)
+    assert len(again.recorded_metrics) == len(again.metrics)
 
     # A branch with 100 more comments encodes those 100 only.
     main_embeddings = memo.checksum(lakefs, "main", EMBEDDINGS_OBJECT)
