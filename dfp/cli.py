@@ -250,15 +250,63 @@ def dbt_prepare() -> None:
 @click.argument("run_id")
 @click.option("--tolerance", default=1e-6, show_default=True, help="allowed metric difference")
 def reproduce_command(run_id: str, tolerance: float) -> None:
-    """Rebuild an MLflow run's training set from its lakeFS commit and Iceberg snapshot,
-    retrain, and compare metrics (exit 1 when anything differs)."""
+    """Rebuild an MLflow run's inputs from its lakeFS commit (and Iceberg snapshot), retrain,
+    and compare metrics (exit 1 when anything differs). Kronodroid's malware_model and the
+    toxic-comment domain's toxicity_model runs alike."""
+    from dfp.settings import get_settings
+    from dfp.toxic.reproduce import is_toxic_run
+    from dfp.tracking import Tracker
+
+    config = get_settings()  # environment, then stack.env in local mode
+    tracker = Tracker(config.tracking_uri())
+    if is_toxic_run(tracker.read(run_id)):
+        _reproduce_toxic(run_id, tracker, tolerance)
+    else:
+        _reproduce_kronodroid(run_id, tracker, tolerance)
+
+
+def _reproduce_toxic(run_id: str, tracker, tolerance: float) -> None:
+    from dfp.lake.lakefs_client import LakeFSClient
+    from dfp.progress import elapsed_log
+    from dfp.settings import LakeFSSettings, get_settings
+    from dfp.toxic.reproduce import ReproduceError, reproduce
+
+    try:
+        with LakeFSClient(LakeFSSettings.from_settings(get_settings())) as client:
+            result = reproduce(
+                run_id,
+                client=client,
+                tracker=tracker,
+                tolerance=tolerance,
+                log=elapsed_log(click.echo),
+            )
+    except ReproduceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"lakeFS commit      {result.commit}")
+    click.echo(
+        f"embeddings         {result.embeddings_checksum} "
+        f"(recorded {result.recorded_embeddings_checksum})"
+    )
+    _print_metrics(result)
+    if not result.identical:
+        raise SystemExit(1)
+    click.echo("reproduced: same commit, same embeddings, same metrics")
+
+
+def _print_metrics(result) -> None:
+    for key in sorted(result.metrics):
+        recorded = result.recorded_metrics.get(key)
+        mark = "DIFFERS" if key in result.differences else "ok"
+        click.echo(f"{key:<22} {result.metrics[key]:.8f}  recorded {recorded}  {mark}")
+
+
+def _reproduce_kronodroid(run_id: str, tracker, tolerance: float) -> None:
     from dfp.kronodroid.reproduce import ReproduceError, reproduce
     from dfp.lake.lakefs_client import LakeFSClient
     from dfp.progress import elapsed_log
     from dfp.settings import LakeFSSettings, get_settings
-    from dfp.tracking import Tracker
 
-    config = get_settings()  # environment, then stack.env in local mode
+    config = get_settings()
     catalog_uri = config.iceberg_catalog_uri()
     if not catalog_uri:
         raise click.ClickException("DFP_ICEBERG_CATALOG_URI is not set (the Iceberg SQL catalog)")
@@ -268,7 +316,7 @@ def reproduce_command(run_id: str, tolerance: float) -> None:
                 run_id,
                 client=client,
                 catalog_uri=catalog_uri,
-                tracker=Tracker(config.tracking_uri()),
+                tracker=tracker,
                 tolerance=tolerance,
                 log=elapsed_log(click.echo),
             )
@@ -279,10 +327,7 @@ def reproduce_command(run_id: str, tolerance: float) -> None:
         f"training set       {result.training_set_digest} "
         f"(recorded {result.recorded_training_set_digest})"
     )
-    for key in sorted(result.metrics):
-        recorded = result.recorded_metrics.get(key)
-        mark = "DIFFERS" if key in result.differences else "ok"
-        click.echo(f"{key:<22} {result.metrics[key]:.8f}  recorded {recorded}  {mark}")
+    _print_metrics(result)
     if not result.identical:
         raise SystemExit(1)
     click.echo("reproduced: same commit, same training set, same metrics")

@@ -30,6 +30,7 @@ TAG_MODEL_PATH = "dfp.lakefs.model_path"
 TAG_TRAIN_CONFIG = "dfp.train_config"  # JSON of TrainConfig
 TAG_TRAINING_SET_DIGEST = "dfp.training_set.digest"
 TAG_QUALITY_GATE = "dfp.quality_gate"  # passed | failed (a failed model is never published)
+TAG_DOMAIN = "dfp.domain"  # the domain whose model a run trained (absent: Kronodroid's)
 
 
 def default_tracking_uri() -> str:

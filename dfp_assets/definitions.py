@@ -35,7 +35,14 @@ from dfp_assets.platform.branches import (
 )
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
 from dfp_assets.toxic.cdc_sensor import comments_cdc_sensor
-from dfp_assets.toxic.jobs import apply_comment_changes, build_comments, ingest_comments
+from dfp_assets.toxic.jobs import (
+    apply_comment_changes,
+    build_comments,
+    build_toxicity_model,
+    ingest_comments,
+    train_toxicity_model,
+)
+from dfp_assets.toxic.model import comment_embeddings, toxicity_model
 from dfp_assets.toxic.production import toxic_dbt
 from dfp_assets.toxic.raw import comments_raw, comments_raw_checks
 from dfp_assets.toxic.staging import comments_tokenized, comments_tokenized_checks
@@ -63,6 +70,9 @@ defs = dg.Definitions(
         branch_comparison,
         comments_raw,
         *following_parents([comments_tokenized, toxic_dbt]),
+        # Not automated: encoding a branch's comments takes minutes on 2 cores.
+        comment_embeddings,
+        toxicity_model,
     ],
     asset_checks=[kronodroid_raw_checks, comments_raw_checks, comments_tokenized_checks],
     jobs=[
@@ -77,6 +87,8 @@ defs = dg.Definitions(
         ingest_comments,
         build_comments,
         apply_comment_changes,
+        train_toxicity_model,
+        build_toxicity_model,
         create_lakefs_branch,
         delete_lakefs_branch,
     ],
@@ -111,6 +123,16 @@ def ingest_comments_job() -> dg.JobDefinition:
 def comments_job() -> dg.JobDefinition:
     """Reconstructable handle on `build_comments` (raw → tokenized staging → table_clean)."""
     return defs.resolve_job_def("build_comments")
+
+
+def toxicity_job() -> dg.JobDefinition:
+    """Reconstructable handle on `build_toxicity_model` (build_comments + embeddings + model)."""
+    return defs.resolve_job_def("build_toxicity_model")
+
+
+def train_toxicity_job() -> dg.JobDefinition:
+    """Reconstructable handle on `train_toxicity_model` (embeddings + model)."""
+    return defs.resolve_job_def("train_toxicity_model")
 
 
 def staging_job() -> dg.JobDefinition:

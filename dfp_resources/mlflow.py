@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from dfp.tracking import Tracker
+from dfp.tracking import EXPERIMENT, Tracker
 
 
 class MLflowResource(dg.ConfigurableResource):
     tracking_uri: str
 
-    def tracker(self) -> Tracker:
-        return Tracker(self.tracking_uri)
+    def tracker(self, experiment: str = EXPERIMENT) -> Tracker:
+        return Tracker(self.tracking_uri, experiment)

@@ -28,12 +28,12 @@ from dfp.kronodroid.features import (
 from dfp.kronodroid.model import TrainConfig
 from dfp.kronodroid.training import (
     build_training_set,
-    compare_with_recorded,
     fit_training_set,
     training_set_digest,
 )
 from dfp.lake.iceberg import BranchTables
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.ml.metrics import compare_with_recorded
 
 MART = ("marts", "mart_app_features")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -240,30 +240,6 @@ def fit_training_set(
     dates = pd.to_datetime(ordered["event_timestamp"], utc=True)
     dates = dates.where(dates != pd.Timestamp(NULL_EVENT_TIMESTAMP))
     return fit_and_evaluate(features, labels, dates, config, on_epoch=on_epoch), features
-
-
-def compare_metrics(
-    recorded: Mapping[str, float], reproduced: Mapping[str, float], tolerance: float = 1e-6
-) -> dict[str, tuple[float, float]]:
-    """Metrics that differ by more than `tolerance` (name -> (recorded, reproduced))."""
-    out = {}
-    for key in sorted(set(recorded) | set(reproduced)):
-        a, b = recorded.get(key), reproduced.get(key)
-        if a is None or b is None or abs(float(a) - float(b)) > tolerance:
-            out[key] = (a, b)
-    return out
-
-
-def compare_with_recorded(
-    recorded: Mapping[str, float], reproduced: Mapping[str, float], tolerance: float = 1e-6
-) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """`compare_metrics` over the metric names both runs have: (the recorded values compared,
-    the differences). A run recorded by older code lacks the metrics added since (e.g. PR-AUC,
-    MCC, the baseline's), and a recorded metric this code no longer computes cannot be
-    checked, so neither counts as a difference."""
-    shared = sorted(set(recorded) & set(reproduced))
-    compared = {k: recorded[k] for k in shared}
-    return compared, compare_metrics(compared, {k: reproduced[k] for k in shared}, tolerance)
 
 
 def parity_rows(frame: pd.DataFrame, vector_columns: Sequence[str], rows: int = 64) -> np.ndarray:

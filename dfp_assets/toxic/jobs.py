@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp_assets.toxic.model import comment_embeddings, toxicity_model
 from dfp_assets.toxic.production import toxic_dbt
 from dfp_assets.toxic.raw import comments_raw
 from dfp_assets.toxic.staging import comments_tokenized
@@ -30,4 +31,19 @@ apply_comment_changes = dg.define_asset_job(
     "logical replication) after the offsets the branch last published, then rebuild what "
     "build_comments builds; the offsets consumed are published with the merge. Requested by "
     "comments_cdc_sensor.",
+)
+
+train_toxicity_model = dg.define_asset_job(
+    "train_toxicity_model",
+    selection=dg.AssetSelection.assets(comment_embeddings, toxicity_model),
+    description="On a branch whose table_clean is built: encode its comments with the frozen "
+    "encoder (only those the branch's embeddings lack), train the toxicity head and the TF-IDF "
+    "baseline, track them in MLflow; the ROC-AUC floor blocks publication.",
+)
+
+build_toxicity_model = dg.define_asset_job(
+    "build_toxicity_model",
+    selection=build_comments.selection | train_toxicity_model.selection,
+    description="build_comments, then comment_embeddings and toxicity_model, published in one "
+    "lakeFS merge when every check passed (write-audit-publish).",
 )

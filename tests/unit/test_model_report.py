@@ -25,10 +25,10 @@ from dfp.kronodroid.model import (
 )
 from dfp.kronodroid.model.report import report_markdown, share_warnings, split_table
 from dfp.kronodroid.training import (
-    compare_with_recorded,
     fit_and_evaluate,
     training_matrix,
 )
+from dfp.ml.metrics import compare_with_recorded
 from tests.unit.test_training import _frame
 
 

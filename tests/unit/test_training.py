@@ -9,13 +9,13 @@ import pytest
 
 from dfp.kronodroid.model import TrainConfig
 from dfp.kronodroid.training import (
-    compare_metrics,
     fit_and_evaluate,
     fit_training_set,
     in_entity_order,
     training_matrix,
     training_set_digest,
 )
+from dfp.ml.metrics import compare_metrics
 from dfp.tracking import artifact_root, default_tracking_uri
 
 

@@ -1,6 +1,7 @@
 """Deterministic CPU training of `MalwareClassifier`.
 
-`train` is bit-for-bit reproducible for the same inputs, config, torch build and machine:
+`train` is bit-for-bit reproducible for the same inputs, config, torch build and machine
+(`dfp.ml.determinism`, the platform's):
 
 * python ``random``, numpy's global RNG and torch's global RNG are seeded with
   ``config.seed`` before the model is built (weight init and dropout draw from torch's);
@@ -16,8 +17,6 @@ error. The global RNGs are left seeded (that is the point of seeding them).
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dfp.kronodroid.model.defaults import DEFAULT_BASELINE_MAX_ITER, DEFAULT_HIDDEN_SIZES
+from dfp.ml.determinism import deterministic, fit_logits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -163,15 +163,6 @@ def _resolve_pos_weight(config: TrainConfig, y: np.ndarray) -> float | None:
     return float(config.pos_weight)
 
 
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def train(
     features: np.ndarray,
     labels: np.ndarray,
@@ -186,7 +177,6 @@ def train(
     seconds)`` is called after each epoch (1-based), for progress output.
     """
     import torch
-    from torch import nn
 
     from dfp.kronodroid.model.classifier import MalwareClassifier
 
@@ -194,56 +184,30 @@ def train(
     x_np, y_np = validate_training_inputs(features, labels)
     pos_weight = _resolve_pos_weight(config, y_np)
 
-    previous_threads = torch.get_num_threads()
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        torch.set_num_threads(config.threads)
-        torch.use_deterministic_algorithms(True)
-        _seed_everything(config.seed)
-
+    with deterministic(config.seed, config.threads):
         x = torch.from_numpy(x_np)
         y = torch.from_numpy(y_np).unsqueeze(1)
         model = MalwareClassifier.from_training_data(
             x, hidden_sizes=config.hidden_sizes, dropout=config.dropout
         )
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        history = fit_logits(
+            model,
+            x,
+            y,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            pos_weight=pos_weight,
+            seed=config.seed,
+            on_epoch=on_epoch,
         )
-        loss_fn = nn.BCEWithLogitsLoss(
-            pos_weight=None if pos_weight is None else torch.tensor([pos_weight])
-        )
-        shuffle = torch.Generator().manual_seed(config.seed)
-
-        n_rows = x.shape[0]
-        loss_history: list[float] = []
-        epoch_seconds: list[float] = []
-        model.train()
-        for _ in range(config.epochs):
-            started = time.perf_counter()
-            order = torch.randperm(n_rows, generator=shuffle)
-            total = 0.0
-            for start in range(0, n_rows, config.batch_size):
-                batch = order[start : start + config.batch_size]
-                loss = loss_fn(model.logits(x[batch]), y[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * batch.shape[0]
-            loss_history.append(total / n_rows)
-            epoch_seconds.append(time.perf_counter() - started)
-            if on_epoch is not None:
-                on_epoch(len(epoch_seconds), loss_history[-1], epoch_seconds[-1])
-        model.eval()
-    finally:
-        torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
-        torch.set_num_threads(previous_threads)
 
     return TrainResult(
         model=model,
-        loss_history=loss_history,
-        epoch_seconds=epoch_seconds,
+        loss_history=history.loss_history,
+        epoch_seconds=history.epoch_seconds,
         pos_weight=pos_weight,
-        n_rows=int(n_rows),
+        n_rows=int(x_np.shape[0]),
         n_positive=int(y_np.sum()),
     )

@@ -1,0 +1,1 @@
+"""Model logic every domain shares (metrics, determinism); no Dagster, no domain."""
