@@ -136,3 +136,24 @@ class Tracker:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
         )
+
+
+class ReproduceError(RuntimeError):
+    """A recorded run that cannot be reproduced here (a tag missing, another repository)."""
+
+
+def required_tag(recorded: RecordedRun, name: str) -> str:
+    value = recorded.tags.get(name)
+    if not value:
+        raise ReproduceError(f"MLflow run {recorded.run_id} has no tag {name!r}")
+    return value
+
+
+def check_repository(recorded: RecordedRun, repository: str) -> None:
+    """The run read lakeFS repository `repository` (the client reproducing it is on it)."""
+    recorded_repository = required_tag(recorded, TAG_REPOSITORY)
+    if recorded_repository != repository:
+        raise ReproduceError(
+            f"run {recorded.run_id} read lakeFS repository {recorded_repository!r}, client is "
+            f"on {repository!r}"
+        )

@@ -34,12 +34,9 @@ from dfp.kronodroid.training import (
 from dfp.lake.iceberg import BranchTables
 from dfp.lake.lakefs_client import LakeFSClient
 from dfp.ml.metrics import compare_with_recorded
+from dfp.tracking import ReproduceError, required_tag
 
 MART = ("marts", "mart_app_features")
-
-
-class ReproduceError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -62,13 +59,6 @@ class Reproduction:
         )
 
 
-def _tag(recorded: tracking.RecordedRun, name: str) -> str:
-    value = recorded.tags.get(name)
-    if not value:
-        raise ReproduceError(f"MLflow run {recorded.run_id} has no tag {name!r}")
-    return value
-
-
 def reproduce(
     run_id: str,
     *,
@@ -81,18 +71,14 @@ def reproduce(
     """`log` gets one line per stage: the MLflow run read, the mart read, the point-in-time
     join, each training epoch, the comparison."""
     recorded = tracker.read(run_id)
-    repository = _tag(recorded, tracking.TAG_REPOSITORY)
-    if repository != client.repository:
-        raise ReproduceError(
-            f"run {run_id} read lakeFS repository {repository!r}, client is on "
-            f"{client.repository!r}"
-        )
-    commit = client.get_commit(_tag(recorded, tracking.TAG_COMMIT)).id
-    snapshots = json.loads(_tag(recorded, tracking.TAG_SNAPSHOTS))
+    tracking.check_repository(recorded, client.repository)
+    repository = client.repository
+    commit = client.get_commit(required_tag(recorded, tracking.TAG_COMMIT)).id
+    snapshots = json.loads(required_tag(recorded, tracking.TAG_SNAPSHOTS))
     snapshot_id = snapshots.get(".".join(MART))
     if snapshot_id is None:
         raise ReproduceError(f"run {run_id} recorded no snapshot of {'.'.join(MART)}")
-    config = TrainConfig.model_validate_json(_tag(recorded, tracking.TAG_TRAIN_CONFIG))
+    config = TrainConfig.model_validate_json(required_tag(recorded, tracking.TAG_TRAIN_CONFIG))
     log(
         f"read MLflow run {run_id}: lakeFS commit {commit[:12]}, mart snapshot {snapshot_id}, "
         f"{len(recorded.metrics)} metrics, {config.epochs} epochs"
@@ -164,7 +150,7 @@ def reproduce(
     return Reproduction(
         run_id=run_id,
         commit=commit,
-        recorded_commit=_tag(recorded, tracking.TAG_COMMIT),
+        recorded_commit=required_tag(recorded, tracking.TAG_COMMIT),
         training_set_digest=digest,
         recorded_training_set_digest=recorded_digest,
         metrics=metrics,

@@ -18,6 +18,7 @@ from dfp.lake.lakefs_client import LakeFSClient
 from dfp.ml.metrics import compare_with_recorded
 from dfp.toxic.embeddings import training_inputs
 from dfp.toxic.model import HeadConfig, fit_toxicity
+from dfp.tracking import ReproduceError, required_tag
 
 DOMAIN = "toxic"
 #: Lineage tags of a toxicity_model run (beside the platform's lakeFS / Dagster ones).
@@ -26,10 +27,6 @@ TAG_TOKENIZER = "dfp.toxic.tokenizer"  # JSON: WordPiece vocab hash, max length
 TAG_TABLE_CLEAN = "dfp.postgres.table_clean"  # JSON: schema, rows, content digest
 TAG_DELTA = "dfp.delta.comments_raw"  # JSON: table URI at the commit, Delta version
 TAG_EMBEDDINGS = "dfp.toxic.embeddings"  # JSON: object path, lakeFS checksum
-
-
-class ReproduceError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -53,13 +50,6 @@ def is_toxic_run(recorded: tracking.RecordedRun) -> bool:
     return recorded.tags.get(tracking.TAG_DOMAIN) == DOMAIN
 
 
-def _tag(recorded: tracking.RecordedRun, name: str) -> str:
-    value = recorded.tags.get(name)
-    if not value:
-        raise ReproduceError(f"MLflow run {recorded.run_id} has no tag {name!r}")
-    return value
-
-
 def reproduce(
     run_id: str,
     *,
@@ -71,15 +61,10 @@ def reproduce(
     recorded = tracker.read(run_id)
     if not is_toxic_run(recorded):
         raise ReproduceError(f"MLflow run {run_id} is not a toxicity_model run")
-    repository = _tag(recorded, tracking.TAG_REPOSITORY)
-    if repository != client.repository:
-        raise ReproduceError(
-            f"run {run_id} read lakeFS repository {repository!r}, client is on "
-            f"{client.repository!r}"
-        )
-    commit = client.get_commit(_tag(recorded, tracking.TAG_COMMIT)).id
-    config = HeadConfig.model_validate_json(_tag(recorded, tracking.TAG_TRAIN_CONFIG))
-    recorded_checksum = json.loads(_tag(recorded, TAG_EMBEDDINGS)).get("checksum", "")
+    tracking.check_repository(recorded, client.repository)
+    commit = client.get_commit(required_tag(recorded, tracking.TAG_COMMIT)).id
+    config = HeadConfig.model_validate_json(required_tag(recorded, tracking.TAG_TRAIN_CONFIG))
+    recorded_checksum = json.loads(required_tag(recorded, TAG_EMBEDDINGS)).get("checksum", "")
     try:
         inputs = training_inputs(client, commit)
     except ValueError as exc:

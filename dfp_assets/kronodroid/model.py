@@ -31,6 +31,7 @@ from dfp.kronodroid.training import (
     fit_training_set,
 )
 from dfp.lake import memo
+from dfp.ml.plots import confusion_matrices_png
 from dfp.settings import get_settings
 from dfp_assets.kronodroid.features import training_set
 from dfp_assets.platform.partitions import blocking_check, branch_asset
@@ -110,30 +111,11 @@ def _report(reported: dict, factor: float) -> dict:
 
 def _confusion_plot(outcome: TrainingOutcome) -> bytes:
     """PNG of both confusion matrices (shown in the UI and logged to MLflow)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
-    for ax, (name, metrics) in zip(
-        axes, (("temporal", outcome.temporal), ("random", outcome.random)), strict=True
-    ):
-        matrix = metrics.confusion_matrix
-        ax.imshow(matrix, cmap="Blues")
-        for i in range(2):
-            for j in range(2):
-                ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
-        ax.set_xticks([0, 1], ["benign", "malware"])
-        ax.set_yticks([0, 1], ["benign", "malware"])
-        ax.set_xlabel("predicted")
-        ax.set_title(f"{name} split, F1 {metrics.f1:.3f}")
-    axes[0].set_ylabel("actual")
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=80)
-    plt.close(fig)
-    return out.getvalue()
+    panels = [
+        (f"{name} split, F1 {metrics.f1:.3f}", metrics.confusion_matrix)
+        for name, metrics in (("temporal", outcome.temporal), ("random", outcome.random))
+    ]
+    return confusion_matrices_png(panels, ("benign", "malware"))
 
 
 @branch_asset(

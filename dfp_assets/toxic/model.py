@@ -4,7 +4,6 @@ lineage, saved on the branch, and gated by a blocking ROC-AUC check (pure logic 
 `dfp.toxic.encoder`, `dfp.toxic.embeddings`, `dfp.toxic.model`)."""
 
 import base64
-import io
 import json
 import time
 from typing import Literal
@@ -15,6 +14,7 @@ from pydantic import Field
 from dfp import tracking
 from dfp.lake import memo
 from dfp.lake.lakefs_client import LakeFSError
+from dfp.ml.plots import confusion_matrices_png
 from dfp.toxic.embeddings import (
     EMBEDDINGS_OBJECT,
     compute_embeddings,
@@ -252,29 +252,11 @@ def _confusion_table(metrics: dict) -> dg.TableMetadataValue:
 
 
 def _confusion_plot(model: dict, baseline: dict) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
-    sides = (("MLP head", model), ("baseline", baseline))
-    for ax, (name, metrics) in zip(axes, sides, strict=True):
-        matrix = metrics["confusion_matrix"]
-        ax.imshow(matrix, cmap="Reds")
-        for i in range(2):
-            for j in range(2):
-                ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
-        ax.set_xticks([0, 1], ["not toxic", "toxic"])
-        ax.set_yticks([0, 1], ["not toxic", "toxic"])
-        ax.set_xlabel("predicted")
-        ax.set_title(f"{name}: ROC-AUC {metrics['roc_auc']:.3f}")
-    axes[0].set_ylabel("actual")
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=80)
-    plt.close(fig)
-    return out.getvalue()
+    panels = [
+        (f"{name}: ROC-AUC {metrics['roc_auc']:.3f}", metrics["confusion_matrix"])
+        for name, metrics in (("MLP head", model), ("baseline", baseline))
+    ]
+    return confusion_matrices_png(panels, ("not toxic", "toxic"), cmap="Reds")
 
 
 @branch_asset(
