@@ -20,11 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,17 +29,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from dfp.settings import PROJECT_ROOT, load_settings, read_env_file
-from dfp.stack.benchmarking import print_figures
+from dfp.settings import load_settings, read_env_file
+from dfp.stack.benchmarking import dagster_daemon, print_figures
+from dfp.stack.services import free_port
 
-BIN = Path(sys.executable).parent
 ROUND_BOUND_S = 600.0  # one round on a loaded 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -62,7 +52,7 @@ def _cdc_stack(kafka: bool) -> Iterator[Path]:
         "DFP_KAFKA_CONTROLLER_PORT",
         "DFP_CONNECT_PORT",
     ):
-        os.environ[var] = str(_free_port())
+        os.environ[var] = str(free_port())
     stack = LocalStack(home / "home")
     try:
         stack.up(log=lambda msg: print(f"[stack] {msg}", flush=True))
@@ -73,30 +63,6 @@ def _cdc_stack(kafka: bool) -> Iterator[Path]:
     finally:
         stack.down(log=lambda msg: None)
         shutil.rmtree(home, ignore_errors=True)
-
-
-@contextmanager
-def _daemon(home: Path) -> Iterator[None]:
-    with open(home / "daemon.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-            env={**os.environ, "DAGSTER_HOME": str(home)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        try:  # its code server and run workers (same session)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _wait(what: str, done, bound_s: float, log: Path):
@@ -161,7 +127,7 @@ def run(rounds: int, rows: int, kafka: bool) -> dict[str, object]:
             figures["initial_build_s"] = round(time.perf_counter() - started, 1)
             log = dagster_home / "daemon.log"
             latencies, requested, launched, ran = [], [], [], []
-            with _daemon(dagster_home):
+            with dagster_daemon(dagster_home):
                 dsn = os.environ["DFP_CDC_DSN"]
                 for round_no in range(rounds):
                     head = client.head("main")

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -152,17 +151,11 @@ def run_store(kind: str, parquet: Path, work: Path, redis_url: str | None, engin
 
 
 # -- parent ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_redis(home: Path):
     from dfp import settings
-    from dfp.stack.services import LocalStack, redis_url
+    from dfp.stack.services import LocalStack, free_port, redis_url
 
-    os.environ["DFP_REDIS_PORT"] = str(_free_port())
+    os.environ["DFP_REDIS_PORT"] = str(free_port())
     stack = LocalStack(home)
     stack.redis.start()
     password = settings.read_env_file(stack.env_file)["DFP_REDIS_PASSWORD"]

@@ -24,21 +24,18 @@ import json
 import os
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
 
 from dfp.settings import PROJECT_ROOT, load_settings, stack_environment
-from dfp.stack.benchmarking import print_figures, throwaway_client
+from dfp.stack.benchmarking import BIN, WORKSPACE, dagster_daemon, print_figures, throwaway_client
 from dfp_resources.environment import resource_run_config
 
 
@@ -67,36 +64,6 @@ def _build(instance: dg.DagsterInstance, partition: str, config: dict):
             for e in result.get_asset_materialization_events()
         }
     return wall, steps, metadata
-
-
-BIN = Path(sys.executable).parent
-WORKSPACE = PROJECT_ROOT / "workspace.yaml"
-
-
-@contextmanager
-def _daemon(home: str) -> Iterator[None]:
-    """A real `dagster-daemon run` on the instance at `home` (its log beside it)."""
-    env = {**os.environ, "DAGSTER_HOME": home}
-    with open(Path(home) / "daemon.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        try:  # its code server and whatever that started (same session)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
@@ -215,7 +182,7 @@ def run(
             "execution": {"config": {executor: {}}},
         }
         if launch == "daemon":
-            stack.enter_context(_daemon(home.name))
+            stack.enter_context(dagster_daemon(home.name))
 
             def build(partition: str):
                 wall, steps, metadata, queued = _build_through_daemon(instance, partition, config)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -23,6 +22,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dfp.stack.benchmarking import print_figures
+from dfp.stack.services import free_port
 
 GENERATE = """
 insert into {schema}.text_comments (id, labels, input_ids, attention_mask)
@@ -34,17 +34,11 @@ from (select i, 8 + (i * 7919) % 250 as n from generate_series(1, :rows) as i) a
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_postgres(home: Path):
     from dfp import settings
     from dfp.stack.services import LocalStack
 
-    os.environ["DFP_POSTGRES_PORT"] = str(_free_port())
+    os.environ["DFP_POSTGRES_PORT"] = str(free_port())
     os.environ["DFP_STACK_SERVICES"] = "lakefs,postgres"
     stack = LocalStack(home / "home")
     stack.postgres.start()

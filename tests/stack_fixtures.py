@@ -6,7 +6,6 @@ alone); a fresh lakeFS repository and a temporary Dagster instance per test.
 """
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +16,7 @@ import pytest
 
 from dfp import settings
 from dfp.lake.lakefs_client import LakeFSClient
-from dfp.stack.services import LocalStack
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from dfp.stack.services import LocalStack, free_port
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,22 @@
-"""Helpers the benchmark scripts share (no Dagster): throwaway repositories, figure output."""
+"""Helpers the benchmark scripts share (no Dagster import): throwaway repositories, a real
+`dagster-daemon` process, figure output."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 from dfp.lake.lakefs_client import LakeFSClient
-from dfp.settings import LakeFSSettings
+from dfp.settings import PROJECT_ROOT, LakeFSSettings
+
+#: The venv's executables (dagster, dagster-daemon) beside this Python.
+BIN = Path(sys.executable).parent
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 
 
 def throwaway_client(repository: str) -> LakeFSClient:
@@ -24,3 +35,30 @@ def print_figures(figures: Mapping[str, object]) -> None:
     for key, value in figures.items():
         shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
         print(f"{key:<{width}}  {shown}")
+
+
+@contextmanager
+def dagster_daemon(home: str | Path) -> Iterator[None]:
+    """A real `dagster-daemon run` on the instance at `home` (its log beside it,
+    `daemon.log`), as a deployment runs the sensors and the run queue."""
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with open(Path(home) / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        try:  # its code server and whatever that started (same session)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -663,7 +663,7 @@ def spark_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, s
     return out
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -979,7 +979,7 @@ class LocalStack:
         port_file = self.spark_dir / f"{name}.port"
 
         def argv() -> list[str]:
-            port_file.write_text(str(_free_port()))
+            port_file.write_text(str(free_port()))
             return spark_worker_argv(
                 self.spark_master_url, int(port_file.read_text()), self.spark_dir / "work"
             )

@@ -110,7 +110,7 @@ def test_missing_redis_server_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_redis_config_file_is_private(tmp_path, monkeypatch):
-    monkeypatch.setenv("DFP_REDIS_PORT", str(_free_port()))
+    monkeypatch.setenv("DFP_REDIS_PORT", str(stack.free_port()))
     monkeypatch.setattr(stack, "redis_server_bin", lambda: tmp_path / "redis-server")
     local = stack.LocalStack(tmp_path)
     local._prepare_redis()
@@ -120,14 +120,6 @@ def test_redis_config_file_is_private(tmp_path, monkeypatch):
     assert f"requirepass {password}" in conf.read_text()
     local._prepare_redis()  # a second prepare keeps the password
     assert stack.settings.read_env_file(local.env_file)["DFP_REDIS_PASSWORD"] == password
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_mlflow_server_settings(tmp_path):
