@@ -34,7 +34,7 @@ from dfp.lake import memo
 from dfp.ml.plots import confusion_matrices_png
 from dfp.settings import get_settings
 from dfp_assets.kronodroid.features import training_set
-from dfp_assets.platform.partitions import blocking_check, branch_asset
+from dfp_assets.platform.partitions import blocking_check, branch_asset, floor_check
 from dfp_assets.platform.step import BranchStep, branch_step
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.mlflow import MLflowResource
@@ -259,11 +259,11 @@ def _shown(reported: dict) -> dict:
 
 
 def _f1_check(temporal_f1: float, floor: float) -> dg.AssetCheckResult:
-    passed = temporal_f1 >= floor
-    return dg.AssetCheckResult(
-        check_name=F1_CHECK,
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"temporal_f1": temporal_f1, "f1_floor": floor},
-        description=f"temporal-split F1 {temporal_f1:.4f} {'>=' if passed else '<'} floor {floor}",
+    return floor_check(
+        F1_CHECK,
+        metric="temporal_f1",
+        value=temporal_f1,
+        floor_name="f1_floor",
+        floor=floor,
+        label="temporal-split F1",
     )

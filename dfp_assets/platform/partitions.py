@@ -16,3 +16,18 @@ def branch_asset(*, group: str, **asset_args: Any) -> Callable[..., dg.AssetsDef
 def blocking_check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
     """A check that gates write-audit-publish: when it fails, nothing of the run is published."""
     return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
+
+
+def floor_check(
+    name: str, *, metric: str, value: float, floor_name: str, floor: float, label: str
+) -> dg.AssetCheckResult:
+    """The result of a blocking check that a model's `metric` reaches its floor (an ERROR
+    when it does not, so nothing of the run is published)."""
+    passed = value >= floor
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={metric: value, floor_name: floor},
+        description=f"{label} {value:.4f} {'>=' if passed else '<'} floor {floor}",
+    )

@@ -39,7 +39,7 @@ from dfp.toxic.reproduce import (
     TAG_TOKENIZER,
 )
 from dfp.toxic.tokenize import VOCAB_SHA256
-from dfp_assets.platform.partitions import blocking_check, branch_asset
+from dfp_assets.platform.partitions import blocking_check, branch_asset, floor_check
 from dfp_assets.platform.step import BranchStep, branch_step, reuse_allowed
 from dfp_assets.toxic.production import PRODUCTION_FAMILY
 from dfp_resources.lakefs import LakeFSResource
@@ -387,11 +387,11 @@ def _shown(reported: dict) -> dict:
 
 
 def _auc_check(roc_auc: float, floor: float) -> dg.AssetCheckResult:
-    passed = roc_auc >= floor
-    return dg.AssetCheckResult(
-        check_name=ROC_AUC_CHECK,
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"test_roc_auc": roc_auc, "roc_auc_floor": floor},
-        description=f"test ROC-AUC {roc_auc:.4f} {'>=' if passed else '<'} floor {floor}",
+    return floor_check(
+        ROC_AUC_CHECK,
+        metric="test_roc_auc",
+        value=roc_auc,
+        floor_name="roc_auc_floor",
+        floor=floor,
+        label="test ROC-AUC",
     )
