@@ -1,5 +1,6 @@
-"""The UI that `dagster dev` serves, in a real (headless) browser: the asset graph shows every
-asset of the `Definitions`, and an asset's partitions view shows the lakeFS branches.
+"""The UI that `dagster dev` serves, in a real (headless) browser: every asset of the
+`Definitions` is shown in its group's lineage graph, partitioned by lakefs_branch, and an asset's
+partitions view shows the lakeFS branches.
 
 Debian's /usr/bin/chromium is driven by playwright-core (tests/e2e/node_modules, installed by
 scripts/install-browser-test-deps.sh) through ui_check.mjs, on 127.0.0.1 only. Screenshots and
@@ -48,26 +49,24 @@ pytestmark = [
 ]
 
 
-def _expected_assets() -> tuple[list[str], list[str]]:
-    """Asset names as the graph shows them (a key's last part) and the asset groups."""
+def _expected_assets() -> dict[str, list[str]]:
+    """Asset names as the graph shows them (a key's last part), by asset group."""
     from dfp_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    keys = graph.get_all_asset_keys()
-    return (
-        sorted({key.path[-1] for key in keys}),
-        sorted({graph.get(key).group_name for key in keys}),
-    )
+    by_group: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        by_group.setdefault(graph.get(key).group_name, set()).add(key.path[-1])
+    return {group: sorted(names) for group, names in sorted(by_group.items())}
 
 
 def _run_ui_check(
-    base_url: str, assets: list[str], groups: list[str], partitions: list[str]
+    base_url: str, assets_by_group: dict[str, list[str]], partitions: list[str]
 ) -> dict:
     args = {
         "baseUrl": base_url,
         "outDir": str(ARTIFACTS),
-        "assets": assets,
-        "groups": groups,
+        "assetsByGroup": assets_by_group,
         "location": LOCATION,
         "partitionAsset": PARTITION_ASSET,
         "partitions": partitions,
@@ -78,7 +77,8 @@ def _run_ui_check(
         cwd=E2E_DIR,
         capture_output=True,
         text=True,
-        timeout=4 * UI_TIMEOUT_S,
+        # One bounded wait per page: the overview, each group, the partitions view.
+        timeout=(len(assets_by_group) + 3) * UI_TIMEOUT_S,
     )
     (ARTIFACTS / "ui_check.stderr.log").write_text(done.stderr)
     lines = done.stdout.strip().splitlines()
@@ -96,32 +96,37 @@ def test_dagster_dev_ui_shows_every_asset_and_the_branch_partitions(
     lakefs.create_branch(BRANCH, "main")
     assert set(branches) <= set(lakefs.list_branches())
     instance.add_dynamic_partitions("lakefs_branch", branches)
-    assets, groups = _expected_assets()
+    assets_by_group = _expected_assets()
 
     shutil.rmtree(ARTIFACTS, ignore_errors=True)  # no stale screenshots from an earlier run
     ARTIFACTS.mkdir(parents=True)
     with procs.dagster_dev(instance.root_directory, ARTIFACTS) as url:
-        summary = _run_ui_check(url, assets, groups, branches)
+        summary = _run_ui_check(url, assets_by_group, branches)
 
-    graph, partitions = summary["graph"], summary["partitions"]
+    graph, partitions, groups = summary["graph"], summary["partitions"], summary["groups"]
     record_property("screenshots", f"{graph.get('screenshot')} {partitions.get('screenshot')}")
     where = (
-        f"screenshots: {graph.get('screenshot')}, {partitions.get('screenshot')} "
-        f"(summary {ARTIFACTS / 'summary.json'}, log {ARTIFACTS / 'dagster-dev.log'}); "
+        f"screenshots in {ARTIFACTS} (summary.json, dagster-dev.log beside them); "
         f"errors: {summary['errors']}"
     )
     assert Path(graph["screenshot"]).is_file(), where
     assert Path(partitions["screenshot"]).is_file(), where
-    missing = sorted(set(assets) - set(graph["assetNames"]))
-    assert not missing, (
-        f"assets missing from the graph: {missing}; shown {graph['assetNames']}; {where}"
-    )
-    # Every node is partitioned by lakefs_branch: a "Partitions" row and the branch count.
-    unpartitioned = [node["name"] for node in graph["nodes"] if not node["partitions"]]
-    assert not unpartitioned, f"nodes without a partitions row: {unpartitioned}; {where}"
+    assert sorted(groups) == sorted(assets_by_group), f"groups visited: {sorted(groups)}; {where}"
     count = f"{len(branches)} partitions"
-    miscounted = [node["name"] for node in graph["nodes"] if count not in node["text"]]
-    assert not miscounted, f"nodes not showing '{count}': {miscounted}; {where}"
+    for group, expected in assets_by_group.items():
+        shown = groups[group]
+        assert Path(shown["screenshot"]).is_file(), where
+        # External (upstream/downstream) assets show as links, not nodes: only the group's own.
+        nodes = [node for node in shown["nodes"] if node["name"] in expected]
+        missing = sorted(set(expected) - {node["name"] for node in nodes})
+        assert not missing, f"group {group}: assets missing from its graph: {missing}; {where}"
+        # Every node is partitioned by lakefs_branch: a "Partitions" row and the branch count.
+        unpartitioned = [node["name"] for node in nodes if not node["partitions"]]
+        assert not unpartitioned, (
+            f"group {group}: nodes without partitions: {unpartitioned}; {where}"
+        )
+        miscounted = [node["name"] for node in nodes if count not in node["text"]]
+        assert not miscounted, f"group {group}: nodes not showing '{count}': {miscounted}; {where}"
     assert set(branches) <= set(partitions["keys"]), (
         f"partitions shown for {'/'.join(PARTITION_ASSET)}: {partitions['keys']}; {where}"
     )

@@ -1,11 +1,12 @@
 // Drives Debian's headless Chromium (via playwright-core, no browser download) through the UI
-// that `dagster dev` serves: the global asset graph with every group expanded, and one asset's
-// partitions view. Saves full-page screenshots and prints a JSON summary on stdout; the Python
-// test (test_ui.py) makes the assertions. Only loopback requests are let through.
+// that `dagster dev` serves: the global asset graph with every group expanded, each asset
+// group's lineage page, and one asset's partitions view. Saves screenshots and prints a JSON
+// summary on stdout; the Python test (test_ui.py) makes the assertions. Only loopback requests
+// are let through.
 //
 // usage: node ui_check.mjs '<json>' with
-//   {baseUrl, outDir, assets: [names as the UI shows them], groups: [group names],
-//    location, partitionAsset: [key path], partitions: [keys], timeoutMs}
+//   {baseUrl, outDir, assetsByGroup: {group: [asset names as the UI shows them]}, location,
+//    partitionAsset: [key path], partitions: [keys], timeoutMs}
 // Progress goes to stderr; the exit code is non-zero only when the browser itself failed.
 
 import fs from 'node:fs';
@@ -89,8 +90,7 @@ try {
     executablePath,
     headless: true,
     args: CHROMIUM_ARGS,
-    // Wide enough that the whole graph fits at a scale where nodes show full names (Dagster
-    // draws "minimal" truncated nodes below 60% zoom).
+    // Wide, for the overview screenshot of the global graph.
     viewport: { width: 3400, height: 1300 },
   });
   summary.chromium = context.browser()?.version() ?? null;
@@ -117,51 +117,59 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (err) => summary.errors.push(`page error: ${err.message}`));
 
-  // 1. The global asset lineage, every group expanded. Group ids differ with the per-code-
-  // location feature flag, so both spellings are passed (unknown ids are ignored).
-  const expanded = args.groups
+  // 1. The global asset lineage, every group expanded: a screenshot for people. The graph
+  // culls nodes outside the viewport, so it cannot show every asset once the graph outgrows
+  // the window; step 2 checks them group by group. Group ids differ with the per-code-location
+  // feature flag, so both spellings are passed (unknown ids are ignored).
+  const groups = Object.keys(args.assetsByGroup).sort();
+  const expanded = groups
     .flatMap((g) => [`global@global:${g}`, `__repository__@${args.location}:${g}`])
     .join(',');
   const graphUrl = `${args.baseUrl}/asset-groups?expanded=${encodeURIComponent(expanded)}`;
   log(`graph: ${graphUrl}`);
   await page.goto(graphUrl, { timeout });
-  const graphWait = await waitUntil(
+  const overviewWait = await waitUntil(
     page,
-    (assets) => {
-      const names = new Set(window.__dfp.readGraph().map((n) => n.name));
-      return assets.every((a) => names.has(a));
-    },
-    args.assets,
-    'every asset in the graph',
-  );
-  if (graphWait) summary.errors.push(graphWait);
-  // Partition counts arrive with the live data, after the layout.
-  const rowsWait = await waitUntil(
-    page,
-    () => {
-      const nodes = window.__dfp.readGraph();
-      return nodes.length > 0 && nodes.every((n) => n.partitions);
-    },
+    () => window.__dfp.readGraph().some((n) => n.partitions),
     null,
-    'the partition rows of the asset nodes',
+    'the global asset graph',
   );
-  if (rowsWait) summary.errors.push(rowsWait);
-  const nodes = await page.evaluate(readGraph);
+  if (overviewWait) summary.errors.push(overviewWait);
   const graphShot = path.join(args.outDir, 'asset-graph.png');
   await page.screenshot({ path: graphShot, fullPage: true });
-  summary.graph = {
-    url: page.url(),
-    title: await page.title(),
-    assetNames: [...new Set(nodes.map((n) => n.name))].sort(),
-    nodes,
-    screenshot: graphShot,
-  };
+  summary.graph = { url: page.url(), title: await page.title(), screenshot: graphShot };
 
-  // 2. One asset's partitions view: the lakefs_branch partitions (branches) it lists.
+  // 2. Each group's lineage page: every asset of the group, with its partitions row (partition
+  // counts arrive with the live data, after the layout).
+  await page.setViewportSize({ width: 1600, height: 1000 });
+  summary.groups = {};
+  for (const group of groups) {
+    const groupUrl = `${args.baseUrl}/locations/${args.location}/asset-groups/${encodeURIComponent(group)}/lineage`;
+    log(`group: ${groupUrl}`);
+    await page.goto(groupUrl, { timeout });
+    const groupWait = await waitUntil(
+      page,
+      (assets) => {
+        const nodes = window.__dfp.readGraph();
+        return assets.every((a) => nodes.some((n) => n.name === a && n.partitions));
+      },
+      args.assetsByGroup[group],
+      `the assets of group ${group} with their partition rows`,
+    );
+    if (groupWait) summary.errors.push(groupWait);
+    const groupShot = path.join(args.outDir, `group-${group}.png`);
+    await page.screenshot({ path: groupShot, fullPage: true });
+    summary.groups[group] = {
+      url: page.url(),
+      nodes: await page.evaluate(() => window.__dfp.readGraph()),
+      screenshot: groupShot,
+    };
+  }
+
+  // 3. One asset's partitions view: the lakefs_branch partitions (branches) it lists.
   const assetPath = args.partitionAsset.map(encodeURIComponent).join('/');
   const partitionsUrl = `${args.baseUrl}/assets/${assetPath}?view=partitions`;
   log(`partitions: ${partitionsUrl}`);
-  await page.setViewportSize({ width: 1600, height: 1000 });
   await page.goto(partitionsUrl, { timeout });
   const partitionsWait = await waitUntil(
     page,
