@@ -33,14 +33,31 @@ class PostgresStagingResource(dg.ConfigurableResource):
             )
         return url.get_secret_value() if hasattr(url, "get_secret_value") else url
 
+    @property
+    def configured(self) -> bool:
+        return bool(self.url or load_settings().dfp_postgres_url)
+
+    def discard_orphans(self, live_run_ids: set[str]) -> list[str]:
+        """Drop the run schemas of runs no longer in progress (a crashed worker's, or a run
+        whose discard found Postgres down); returns their names."""
+        conn = self.connect("cleanup of orphaned run schemas")
+        try:
+            orphans = pg_branches.orphaned_run_schemas(conn, live_run_ids)
+            for schema in orphans:
+                pg_branches.discard(conn, schema)
+        finally:
+            conn.close()
+        return orphans
+
     def dsn(self) -> str:
         """The data Postgres URL, password included: for connections and child processes
         (e.g. dbt's), never for logs or metadata."""
         return self._url()
 
-    def connect(self) -> Any:
-        """A psycopg2 connection (the caller closes it)."""
-        return pg_branches.connect(self._url())
+    def connect(self, operation: str = "connect") -> Any:
+        """A psycopg2 connection (the caller closes it); a server that stays down fails,
+        after bounded retries, with an error naming it and `operation`."""
+        return pg_branches.connect(self._url(), operation)
 
     def publisher(self) -> pg_branches.PostgresPublisher:
         return pg_branches.PostgresPublisher(self._url())
@@ -76,7 +93,7 @@ class PostgresStagingResource(dg.ConfigurableResource):
         )
         # Registered before it exists: a step that dies after creating it is still cleaned up.
         register_staged(context, staged)
-        conn = self.connect()
+        conn = self.connect(f"creating run schema {staged.staged}")
         try:
             pg_branches.create_run_schema(conn, staged.staged)
         finally:

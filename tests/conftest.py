@@ -10,6 +10,7 @@ from tests.stack_fixtures import (  # noqa: F401  (fixtures, registered here for
     instance,
     lakefs,
     lakefs_stack,
+    postgres_stack,
     postgres_url,
     redis_url,
     spark_cluster,

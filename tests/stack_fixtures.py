@@ -66,8 +66,9 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory) -> Iterator[str]:
-    """A real Postgres (Debian's server, via the stack manager) for catalog tests."""
+def postgres_stack(tmp_path_factory) -> Iterator[LocalStack]:
+    """A real Postgres (Debian's server, via the stack manager): `.postgres` is the service
+    (outage tests stop and start it), `.env_file` holds its password."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -81,12 +82,18 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
         mp.setenv("DFP_STACK_SERVICES", "lakefs,postgres")
         stack = LocalStack(home / "home")
         stack.postgres.start()
-    password = settings.read_env_file(stack.env_file)["DFP_POSTGRES_PASSWORD"]
     try:
-        yield f"postgresql+psycopg2://dfp:{password}@127.0.0.1:{stack.postgres_port}/dagster"
+        yield stack
     finally:
         stack.postgres.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_stack) -> str:
+    """The URL of the session's Postgres (database `dagster`) for catalog and staging tests."""
+    password = settings.read_env_file(postgres_stack.env_file)["DFP_POSTGRES_PASSWORD"]
+    return f"postgresql+psycopg2://dfp:{password}@127.0.0.1:{postgres_stack.postgres_port}/dagster"
 
 
 @pytest.fixture(scope="session")

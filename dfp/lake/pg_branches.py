@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,11 +116,102 @@ def parse_run_schema(schema: str) -> tuple[str, str] | None:
 
 
 # -- Postgres ------------------------------------------------------------------------------
-def connect(url: str) -> Any:
-    """A psycopg2 connection from a libpq or SQLAlchemy-style URL (`postgresql+psycopg2://`)."""
+#: Connection attempts Postgres gets before an operation fails (backoff 0.5 s, doubling: about
+#: 30 s in all), so a Postgres restart during a run is ridden out and a dead one fails bounded.
+CONNECT_RETRIES = 6
+_BACKOFF_S = 0.5
+#: libpq's words for a server that is not there (yet, or any more): worth another attempt.
+#: Anything else (a wrong password, a missing database) fails at once.
+_UNREACHABLE = (
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "no such file or directory",  # a Unix socket that is not there
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "server closed the connection unexpectedly",
+    "terminating connection due to administrator command",
+    "no connection to the server",
+    "connection already closed",
+)
+
+
+class PostgresUnavailable(RuntimeError):
+    """Postgres could not be reached or went away during an operation; the message names
+    the server (never its password) and the operation."""
+
+
+def _libpq_url(url: str) -> str:
+    return re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
+
+
+def server_name(url: str) -> str:
+    """`host:port/database` of a Postgres URL, for messages (no user or password)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(_libpq_url(url))
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+
+
+def _server_of(conn: Any) -> str:
+    info = conn.info
+    return f"{info.host}:{info.port}/{info.dbname}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
+
+
+def _is_unreachable(exc: BaseException) -> bool:
     import psycopg2
 
-    return psycopg2.connect(re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url))
+    if isinstance(exc, psycopg2.InterfaceError):
+        return True  # the connection object is closed: the server went away under it
+    return isinstance(exc, psycopg2.OperationalError) and any(
+        words in str(exc).lower() for words in _UNREACHABLE
+    )
+
+
+def connect(url: str, operation: str = "connect", retries: int = CONNECT_RETRIES) -> Any:
+    """A psycopg2 connection from a libpq or SQLAlchemy-style URL (`postgresql+psycopg2://`).
+    A server that is down is tried `retries` more times with a doubling backoff before
+    PostgresUnavailable names it and `operation`."""
+    import psycopg2
+
+    delay = _BACKOFF_S
+    for attempt in range(retries + 1):
+        try:
+            return psycopg2.connect(_libpq_url(url), connect_timeout=10)
+        except psycopg2.OperationalError as exc:
+            if not _is_unreachable(exc):
+                raise
+            if attempt == retries:
+                raise PostgresUnavailable(
+                    f"Postgres at {server_name(url)} is unreachable: {operation} failed "
+                    f"after {retries} connection retries: {_first_line(exc)}"
+                ) from exc
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+@contextmanager
+def naming_outages(server: str, operation: str) -> Iterator[None]:
+    """Turn the server (`host:port/database`) going away during `operation` into
+    PostgresUnavailable naming both."""
+    try:
+        yield
+    except PostgresUnavailable:
+        raise
+    except Exception as exc:
+        if not _is_unreachable(exc):
+            raise
+        raise PostgresUnavailable(
+            f"Postgres at {server} went away during {operation}: {_first_line(exc)}"
+        ) from exc
 
 
 def _ident(name: str) -> Any:
@@ -211,7 +304,11 @@ class Swap:
         if len(set(branches)) != len(branches):
             raise SchemaError(f"two run schemas for one branch schema: {sorted(branches)}")
         self._owns = isinstance(url_or_conn, str)
-        self.conn = connect(url_or_conn) if isinstance(url_or_conn, str) else url_or_conn
+        if isinstance(url_or_conn, str):
+            self.conn = connect(url_or_conn, f"publish of {', '.join(sorted(branches))}")
+        else:
+            self.conn = url_or_conn
+        self._server = _server_of(self.conn)
         self.results: list[SwapResult] | None = None
 
     def _swap_one(self, cur: Any, run: str, branch: str, old: str) -> SwapResult:
@@ -232,16 +329,18 @@ class Swap:
 
     def prepare(self) -> list[SwapResult]:
         conn = self.conn
-        conn.rollback()  # start from a clean transaction
+        what = f"publish of {', '.join(sorted(branch for _, branch, _ in self.pairs))}"
         try:
-            with conn.cursor() as cur:
+            with naming_outages(self._server, what), conn.cursor() as cur:
+                conn.rollback()  # start from a clean transaction
                 # Queue behind other publishes of these branch schemas (held to commit);
                 # sorted, so two runs publishing overlapping sets cannot deadlock.
                 for _, branch, _ in sorted(self.pairs, key=lambda p: p[1]):
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (branch,))
                 self.results = [self._swap_one(cur, *pair) for pair in self.pairs]
         except Exception:
-            conn.rollback()
+            if not conn.closed:
+                conn.rollback()
             self.close()
             raise
         return self.results
@@ -249,13 +348,15 @@ class Swap:
     def commit(self) -> list[SwapResult]:
         if self.results is None:
             raise SchemaError("Swap.commit() before prepare()")
+        what = f"commit of {', '.join(sorted(branch for _, branch, _ in self.pairs))}"
         try:
-            with self.conn.cursor() as cur:
+            with naming_outages(self._server, what), self.conn.cursor() as cur:
                 for _, _, old in self.pairs:
                     cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", old))
-            self.conn.commit()
+                self.conn.commit()
         except Exception:
-            self.conn.rollback()
+            if not self.conn.closed:
+                self.conn.rollback()
             raise
         finally:
             self.close()
@@ -296,10 +397,14 @@ class PostgresPublisher:
         return swap
 
     def discard(self, staged: list[Any]) -> None:
-        conn = connect(self.url)
+        what = f"discard of {', '.join(sorted(item.staged for item in staged))}"
+        # Best effort after a run that did not publish: a leftover is an orphan for the
+        # cleanup sensor, so a Postgres that is down gets a short try, not the full window.
+        conn = connect(self.url, what, retries=2)
         try:
-            for item in staged:
-                discard(conn, item.staged)
+            with naming_outages(_server_of(conn), what):
+                for item in staged:
+                    discard(conn, item.staged)
         finally:
             conn.close()
 

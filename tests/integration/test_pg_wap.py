@@ -1,17 +1,30 @@
 """Write-audit-publish with a Postgres participant, on real lakeFS and Postgres: a run's
-schema is swapped in with the lakeFS merge, and left out when checks or the merge fail."""
+schema is swapped in with the lakeFS merge, and left out when checks or the merge fail, or
+when Postgres goes down before the publish (a restart within the retry window is ridden out)."""
+
+import os
+import signal
+import threading
+from urllib.parse import urlsplit
 
 import dagster as dg
+import psutil
 import pytest
 
 from dfp.lake import pg_branches as pgb
 from dfp.lake import wap
+from dfp.settings import load_settings
+from dfp.stack.services import LocalStack
+from dfp_assets.platform.branches import lakefs_run_branch_cleanup
 from dfp_assets.platform.partitions import blocking_check, branch_asset
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
+from dfp_resources.environment import build_resources
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.postgres_staging import PostgresStagingResource
 
 FAMILY = "wapstage"
+#: The session's Postgres, for the asset below to take down (set by the `env` fixture).
+_STACK: list[LocalStack] = []
 PATH = "pgwap/marker.txt"
 OTHER_PATH = "pgwap/other.txt"
 
@@ -21,6 +34,17 @@ class StageConfig(dg.Config):
     check_passes: bool = True
     conflict_on_target: bool = False  # make the publishing lakeFS merge fail
     other_run_publishes: str = ""  # another run publishes this to an unrelated path meanwhile
+    outage: str = "none"  # none | down (Postgres crashes, stays down) | restart (and comes back)
+
+
+def _crash_postgres() -> None:
+    """An immediate shutdown (SIGQUIT: no checkpoint, crash recovery at the next start), as
+    when the server dies; waits until the postmaster is gone."""
+    service = _STACK[0].postgres
+    pid = service.pid()
+    assert pid is not None, "Postgres is not running"
+    os.kill(pid, signal.SIGQUIT)
+    psutil.Process(pid).wait(60)
 
 
 @branch_asset(group="test", check_specs=[blocking_check("ok", "staged_table", "test gate")])
@@ -49,6 +73,10 @@ def staged_table(
             # overlaps, so lakeFS alone would merge both.
             client.upload(context.partition_key, OTHER_PATH, config.other_run_publishes.encode())
             client.commit(context.partition_key, "other run", {"dagster_run_id": "other-run-0001"})
+    if config.outage != "none":
+        _crash_postgres()  # after the run schema is written: the publish finds Postgres gone
+        if config.outage == "restart":
+            threading.Thread(target=_STACK[0].postgres.start, daemon=True).start()
     yield dg.MaterializeResult()
     yield dg.AssetCheckResult(check_name="ok", passed=config.check_passes)
 
@@ -72,10 +100,14 @@ def pg_wap_job():
 
 
 @pytest.fixture
-def env(lakefs, postgres_url, monkeypatch):
+def env(lakefs, postgres_stack, postgres_url, monkeypatch):
     monkeypatch.setenv("DFP_POSTGRES_URL", postgres_url)
+    _STACK[:] = [postgres_stack]
     conn = pgb.connect(postgres_url)
     yield lakefs, conn
+    _STACK.clear()
+    postgres_stack.postgres.start()  # whatever an outage test left: the session's is shared
+    conn = pgb.connect(postgres_url)
     # Each test's repository is new, but the family is shared: start clean next time.
     with conn.cursor() as cur:
         cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{FAMILY}__%",))
@@ -178,3 +210,69 @@ def test_another_runs_publish_since_the_start_refuses_this_publish(env, instance
 
     ok, _ = run(instance, "rerun")
     assert ok and rows(conn) == ["rerun"] and lakefs.read("main", PATH) == b"rerun"
+
+
+def _failure_text(instance, run_id: str) -> str:
+    return " ".join(
+        e.message + str(getattr(e.dagster_event.event_specific_data, "error", "") or "")
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.is_failure
+    )
+
+
+def test_postgres_down_before_the_publish_fails_naming_it_and_publishes_nothing(
+    env, instance, postgres_stack
+):
+    lakefs, conn = env
+    assert run(instance, "good")[0]
+    head = lakefs.head("main")
+    conn.close()
+
+    ok, run_id = run(instance, "lost", outage="down")
+    assert not ok
+    errors = _failure_text(instance, run_id)
+    server = f"127.0.0.1:{postgres_stack.postgres_port}/dagster"
+    assert (
+        f"Postgres at {server} is unreachable: publish of {pgb.branch_schema(FAMILY, 'main')}"
+        in errors
+    ), errors
+    assert f"after {pgb.CONNECT_RETRIES} connection retries" in errors, errors
+    password = urlsplit(os.environ["DFP_POSTGRES_URL"]).password
+    assert password and password not in errors  # the URL's password never reaches the log
+    assert lakefs.head("main") == head  # lakeFS: nothing merged
+    assert not lakefs.branch_exists(wap.run_branch_name(run_id))
+
+    postgres_stack.postgres.start()
+    conn = pgb.connect(os.environ["DFP_POSTGRES_URL"])
+    assert rows(conn) == ["good"]  # Postgres: the branch schema as before
+    # The discard could not reach Postgres either: the run schema is an orphan, which the
+    # cleanup sensor drops.
+    orphan = pgb.run_schema(FAMILY, run_id)
+    assert pgb.orphaned_run_schemas(conn, live_run_ids=[]) == [orphan]
+    conn.commit()
+    resources = build_resources(load_settings())
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={name: resources[name] for name in ("lakefs", "iceberg", "postgres_staging")},
+    ) as context:
+        result = lakefs_run_branch_cleanup(context)
+    assert "1 run schemas" in str(result), result
+    assert run_schemas(conn) == []
+
+    ok, rerun = run(instance, "after")
+    assert ok, _failure_text(instance, rerun)
+    assert rows(conn) == ["after"] and lakefs.read("main", PATH) == b"after"
+    assert lakefs.get_commit("main").metadata["dagster_run_id"] == rerun
+    conn.close()
+
+
+def test_postgres_restarted_before_the_publish_is_ridden_out(env, instance):
+    lakefs, conn = env
+    conn.close()
+    ok, run_id = run(instance, "survived", outage="restart")
+    assert ok, _failure_text(instance, run_id)
+    conn = pgb.connect(os.environ["DFP_POSTGRES_URL"])
+    assert rows(conn) == ["survived"] and run_schemas(conn) == []
+    assert lakefs.read("main", PATH) == b"survived"
+    assert lakefs.get_commit("main").metadata["dagster_run_id"] == run_id
+    conn.close()

@@ -91,7 +91,11 @@ def test_killed_run_publishes_nothing_and_rerun_succeeds(lakefs, instance):
     resources = build_resources(load_settings())  # this test's catalog
     with dg.build_sensor_context(
         instance=instance,
-        resources={"lakefs": resources["lakefs"], "iceberg": resources["iceberg"]},
+        resources={
+            "lakefs": resources["lakefs"],
+            "iceberg": resources["iceberg"],
+            "postgres_staging": resources["postgres_staging"],
+        },
     ) as context:
         lakefs_run_branch_cleanup(context)
     assert run_branch not in lakefs.list_branches(show_hidden=True)
