@@ -58,8 +58,13 @@ def dfp_home() -> Path:
 
 
 def cache_dir() -> Path:
-    """Slow-to-build artifacts (lakeFS binary, jars), kept across runs and stack resets."""
-    return Path(os.environ.get("DFP_CACHE_DIR", dfp_home() / "cache")).resolve()
+    """Slow-to-build artifacts (lakeFS binary, jars), kept across runs, stack resets and
+    clones: DFP_CACHE_DIR, else the user's cache directory (`~/.cache/dfp`), which `.ci/run`,
+    `scripts/dev.sh` and the tests of every clone share."""
+    if os.environ.get("DFP_CACHE_DIR"):
+        return Path(os.environ["DFP_CACHE_DIR"]).resolve()
+    user_cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return (Path(user_cache) / "dfp").resolve()
 
 
 def stack_env_file() -> Path:

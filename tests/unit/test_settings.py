@@ -179,3 +179,14 @@ def test_definitions_load_with_a_bad_f1_floor_and_the_run_default_fails(tmp_path
     assert "LOADED" in proc.stdout, proc.stderr[-3000:]
     assert proc.returncode != 0
     assert "DFP_F1_FLOOR='abc' is not a number in [0, 1]" in proc.stderr
+
+
+def test_build_cache_is_shared_by_every_clone_unless_set(home, monkeypatch, tmp_path):
+    monkeypatch.delenv("DFP_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert settings.cache_dir() == tmp_path / "user" / ".cache" / "dfp"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert settings.cache_dir() == tmp_path / "xdg" / "dfp"
+    monkeypatch.setenv("DFP_CACHE_DIR", str(tmp_path / "mine"))
+    assert settings.cache_dir() == tmp_path / "mine"
