@@ -10,7 +10,8 @@ overlap. Printed: latency p50/max and, from the runs' records, where the time we
 run requested: capture + sensor tick; requested → started: queue + run worker launch;
 started → finished: the run itself, raw → staging → table_clean and its checks → publish).
 
-Run: `uv run python benchmarks/cdc_latency.py [--rounds 5] [--rows 10] [--kafka|--embedded]`
+Run: `uv run python benchmarks/cdc_latency.py [--rounds 5] [--rows 10] [--kafka|--embedded]
+[--executor multiprocess]`
 (`--embedded` reads Postgres logical replication directly, the `dagster dev` default without
 Kafka). Needs a JDK for Kafka (not with --embedded).
 """
@@ -213,7 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     reader = parser.add_mutually_exclusive_group()
     reader.add_argument("--kafka", dest="kafka", action="store_true", default=True)
     reader.add_argument("--embedded", dest="kafka", action="store_false")
+    parser.add_argument(
+        "--executor",
+        choices=["in_process", "multiprocess"],
+        help="DFP_EXECUTOR of the daemon's runs (default: the environment's, in_process locally)",
+    )
     args = parser.parse_args(argv)
+    if args.executor:
+        os.environ["DFP_EXECUTOR"] = args.executor  # before the definitions load
     print_figures(run(args.rounds, args.rows, args.kafka))
 
 
