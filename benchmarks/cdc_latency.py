@@ -10,7 +10,8 @@ overlap. Printed: latency p50/max and, from the runs' records, where the time we
 run requested: capture + sensor tick; requested → started: queue + run worker launch;
 started → finished: the run itself, raw → staging → table_clean and its checks → publish).
 
-Run: `uv run python benchmarks/cdc_latency.py [--rounds 5] [--rows 10] [--kafka|--embedded]`
+Run: `uv run python benchmarks/cdc_latency.py [--rounds 5] [--rows 10] [--kafka|--embedded]
+[--executor multiprocess]`
 (`--embedded` reads Postgres logical replication directly, the `dagster dev` default without
 Kafka). Needs a JDK for Kafka (not with --embedded).
 """
@@ -76,6 +77,36 @@ def _wait(what: str, done, bound_s: float, log: Path):
     raise TimeoutError(f"{what}: not within {bound_s:.0f}s; daemon log tail:\n{tail}")
 
 
+def _succeeded_after(instance: dg.DagsterInstance, job: str, committed: float):
+    """The newest successful run of `job` requested after `committed`, if any."""
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
+    )
+    if records and records[0].create_timestamp.timestamp() >= committed:
+        return records[0]
+    return None
+
+
+def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
+    return {
+        r.event_log_entry.dagster_event.step_key: (
+            r.event_log_entry.dagster_event.event_specific_data.duration_ms / 1000
+        )
+        for r in records
+    }
+
+
+def _executor(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Which executor ran the steps, from its engine event ("in process" / "multiprocess")."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+    for r in records.records:
+        message = r.event_log_entry.dagster_event.message or ""
+        if message.startswith("Executing steps"):
+            return message
+    return "?"
+
+
 def _insert(dsn: str, rows: int, round_no: int) -> tuple[list[str], float]:
     import psycopg2
     import psycopg2.extras
@@ -127,6 +158,7 @@ def run(rounds: int, rows: int, kafka: bool) -> dict[str, object]:
             figures["initial_build_s"] = round(time.perf_counter() - started, 1)
             log = dagster_home / "daemon.log"
             latencies, requested, launched, ran = [], [], [], []
+            steps: dict[str, list[float]] = {}
             with dagster_daemon(dagster_home):
                 dsn = os.environ["DFP_CDC_DSN"]
                 for round_no in range(rounds):
@@ -143,28 +175,28 @@ def run(rounds: int, rows: int, kafka: bool) -> dict[str, object]:
                     missing = set(ids) - have
                     assert not missing, f"round {round_no}: main moved without {sorted(missing)}"
                     latencies.append(latency)
-                    (record,) = instance.get_run_records(
-                        dg.RunsFilter(job_name=APPLY_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]),
-                        limit=1,
+                    # main moves at the merge, inside the run: its record turns SUCCESS after.
+                    record = _wait(
+                        f"round {round_no}: its run to succeed",
+                        lambda t=committed: _succeeded_after(instance, APPLY_JOB, t),
+                        ROUND_BOUND_S,
+                        log,
                     )
                     requested.append(record.create_timestamp.timestamp() - committed)
                     launched.append(record.start_time - record.create_timestamp.timestamp())
                     ran.append(record.end_time - record.start_time)
+                    for key, seconds in _step_seconds(instance, record.dagster_run.run_id).items():
+                        steps.setdefault(key, []).append(seconds)
                     print(
                         f"[cdc] round {round_no}: {latency:.1f}s (requested +{requested[-1]:.1f}"
                         f", started +{launched[-1]:.1f}, ran {ran[-1]:.1f})",
                         flush=True,
                     )
-            runs = instance.get_run_records(dg.RunsFilter(job_name=APPLY_JOB))
-            figures["apply_runs"] = len(runs)
-            # Where the last round's run spent its time, step by step.
-            steps = instance.get_records_for_run(
-                runs[0].dagster_run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS
-            ).records
-            for step in steps:
-                event = step.event_log_entry.dagster_event
-                duration = event.event_specific_data.duration_ms / 1000
-                figures[f"last_run_step_{event.step_key}_s"] = round(duration, 1)
+            figures["apply_runs"] = len(instance.get_run_records(dg.RunsFilter(job_name=APPLY_JOB)))
+            figures["executor"] = _executor(instance, record.dagster_run.run_id)
+    # Where the runs spent their time, step by step (p50 over the rounds).
+    for key, seconds in steps.items():
+        figures[f"run_step_{key}_p50_s"] = round(statistics.median(seconds), 1)
     figures["rounds"] = rounds
     figures["rows_per_round"] = rows
     figures["latency_p50_s"] = round(statistics.median(latencies), 1)
@@ -182,7 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     reader = parser.add_mutually_exclusive_group()
     reader.add_argument("--kafka", dest="kafka", action="store_true", default=True)
     reader.add_argument("--embedded", dest="kafka", action="store_false")
+    parser.add_argument(
+        "--executor",
+        choices=["in_process", "multiprocess"],
+        help="DFP_EXECUTOR of the daemon's runs (default: the environment's, in_process locally)",
+    )
     args = parser.parse_args(argv)
+    if args.executor:
+        os.environ["DFP_EXECUTOR"] = args.executor  # before the definitions load
     print_figures(run(args.rounds, args.rows, args.kafka))
 
 

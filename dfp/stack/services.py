@@ -701,11 +701,16 @@ def java_argv(jar_set: str, main_class: str, args: list[str]) -> list[str]:
 
 
 def kafka_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID, base64url without padding (Kafka's Uuid form)."""
+    """A KRaft cluster id: a random UUID, base64url without padding (Kafka's Uuid form),
+    never starting with "-" (as Kafka's own Uuid.randomUuid): `kafka-storage format -t -x…`
+    would read it as an option and fail."""
     import base64
     import uuid
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_server_properties(port: int, controller_port: int, data_dir: Path) -> str:

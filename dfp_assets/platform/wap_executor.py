@@ -16,7 +16,7 @@ publish participant of its system (e.g. Postgres run schemas): prepared before t
 committed after it, rolled back if it fails, discarded when the run does not publish.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -209,12 +209,21 @@ class WriteAuditPublishExecutor(dg.Executor):
             client.close()
 
 
+def default_mode_config(mode: str, preload_modules: Sequence[str] = ()) -> dict[str, Any]:
+    """The inner executor's config for `mode`: a multiprocess run with `preload_modules`
+    starts its steps from a forkserver that has imported them (Dagster's `start_method`)."""
+    if mode == "multiprocess" and preload_modules:
+        return {"start_method": {"forkserver": {"preload_modules": list(preload_modules)}}}
+    return {}
+
+
 def lakefs_wap_executor(
     lakefs: LakeFSResource,
     inner: dg.ExecutorDefinition = dg.multi_or_in_process_executor,
     *,
     default_mode: str | None = None,
     participants: Mapping[str, Any] | None = None,
+    preload_modules: Sequence[str] = (),
 ) -> dg.ExecutorDefinition:
     """`inner` (default: Dagster's multiprocess/in-process executor) wrapped in WAP.
 
@@ -222,11 +231,15 @@ def lakefs_wap_executor(
     lakeFS together with the merge.
 
     `default_mode` ("in_process" / "multiprocess") replaces the inner executor's default
-    config, used by runs whose config has no `execution` (the UI's, the sensors')."""
+    config, used by runs whose config has no `execution` (the UI's, the sensors').
+    `preload_modules`: with "multiprocess", steps are forked from a forkserver that imported
+    them once per run, instead of each step process importing them anew (spawn)."""
     schema = inner.config_schema
     if default_mode is not None:
         schema = dg.Field(
-            schema.as_field().config_type, default_value={default_mode: {}}, is_required=False
+            schema.as_field().config_type,
+            default_value={default_mode: default_mode_config(default_mode, preload_modules)},
+            is_required=False,
         )
     return dg.ExecutorDefinition(
         name="lakefs_wap_executor",

@@ -9,6 +9,7 @@ import pytest
 from dfp.stack.services import (
     connect_worker_properties,
     debezium_connector_properties,
+    kafka_cluster_id,
     kafka_server_properties,
 )
 from dfp.toxic.cdc import (
@@ -225,6 +226,17 @@ def test_service_properties(tmp_path):
         assert line + "\n" in connector
     with pytest.raises(Exception, match="newlines"):
         debezium_connector_properties(5433, "dfp_app", "dfp", "a\nb")
+
+
+def test_kafka_cluster_id_never_reads_as_an_option(monkeypatch):
+    import uuid
+
+    # 0xf8 encodes to a leading "-" in base64url: `kafka-storage format -t -…` failed on it.
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" + bytes(15))])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
+    cluster_id = kafka_cluster_id()
+    assert cluster_id == "AQAAAAAAAAAAAAAAAAAAAA"
+    assert len(cluster_id) == 22
 
 
 # -- offsets in lakeFS commit metadata -----------------------------------------------------

@@ -752,6 +752,8 @@ HELM_KEYS: dict[str, set[str]] = {
         "maxConcurrentRuns tagConcurrencyLimits dequeueIntervalSeconds dequeueNumWorkers "
         "dequeueUseThreads".split()
     ),
+    # Rendered into the instance's sensors by the chart's configmap-instance.yaml.
+    "dagsterDaemon.sensors": set("useThreads numWorkers".split()),
     # Rendered into the instance's run_monitoring by the chart's configmap-instance.yaml.
     "dagsterDaemon.runMonitoring": set(
         "enabled startTimeoutSeconds cancelTimeoutSeconds maxResumeRunAttempts "
@@ -901,14 +903,8 @@ def test_instance_config_passes_dagsters_schema(path: Path, tmp_path: Path, monk
         assert config["run_launcher"]["class"] == "DefaultRunLauncher"
 
 
-PARTITION_LIMIT = {
-    "key": "dagster/partition",
-    "value": {"applyLimitPerUniqueValue": True},
-    "limit": 1,
-}
-
-
-@pytest.mark.parametrize(
+#: Each instance config of the repository: local, compose, Postgres (Kubernetes: the chart's).
+EVERY_INSTANCE_CONFIG = pytest.mark.parametrize(
     "path",
     [
         PROJECT_ROOT / "dagster.yaml",
@@ -917,6 +913,15 @@ PARTITION_LIMIT = {
     ],
     ids=["local", "compose", "postgres"],
 )
+
+PARTITION_LIMIT = {
+    "key": "dagster/partition",
+    "value": {"applyLimitPerUniqueValue": True},
+    "limit": 1,
+}
+
+
+@EVERY_INSTANCE_CONFIG
 def test_the_run_queue_starts_one_run_per_branch_at_a_time(path: Path, tmp_path, monkeypatch):
     """Every instance (and the Helm chart's) queues a second run on a branch behind the first;
     the QueuedRunCoordinator built from the file carries the limit."""
@@ -929,6 +934,22 @@ def test_the_run_queue_starts_one_run_per_branch_at_a_time(path: Path, tmp_path,
     assert PARTITION_LIMIT in coordinator.get_run_queue_config().tag_concurrency_limits
     helm = helm_values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert PARTITION_LIMIT in helm["tagConcurrencyLimits"]
+
+
+@EVERY_INSTANCE_CONFIG
+def test_the_daemon_ticks_sensors_in_threads_and_dequeues_every_second(
+    path: Path, tmp_path, monkeypatch
+):
+    """The CDC latency budget: every instance (and the Helm chart's) evaluates sensors side by
+    side (serially the CDC sensor ticked every 10-15 s) and dequeues a requested run within 1 s."""
+    config = instance_config(path, tmp_path, monkeypatch)
+    assert config["sensors"]["use_threads"] is True
+    assert config["sensors"]["num_workers"] >= 4
+    assert config["run_coordinator"]["config"]["dequeue_interval_seconds"] == 1
+    daemon = helm_values()["dagsterDaemon"]
+    assert daemon["sensors"] == {"useThreads": True, "numWorkers": config["sensors"]["num_workers"]}
+    queue = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queue["dequeueIntervalSeconds"] == 1
 
 
 # -- definitions load under each deployment's environment -----------------------------------

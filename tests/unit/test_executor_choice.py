@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from dfp.settings import SettingsError, load_settings
-from dfp_assets.platform.wap_executor import lakefs_wap_executor
+from dfp_assets.platform.wap_executor import default_mode_config, lakefs_wap_executor
 from dfp_resources.lakefs import LakeFSResource
 
 # Never contacted: the wrapper talks to lakeFS only for runs tagged with a partition.
@@ -53,8 +53,12 @@ def second(value: int) -> int:
     return value + 1
 
 
-def _job(default_mode: str | None) -> dg.JobDefinition:
-    @dg.job(executor_def=lakefs_wap_executor(UNUSED_LAKEFS, default_mode=default_mode))
+def _job(default_mode: str | None, preload_modules: tuple[str, ...] = ()) -> dg.JobDefinition:
+    @dg.job(
+        executor_def=lakefs_wap_executor(
+            UNUSED_LAKEFS, default_mode=default_mode, preload_modules=preload_modules
+        )
+    )
     def two_steps():
         second(first())
 
@@ -73,6 +77,10 @@ def inner_default() -> dg.JobDefinition:
     return _job(None)
 
 
+def forkserver_default() -> dg.JobDefinition:
+    return _job("multiprocess", ("dagster",))
+
+
 def _worker_processes(job_fn, run_config: dict | None = None) -> int:
     """Runs `job_fn`'s job; returns how many step worker processes it started."""
     with dg.instance_for_test() as instance:
@@ -89,6 +97,20 @@ def test_the_default_mode_decides_when_the_run_config_is_silent():
     assert _worker_processes(in_process_default) == 0
     assert _worker_processes(multiprocess_default) == 2
     assert _worker_processes(inner_default) == 2  # Dagster's own default: multiprocess
+    assert _worker_processes(forkserver_default) == 2  # forked from the forkserver
+
+
+def test_multiprocess_steps_fork_from_a_server_that_loaded_the_definitions():
+    from dfp_assets.definitions import defs
+
+    preload = {"forkserver": {"preload_modules": ["dfp_assets.definitions"]}}
+    for mode, expected in (("multiprocess", {"start_method": preload}), ("in_process", {})):
+        assert default_mode_config(mode, ["dfp_assets.definitions"]) == expected
+    assert default_mode_config("multiprocess") == {}  # spawn, Dagster's default
+    job = defs.resolve_job_def("apply_comment_changes")
+    default = job.executor_def.config_schema.as_field().default_value
+    mode = next(iter(default))
+    assert default[mode] == default_mode_config(mode, ["dfp_assets.definitions"])
 
 
 def test_a_run_config_still_chooses():
