@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mobile_exports import latency_figures  # the sibling benchmark script
 
 from dfp.stack.benchmarking import print_figures
 from dfp.toxic import synthetic
@@ -34,9 +35,7 @@ from dfp.toxic.serving import example_inputs, token_batch
 from dfp.toxic.tokenize import encode
 from dfp_assets.toxic.raw import SHARED_SAMPLE
 from mobile.exporters import FORMATS, export_model
-from mobile.harness import measure_in_subprocess
 from mobile.parity import check_parity
-from mobile.records import LatencyStats
 from mobile.runtimes import load_runner
 
 LENGTHS = (128, 256, 512)
@@ -105,21 +104,8 @@ def main() -> None:
             figures[f"{fmt} export s"] = round(info.export_seconds, 1)
             figures[f"{fmt} file MB"] = round(info.size_bytes / 2**20, 1)
             figures[f"{fmt} parity"] = report.summary()
-        for fmt, path in files.items():
-            result = measure_in_subprocess(
-                fmt,
-                path,
-                iterations=args.iterations,
-                warmup=args.warmup,
-                num_threads=args.latency_threads,
-            )
-            stats = LatencyStats.from_samples(result["latencies_us"])
-            name = f"{result['runtime']} {result['runtime_version']} ({args.latency_threads} thr)"
-            figures[f"{name} load ms"] = round(result["load_ms"], 1)
-            figures[f"{name} p50 / p99 ms at length {EXPORT_LENGTH}"] = (
-                f"{stats.p50_us / 1000:.2f} / {stats.p99_us / 1000:.2f}"
-            )
-            figures[f"{name} peak RSS MB"] = round(result["peak_rss_bytes"] / 2**20, 1)
+        figures[f"latency at length {EXPORT_LENGTH}, threads"] = args.latency_threads
+        figures.update(latency_figures(files, args.iterations, args.warmup, args.latency_threads))
     print_figures(figures)
 
 
