@@ -30,6 +30,27 @@ from mobile.records import LatencyStats
 from mobile.runtimes import load_runner
 
 
+def latency_figures(
+    files: dict[str, Path], iterations: int, warmup: int, threads: int
+) -> dict[str, object]:
+    """Per runtime, through the device farm's host harness (a fresh process per file): load
+    time, p50/p90/p99 single-sample latency, throughput, peak RSS."""
+    figures: dict[str, object] = {}
+    for fmt, path in files.items():
+        result = measure_in_subprocess(
+            fmt, path, iterations=iterations, warmup=warmup, num_threads=threads
+        )
+        stats = LatencyStats.from_samples(result["latencies_us"])
+        name = f"{result['runtime']} {result['runtime_version']}"
+        figures[f"{name} load ms"] = round(result["load_ms"], 2)
+        figures[f"{name} p50/p90/p99 us"] = (
+            f"{stats.p50_us:.1f} / {stats.p90_us:.1f} / {stats.p99_us:.1f}"
+        )
+        figures[f"{name} throughput /s"] = round(result["throughput_per_s"])
+        figures[f"{name} peak RSS MB"] = round(result["peak_rss_bytes"] / 2**20, 1)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -52,22 +73,7 @@ def main() -> None:
             figures[f"{fmt} file bytes"] = info.size_bytes
             figures[f"{fmt} parity"] = report.summary()
         figures["pytorch file bytes"] = files["pytorch"].stat().st_size
-        for fmt, path in files.items():
-            result = measure_in_subprocess(
-                fmt,
-                path,
-                iterations=args.iterations,
-                warmup=args.warmup,
-                num_threads=args.threads,
-            )
-            stats = LatencyStats.from_samples(result["latencies_us"])
-            name = f"{result['runtime']} {result['runtime_version']}"
-            figures[f"{name} load ms"] = round(result["load_ms"], 2)
-            figures[f"{name} p50/p90/p99 us"] = (
-                f"{stats.p50_us:.1f} / {stats.p90_us:.1f} / {stats.p99_us:.1f}"
-            )
-            figures[f"{name} throughput /s"] = round(result["throughput_per_s"])
-            figures[f"{name} peak RSS MB"] = round(result["peak_rss_bytes"] / 2**20, 1)
+        figures.update(latency_figures(files, args.iterations, args.warmup, args.threads))
     print_figures(figures)
 
 

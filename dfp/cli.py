@@ -333,6 +333,28 @@ def _reproduce_kronodroid(run_id: str, tracker, tolerance: float) -> None:
     click.echo("reproduced: same commit, same training set, same metrics")
 
 
+# -- serving -------------------------------------------------------------------------------
+@main.command("classify")
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--branch", default="main", show_default=True, help="lakeFS branch whose model")
+def classify_command(texts: tuple[str, ...], branch: str) -> None:
+    """Score TEXTS with the toxicity model BRANCH published: probability and class per text
+    (toxic when the probability reaches the model's threshold)."""
+    from dfp.toxic.serving import ServingError, classify, load_published
+
+    try:
+        with _client() as client:
+            published = load_published(client, branch)
+    except ServingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"toxicity_model of {branch} @ {published.commit[:12]} (threshold {published.threshold})"
+    )
+    for result in classify(published, list(texts)):
+        label = "toxic" if result.toxic else "not toxic"
+        click.echo(f"{result.probability:.4f}  {label:<9}  {result.text}")
+
+
 # -- device farm -------------------------------------------------------------------------
 @main.group()
 def devicefarm() -> None:
@@ -348,6 +370,14 @@ def devicefarm() -> None:
     help="device profile: this machine, or a phone over adb",
 )
 @click.option("--branch", required=True, help="lakeFS branch whose exports to benchmark")
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(["malware_model", "toxicity_model"]),
+    default="malware_model",
+    show_default=True,
+    help="whose exports: Kronodroid's malware_model or the toxic-comment toxicity_model",
+)
 @click.option("--serial", default=None, help="adb serial (android profile)")
 @click.option("--adb", "adb_path", default="adb", show_default=True, help="adb executable")
 @click.option("--iterations", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
@@ -376,6 +406,7 @@ def devicefarm() -> None:
 def devicefarm_run(
     profile: str,
     branch: str,
+    model_name: str,
     serial: str | None,
     adb_path: str,
     iterations: int,
@@ -399,7 +430,15 @@ def devicefarm_run(
     say = elapsed_log(click.echo)
     try:
         with _client() as client:
-            result = farm.run(client, branch, device, iterations=iterations, warmup=warmup, log=say)
+            result = farm.run(
+                client,
+                branch,
+                device,
+                iterations=iterations,
+                warmup=warmup,
+                log=say,
+                model=farm.MODELS[model_name],
+            )
             for record in result.records:
                 lat = record.latency
                 click.echo(

@@ -39,9 +39,11 @@ from dfp_assets.toxic.jobs import (
     apply_comment_changes,
     build_comments,
     build_toxicity_model,
+    export_toxicity_model,
     ingest_comments,
     train_toxicity_model,
 )
+from dfp_assets.toxic.mobile import TOXICITY_EXPORT_ASSETS
 from dfp_assets.toxic.model import comment_embeddings, toxicity_model
 from dfp_assets.toxic.production import toxic_dbt
 from dfp_assets.toxic.raw import comments_raw, comments_raw_checks
@@ -73,6 +75,7 @@ defs = dg.Definitions(
         # Not automated: encoding a branch's comments takes minutes on 2 cores.
         comment_embeddings,
         toxicity_model,
+        *TOXICITY_EXPORT_ASSETS,
     ],
     asset_checks=[kronodroid_raw_checks, comments_raw_checks, comments_tokenized_checks],
     jobs=[
@@ -89,6 +92,7 @@ defs = dg.Definitions(
         apply_comment_changes,
         train_toxicity_model,
         build_toxicity_model,
+        export_toxicity_model,
         create_lakefs_branch,
         delete_lakefs_branch,
     ],
@@ -136,6 +140,11 @@ def toxicity_job() -> dg.JobDefinition:
 def train_toxicity_job() -> dg.JobDefinition:
     """Reconstructable handle on `train_toxicity_model` (embeddings + model)."""
     return defs.resolve_job_def("train_toxicity_model")
+
+
+def export_toxicity_job() -> dg.JobDefinition:
+    """Reconstructable handle on `export_toxicity_model` (the three exports and their parity)."""
+    return defs.resolve_job_def("export_toxicity_model")
 
 
 def staging_job() -> dg.JobDefinition:

@@ -1,8 +1,11 @@
-"""Export a `MalwareClassifier` to one self-contained on-device file per format.
+"""Export an ``nn.Module`` to one self-contained on-device file per format.
 
-Every export has a static input shape ``[1, n_features]`` (one sample per call, as on a
-phone): ExecuTorch (``.pte``, XNNPACK-delegated), TFLite/LiteRT (``.tflite``, via
-litert-torch) and ONNX (``.onnx``, opset 18, weights inlined). Pure logic: no Dagster.
+Every export has static input shapes with batch 1 (one sample per call, as on a phone),
+given as named example tensors (`example_inputs`): a Kronodroid `MalwareClassifier` takes
+float32 ``features [1, n_features]`` (the default, from its ``n_features``), the toxicity
+model int64 ``input_ids`` and ``attention_mask`` ``[1, max_length]``. Formats: ExecuTorch
+(``.pte``, XNNPACK-delegated), TFLite/LiteRT (``.tflite``, via litert-torch) and ONNX
+(``.onnx``, opset 18, weights inlined). Pure logic: no Dagster.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -70,8 +73,18 @@ _NOISY_LOGGERS = (
 )
 
 
+class TensorSpec(BaseModel):
+    """One named model input: its static shape and dtype (numpy name)."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+
+
 class ExportInfo(BaseModel):
-    """What an export wrote and how: the file, its I/O signature, the toolchain."""
+    """What an export wrote and how: the file, its I/O signature, the toolchain.
+
+    ``input_name`` / ``input_shape`` are the first input's (all of them in ``inputs``)."""
 
     format: Format
     file_name: str
@@ -80,10 +93,51 @@ class ExportInfo(BaseModel):
     export_seconds: float
     input_name: str = INPUT_NAME
     input_shape: list[int]
+    inputs: list[TensorSpec] = []
     output_name: str = OUTPUT_NAME
     output_shape: list[int]
     exporter: dict[str, str]
     details: Details
+
+
+Examples = dict[str, "torch.Tensor"]
+
+
+def feature_inputs(model: torch.nn.Module) -> Examples:
+    """The example input of a model with an int ``n_features``: float32 zeros [1, n_features]."""
+    import torch
+
+    n_features = getattr(model, "n_features", None)
+    if not isinstance(n_features, int) or n_features < 1:
+        raise ValueError(
+            f"model needs a positive int attribute n_features (or explicit example_inputs), "
+            f"got {n_features!r}"
+        )
+    return {INPUT_NAME: torch.zeros(1, n_features, dtype=torch.float32)}
+
+
+def input_specs(examples: Mapping[str, torch.Tensor]) -> list[TensorSpec]:
+    """The `TensorSpec` of each example tensor, in order."""
+    return [
+        TensorSpec(name=name, shape=list(t.shape), dtype=str(t.numpy().dtype))
+        for name, t in examples.items()
+    ]
+
+
+def _check_examples(examples: Mapping[str, torch.Tensor]) -> Examples:
+    import torch
+
+    if not examples:
+        raise ValueError("example_inputs is empty: a model needs at least one input")
+    for name, tensor in examples.items():
+        if not name.isidentifier():
+            raise ValueError(f"input name {name!r} is not an identifier")
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim < 1 or tensor.shape[0] != 1:
+            shape = getattr(tensor, "shape", None)
+            raise ValueError(f"example input {name!r} must be a tensor of batch 1, got {shape}")
+        if tensor.dtype not in (torch.float32, torch.int64):
+            raise ValueError(f"example input {name!r} has dtype {tensor.dtype}; want float32/int64")
+    return dict(examples)
 
 
 def package_version(name: str) -> str:
@@ -99,21 +153,25 @@ def exporter_versions(fmt: str) -> dict[str, str]:
     return {name: package_version(name) for name in _EXPORTER_PACKAGES[fmt]}
 
 
-def export_model(model: torch.nn.Module, fmt: str, out_dir: Path) -> tuple[Path, ExportInfo]:
+def export_model(
+    model: torch.nn.Module,
+    fmt: str,
+    out_dir: Path,
+    example_inputs: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[Path, ExportInfo]:
     """Export ``model`` (put in eval mode) as ``out_dir/FILE_NAMES[fmt]``; return path and info.
+
+    ``example_inputs`` (name → batch-1 tensor, in ``forward``'s argument order) fix the
+    exported input names, shapes and dtypes; by default the model's ``[1, n_features]``
+    float32 features (`feature_inputs`). The output is the probability ``[1, 1]``.
 
     The file is written in a scratch directory inside ``out_dir`` and moved into place, so a
     failed export leaves no partial file and an exporter that writes side files is caught.
     """
-    import torch
-
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    n_features = getattr(model, "n_features", None)
-    if not isinstance(n_features, int) or n_features < 1:
-        raise ValueError(f"model needs a positive int attribute n_features, got {n_features!r}")
+    examples = _check_examples(feature_inputs(model) if example_inputs is None else example_inputs)
     model.eval()
-    example = torch.zeros(1, n_features, dtype=torch.float32)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / FILE_NAMES[fmt]
@@ -125,7 +183,7 @@ def export_model(model: torch.nn.Module, fmt: str, out_dir: Path) -> tuple[Path,
             for module in _TOOLCHAIN_MODULES[fmt]:
                 importlib.import_module(module)
             start = time.perf_counter()
-            inspect = _CONVERTERS[fmt](model, example, staged)
+            inspect = _CONVERTERS[fmt](model, examples, staged)
             export_seconds = time.perf_counter() - start
             details = inspect()
         written = sorted(p.name for p in Path(scratch).iterdir())
@@ -136,13 +194,16 @@ def export_model(model: torch.nn.Module, fmt: str, out_dir: Path) -> tuple[Path,
         os.replace(staged, target)
 
     data = target.read_bytes()
+    specs = input_specs(examples)
     info = ExportInfo(
         format=fmt,  # type: ignore[arg-type]  # checked against FORMATS above
         file_name=target.name,
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         export_seconds=export_seconds,
-        input_shape=[1, n_features],
+        input_name=specs[0].name,
+        input_shape=specs[0].shape,
+        inputs=specs,
         output_shape=[1, 1],
         exporter=exporter_versions(fmt),
         details=details,
@@ -174,7 +235,7 @@ def _quiet_exporters() -> Iterator[None]:
 
 
 def _convert_executorch(
-    model: torch.nn.Module, example: torch.Tensor, path: Path
+    model: torch.nn.Module, examples: Examples, path: Path
 ) -> Callable[[], Details]:
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -182,7 +243,7 @@ def _convert_executorch(
     from executorch.exir import to_edge_transform_and_lower
     from executorch.exir.schema import DelegateCall, KernelCall
 
-    exported = torch.export.export(model, (example,))
+    exported = torch.export.export(model, tuple(examples.values()))
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     program = edge.to_executorch()
     path.write_bytes(program.buffer)
@@ -208,24 +269,26 @@ def _convert_executorch(
 
 
 def _convert_tflite(
-    model: torch.nn.Module, example: torch.Tensor, path: Path
+    model: torch.nn.Module, examples: Examples, path: Path
 ) -> Callable[[], Details]:
     import litert_torch
     import torch
 
+    names = tuple(examples)
+
     class _NamedIO(torch.nn.Module):
-        """Names the TFLite signature's input and output (litert-torch takes them from kwargs
+        """Names the TFLite signature's inputs and output (litert-torch takes them from kwargs
         and from the returned dict's keys). Defined here: subclassing needs torch loaded."""
 
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {OUTPUT_NAME: self.model(features)}
+        def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {OUTPUT_NAME: self.model(*(inputs[name] for name in names))}
 
     named = _NamedIO(model).eval()
-    litert_torch.convert(named, sample_kwargs={INPUT_NAME: example}).export(str(path))
+    litert_torch.convert(named, sample_kwargs=examples).export(str(path))
     return lambda: _tflite_details(path)
 
 
@@ -251,16 +314,14 @@ def _tflite_details(path: Path) -> Details:
     }
 
 
-def _convert_onnx(
-    model: torch.nn.Module, example: torch.Tensor, path: Path
-) -> Callable[[], Details]:
+def _convert_onnx(model: torch.nn.Module, examples: Examples, path: Path) -> Callable[[], Details]:
     import torch
 
     torch.onnx.export(
         model,
-        (example,),
+        tuple(examples.values()),
         str(path),
-        input_names=[INPUT_NAME],
+        input_names=list(examples),
         output_names=[OUTPUT_NAME],
         opset_version=ONNX_OPSET,
         dynamo=True,
@@ -285,7 +346,7 @@ def _onnx_details(path: Path) -> Details:
     }
 
 
-_CONVERTERS: dict[str, Callable[[torch.nn.Module, torch.Tensor, Path], Callable[[], Details]]] = {
+_CONVERTERS: dict[str, Callable[[torch.nn.Module, Examples, Path], Callable[[], Details]]] = {
     "executorch": _convert_executorch,
     "tflite": _convert_tflite,
     "onnx": _convert_onnx,

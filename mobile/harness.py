@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from mobile.runtimes import RUNNER_FORMATS, check_format, import_runtime, load_runner
+from mobile.runtimes import (
+    RUNNER_FORMATS,
+    InputSpec,
+    check_format,
+    import_runtime,
+    load_runner,
+)
 
 _PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 _STDERR_TAIL_CHARS = 3000
@@ -49,6 +55,21 @@ def benchmark_row(n_features: int, seed: int = 0) -> np.ndarray:
     """The fixed float32 ``[1, n_features]`` row timed: seeded, non-negative, count-like."""
     rng = np.random.default_rng(seed)
     return np.ascontiguousarray(rng.exponential(2.0, size=(1, n_features)), dtype=np.float32)
+
+
+def benchmark_inputs(specs: tuple[InputSpec, ...], seed: int = 0) -> list[np.ndarray]:
+    """One fixed batch-1 array per model input: float inputs seeded like `benchmark_row`,
+    integer inputs all ones (a valid token id and a full attention mask, so a transformer
+    computes every position)."""
+    arrays = []
+    for i, spec in enumerate(specs):
+        if spec.dtype.startswith("float"):
+            rng = np.random.default_rng(seed + i)
+            values = rng.exponential(2.0, size=spec.shape)
+        else:
+            values = np.ones(spec.shape)
+        arrays.append(np.ascontiguousarray(values, dtype=spec.dtype))
+    return arrays
 
 
 def measure(
@@ -81,14 +102,14 @@ def measure(
     runner = load_runner(fmt, model_path, num_threads=num_threads)
     load_ns = clock() - started
 
-    row = benchmark_row(runner.n_features, seed)
+    arrays = benchmark_inputs(runner.inputs, seed)
     run_one = runner.run_one
     for _ in range(warmup):
-        run_one(row)
+        run_one(*arrays)
     latencies_ns = [0] * iterations
     for i in range(iterations):
         t0 = clock()
-        run_one(row)
+        run_one(*arrays)
         latencies_ns[i] = clock() - t0
     total_ns = clock() - started
 

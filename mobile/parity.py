@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from mobile.runtimes import validate_rows
+from mobile.runtimes import InputSpec, validate_inputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,7 +18,7 @@ class _Predicts(Protocol):
     runtime: str
     runtime_version: str
 
-    def predict(self, rows: np.ndarray) -> np.ndarray: ...
+    def predict(self, inputs: Any) -> np.ndarray: ...
 
 
 class ParityReport(BaseModel):
@@ -46,15 +46,16 @@ class ParityReport(BaseModel):
         )
 
 
-def reference_probabilities(reference: torch.nn.Module, rows: np.ndarray) -> np.ndarray:
-    """Eager float32 P(malware) ``[N]`` for validated rows, in eval mode and without grad."""
+def reference_probabilities(reference: torch.nn.Module, arrays: list[np.ndarray]) -> np.ndarray:
+    """Eager float32 probabilities ``[N]`` for a validated batch (one array per input), in eval
+    mode and without grad."""
     import torch
 
     was_training = reference.training
     reference.eval()
     try:
         with torch.inference_mode():
-            out = reference(torch.from_numpy(rows))
+            out = reference(*(torch.from_numpy(a) for a in arrays))
     finally:
         reference.train(was_training)
     return out.detach().to(torch.float32).reshape(-1).numpy()
@@ -63,15 +64,16 @@ def reference_probabilities(reference: torch.nn.Module, rows: np.ndarray) -> np.
 def check_parity(
     reference: torch.nn.Module,
     runner: _Predicts,
-    rows: np.ndarray,
+    rows: Any,
     tolerance: float = 1e-4,
     threshold: float = 0.5,
 ) -> ParityReport:
-    """Compare ``runner.predict(rows)`` with ``reference`` on the same rows.
+    """Compare ``runner.predict(rows)`` with ``reference`` on the same batch.
 
-    Passes iff the largest absolute probability difference is ≤ ``tolerance`` and every row
-    gets the same class (probability ≥ ``threshold`` is malware). Rows must be a finite 2-D
-    ``[N ≥ 1, reference.n_features]`` array (ValueError otherwise).
+    Passes iff the largest absolute probability difference is ≤ ``tolerance`` and every sample
+    gets the same class (probability ≥ ``threshold`` is positive). ``rows`` is a batch as
+    `mobile.runtimes.validate_inputs` takes it for the runner's ``inputs`` (without them: a
+    finite ``[N ≥ 1, reference.n_features]`` matrix); ValueError otherwise.
     """
     import numpy as np
 
@@ -79,17 +81,21 @@ def check_parity(
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    n_features = getattr(reference, "n_features", None)
-    if not isinstance(n_features, int):
-        raise ValueError(f"reference model needs an int n_features, got {n_features!r}")
-    array = validate_rows(rows, n_features)
+    specs = getattr(runner, "inputs", None)
+    if specs is None:
+        n_features = getattr(reference, "n_features", None)
+        if not isinstance(n_features, int):
+            raise ValueError(f"reference model needs an int n_features, got {n_features!r}")
+        specs = (InputSpec("features", (1, n_features), "float32"),)
+    arrays = validate_inputs(rows, specs)
+    n = arrays[0].shape[0]
 
-    expected = reference_probabilities(reference, array)
-    actual = np.asarray(runner.predict(array), dtype=np.float32).reshape(-1)
+    expected = reference_probabilities(reference, arrays)
+    actual = np.asarray(
+        runner.predict(arrays[0] if len(arrays) == 1 else arrays), dtype=np.float32
+    ).reshape(-1)
     if actual.shape != expected.shape:
-        raise ValueError(
-            f"{runner.runtime} returned {actual.shape[0]} probabilities for {len(array)} rows"
-        )
+        raise ValueError(f"{runner.runtime} returned {actual.shape[0]} probabilities for {n} rows")
     diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
     # np.max propagates NaN, so a NaN from the runtime fails the comparison below.
     max_abs_diff = float(diff.max())
@@ -98,7 +104,7 @@ def check_parity(
         format=runner.format,
         runtime=runner.runtime,
         runtime_version=runner.runtime_version,
-        rows=len(array),
+        rows=n,
         max_abs_diff=max_abs_diff,
         class_mismatches=mismatches,
         tolerance=tolerance,

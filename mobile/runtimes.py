@@ -1,5 +1,11 @@
 """Run an exported model in its own runtime: ExecuTorch, LiteRT, onnxruntime, or eager PyTorch.
 
+A model has one or more named inputs of batch 1 (`InputSpec`, read from the file): a
+Kronodroid model float32 ``features [1, n_features]``, the toxicity model int64
+``input_ids`` and ``attention_mask`` ``[1, max_length]``. `Runner.run_one` takes one array
+per input; `Runner.predict` a batch (an ``[N, n_features]`` matrix for a single-input model,
+else one ``[N, ...]`` array per input) and returns one probability per sample.
+
 Runtimes are imported lazily, per format, so a process that benchmarks one runtime does not
 carry the others (or torch, for LiteRT and onnxruntime) in its load time and peak RSS.
 """
@@ -9,6 +15,8 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +50,26 @@ _RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     "onnx": ("onnxruntime",),
     "pytorch": ("torch", "dfp.kronodroid.model.io"),
 }
+
+# The eager model files PyTorchRunner reads, by their saved "format" marker: the module and
+# function that load one as (nn.Module, input specs).
+_EAGER_LOADERS: dict[str, tuple[str, str]] = {
+    "dfp.malware_classifier": ("dfp.kronodroid.model.io", "load_eager"),
+    "dfp.toxicity_head": ("dfp.toxic.serving", "load_eager"),
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name, static shape (batch 1 first) and numpy dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
 
 
 def check_format(fmt: str) -> None:
@@ -91,60 +119,128 @@ def validate_rows(rows: Any, n_features: int) -> np.ndarray:
     return array
 
 
+def validate_inputs(inputs: Any, specs: Sequence[InputSpec]) -> list[np.ndarray]:
+    """A batch for a model with inputs ``specs``: one C-contiguous ``[N, *sample_shape]``
+    array per input in the spec's dtype, the same N ≥ 1 for all.
+
+    A single float32 ``[1, F]`` input takes an ``[N, F]`` matrix (`validate_rows`); other
+    models a sequence of arrays, one per input, in order. Raises ValueError naming the input.
+    """
+    import numpy as np
+
+    if _is_feature_model(specs):
+        return [validate_rows(inputs, specs[0].shape[1])]
+    if isinstance(inputs, np.ndarray) or not isinstance(inputs, Sequence):
+        raise ValueError(f"inputs must be a sequence of {len(specs)} arrays ({_names(specs)})")
+    if len(inputs) != len(specs):
+        raise ValueError(f"got {len(inputs)} input arrays; the model takes {_names(specs)}")
+    arrays, rows = [], None
+    for spec, value in zip(specs, inputs, strict=True):
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"input {spec.name} must be numeric, got dtype {array.dtype}")
+        if array.shape[1:] != spec.sample_shape or array.shape[0] == 0:
+            raise ValueError(
+                f"input {spec.name} must be [N >= 1, {', '.join(map(str, spec.sample_shape))}], "
+                f"got shape {array.shape}"
+            )
+        if array.dtype.kind == "f" and spec.dtype.startswith("int"):
+            raise ValueError(f"input {spec.name} must be integers, got dtype {array.dtype}")
+        array = np.ascontiguousarray(array, dtype=spec.dtype)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError(f"input {spec.name} must be finite")
+        if rows is not None and array.shape[0] != rows:
+            raise ValueError(f"inputs have different batch sizes: {rows} and {array.shape[0]}")
+        rows = array.shape[0]
+        arrays.append(array)
+    return arrays
+
+
+def _names(specs: Sequence[InputSpec]) -> str:
+    return ", ".join(f"{s.name} {list(s.shape)} {s.dtype}" for s in specs)
+
+
+def _is_feature_model(specs: Sequence[InputSpec]) -> bool:
+    return len(specs) == 1 and len(specs[0].shape) == 2 and specs[0].dtype == "float32"
+
+
 class Runner(ABC):
-    """A loaded model in one runtime, fed one float32 ``[1, n_features]`` row per call."""
+    """A loaded model in one runtime, fed one batch-1 array per input per call."""
 
     format: str
     runtime: str
     runtime_version: str
     path: Path
-    n_features: int
+    inputs: tuple[InputSpec, ...]
     num_threads: int
 
-    def __init__(self, fmt: str, path: Path, n_features: int, num_threads: int) -> None:
+    def __init__(self, fmt: str, path: Path, inputs: Sequence[InputSpec], num_threads: int) -> None:
         self.format = fmt
         self.runtime = RUNTIME_OF[fmt]
         self.runtime_version = importlib.metadata.version(_RUNTIME_PACKAGE[self.runtime])
         self.path = path
-        self.n_features = n_features
+        self.inputs = tuple(inputs)
         self.num_threads = num_threads
 
+    @property
+    def n_features(self) -> int | None:
+        """F of a single float32 ``[1, F]`` input (a Kronodroid model), else None."""
+        return self.inputs[0].shape[1] if _is_feature_model(self.inputs) else None
+
     @abstractmethod
-    def run_one(self, row: np.ndarray) -> np.ndarray:
-        """P(malware) ``[1, 1]`` for one C-contiguous float32 ``[1, n_features]`` row.
+    def run_one(self, *arrays: np.ndarray) -> np.ndarray:
+        """The probability ``[1, 1]`` for one sample: one C-contiguous batch-1 array per input
+        (in `inputs` order, of their dtypes).
 
         The benchmarked hot path: it does not validate its input (`predict` does).
         """
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        """P(malware) ``[N]`` (float32) for ``[N, n_features]`` rows, one `run_one` per row."""
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Probabilities ``[N]`` (float32) for a batch (`validate_inputs`), one `run_one` per
+        sample."""
         import numpy as np
 
-        array = validate_rows(rows, self.n_features)
-        out = np.empty(array.shape[0], dtype=np.float32)
-        for i in range(array.shape[0]):
-            out[i] = self.run_one(array[i : i + 1])[0, 0]
+        arrays = validate_inputs(inputs, self.inputs)
+        out = np.empty(arrays[0].shape[0], dtype=np.float32)
+        for i in range(arrays[0].shape[0]):
+            out[i] = self.run_one(*(a[i : i + 1] for a in arrays))[0, 0]
         return out
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.runtime} {self.runtime_version}, {self.path}, "
-            f"n_features={self.n_features}, num_threads={self.num_threads})"
+            f"inputs=[{_names(self.inputs)}], num_threads={self.num_threads})"
         )
 
 
-def _input_width(fmt: str, path: Path, shape: Any, expected: int | None) -> int:
-    """The F of a model input of shape ``[1, F]``; errors name the file and the shape."""
-    dims = [d if isinstance(d, int) else None for d in shape]
-    if len(dims) != 2 or dims[0] != 1 or dims[1] is None or dims[1] < 1:
-        raise ValueError(
-            f"{fmt} model {path} has input shape {list(shape)}; expected static [1, n_features]"
-        )
-    if expected is not None and dims[1] != expected:
-        raise ValueError(
-            f"{fmt} model {path} has input shape {list(shape)}; expected [1, {expected}]"
-        )
-    return dims[1]
+def _input_specs(
+    fmt: str, path: Path, found: Sequence[tuple[str, Any, str]], expected: int | None
+) -> list[InputSpec]:
+    """The model's inputs as `InputSpec`s; each must be static with batch 1. ``expected`` is
+    the F a caller wants of a single ``[1, F]`` input. Errors name the file and the shape."""
+    specs = []
+    for name, shape, dtype in found:
+        dims = [d if isinstance(d, int) else None for d in shape]
+        if len(dims) < 2 or dims[0] != 1 or any(d is None or d < 1 for d in dims):
+            raise ValueError(
+                f"{fmt} model {path}, input {name!r}, has input shape {list(shape)}; expected "
+                "static, batch 1 first (e.g. [1, n_features])"
+            )
+        specs.append(InputSpec(name, tuple(dims), dtype))
+    if expected is not None and (len(specs) != 1 or specs[0].shape != (1, expected)):
+        shapes = ", ".join(f"{list(s.shape)}" for s in specs)
+        raise ValueError(f"{fmt} model {path} has input shape {shapes}; expected [1, {expected}]")
+    return specs
+
+
+def _numpy_dtype(dtype: Any) -> str:
+    import numpy as np
+
+    return str(np.dtype(dtype))
+
+
+# ExecuTorch's ScalarType codes (c10) of the dtypes exports use.
+_EXECUTORCH_DTYPES = {6: "float32", 4: "int64", 3: "int32"}
 
 
 class ExecuTorchRunner(Runner):
@@ -159,20 +255,25 @@ class ExecuTorchRunner(Runner):
         program = _C._load_program(str(path))
         method = program.load_method("forward")
         meta = method.method_meta()
-        if meta.num_inputs() != 1 or meta.num_outputs() != 1:
+        if meta.num_inputs() < 1 or meta.num_outputs() != 1:
             raise ValueError(
                 f"executorch model {path} has {meta.num_inputs()} inputs and "
-                f"{meta.num_outputs()} outputs; expected 1 and 1"
+                f"{meta.num_outputs()} outputs; expected at least 1 and 1"
             )
-        width = _input_width("executorch", path, meta.input_tensor_meta(0).sizes(), n_features)
-        super().__init__("executorch", path, width, num_threads)
+        found = []
+        for i in range(meta.num_inputs()):
+            tensor = meta.input_tensor_meta(i)
+            dtype = _EXECUTORCH_DTYPES.get(int(tensor.dtype()), f"scalar type {tensor.dtype()}")
+            found.append((f"input_{i}", list(tensor.sizes()), dtype))
+        specs = _input_specs("executorch", path, found, n_features)
+        super().__init__("executorch", path, specs, num_threads)
         self._program = program  # the method borrows from the program: keep it alive
         self._method = method
         self._from_numpy = torch.from_numpy
 
-    def run_one(self, row: np.ndarray) -> np.ndarray:
+    def run_one(self, *arrays: np.ndarray) -> np.ndarray:
         # clone_outputs (the default) copies the output out of the planned memory.
-        return self._method.call([self._from_numpy(row)])[0].numpy()
+        return self._method.call([self._from_numpy(a) for a in arrays])[0].numpy()
 
 
 class LiteRTRunner(Runner):
@@ -183,27 +284,34 @@ class LiteRTRunner(Runner):
 
         interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         interpreter.allocate_tensors()
+        # The subgraph's inputs, in forward's argument order (the signature's are by name).
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if not inputs or len(outputs) != 1:
             raise ValueError(
                 f"tflite model {path} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                f"expected 1 and 1"
+                f"expected at least 1 and 1"
             )
-        shape = [int(d) for d in inputs[0]["shape"]]
-        width = _input_width("tflite", path, shape, n_features)
-        super().__init__("tflite", path, width, num_threads)
+        found = [
+            (str(d["name"]), [int(x) for x in d["shape"]], _numpy_dtype(d["dtype"])) for d in inputs
+        ]
+        specs = _input_specs("tflite", path, found, n_features)
+        super().__init__("tflite", path, specs, num_threads)
         self._interpreter = interpreter
         self._set_tensor = interpreter.set_tensor
         self._invoke = interpreter.invoke
         self._get_tensor = interpreter.get_tensor
-        self._input_index = int(inputs[0]["index"])
+        self._input_indices = [int(d["index"]) for d in inputs]
         self._output_index = int(outputs[0]["index"])
 
-    def run_one(self, row: np.ndarray) -> np.ndarray:
-        self._set_tensor(self._input_index, row)
+    def run_one(self, *arrays: np.ndarray) -> np.ndarray:
+        for index, array in zip(self._input_indices, arrays, strict=True):
+            self._set_tensor(index, array)
         self._invoke()
         return self._get_tensor(self._output_index)
+
+
+_ONNX_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
 
 class OnnxRuntimeRunner(Runner):
@@ -220,42 +328,53 @@ class OnnxRuntimeRunner(Runner):
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if not inputs or len(outputs) != 1:
             raise ValueError(
                 f"onnx model {path} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                f"expected 1 and 1"
+                f"expected at least 1 and 1"
             )
-        width = _input_width("onnx", path, inputs[0].shape, n_features)
-        super().__init__("onnx", path, width, num_threads)
+        found = [(i.name, i.shape, _ONNX_DTYPES.get(i.type, i.type)) for i in inputs]
+        specs = _input_specs("onnx", path, found, n_features)
+        super().__init__("onnx", path, specs, num_threads)
         self._session = session
         self._run = session.run
-        self._input_name = inputs[0].name
+        self._input_names = [i.name for i in inputs]
         self._output_names = [outputs[0].name]
 
-    def run_one(self, row: np.ndarray) -> np.ndarray:
-        return self._run(self._output_names, {self._input_name: row})[0]
+    def run_one(self, *arrays: np.ndarray) -> np.ndarray:
+        return self._run(self._output_names, dict(zip(self._input_names, arrays, strict=True)))[0]
 
 
 class PyTorchRunner(Runner):
-    """A saved ``.pt`` model (`dfp.kronodroid.model.load_model`) run eagerly: the reference
-    runtime."""
+    """A saved ``.pt`` model run eagerly: the reference runtime. The file's "format" marker
+    picks its loader (`_EAGER_LOADERS`): a Kronodroid model, or a toxicity head (run with the
+    encoder it was trained on)."""
 
     def __init__(self, path: Path, num_threads: int, n_features: int | None) -> None:
         import torch
 
-        from dfp.kronodroid.model.io import load_model
-
         torch.set_num_threads(num_threads)
-        model = load_model(path)
-        width = _input_width("pytorch", path, [1, model.n_features], n_features)
-        super().__init__("pytorch", path, width, num_threads)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"pytorch model {path} is not a torch.save file ({exc})") from exc
+        marker = payload.get("format") if isinstance(payload, dict) else None
+        if marker not in _EAGER_LOADERS:
+            raise ValueError(
+                f"pytorch model {path} has format {marker!r}; expected one of "
+                f"{', '.join(_EAGER_LOADERS)}"
+            )
+        module, function = _EAGER_LOADERS[marker]
+        model, found = getattr(importlib.import_module(module), function)(path)
+        specs = _input_specs("pytorch", path, found, n_features)
+        super().__init__("pytorch", path, specs, num_threads)
         self._model = model
         self._from_numpy = torch.from_numpy
         self._inference_mode = torch.inference_mode
 
-    def run_one(self, row: np.ndarray) -> np.ndarray:
+    def run_one(self, *arrays: np.ndarray) -> np.ndarray:
         with self._inference_mode():
-            return self._model(self._from_numpy(row)).numpy()
+            return self._model(*(self._from_numpy(a) for a in arrays)).numpy()
 
 
 _RUNNERS: dict[str, type[ExecuTorchRunner | LiteRTRunner | OnnxRuntimeRunner | PyTorchRunner]] = {
@@ -269,9 +388,10 @@ _RUNNERS: dict[str, type[ExecuTorchRunner | LiteRTRunner | OnnxRuntimeRunner | P
 def load_runner(
     fmt: str, path: Path, num_threads: int = 1, *, n_features: int | None = None
 ) -> Runner:
-    """Load ``path`` into the runtime of ``fmt``; its input must be ``[1, F]``.
+    """Load ``path`` into the runtime of ``fmt``; its inputs must be static, of batch 1.
 
-    ``n_features``, when given, is the F the caller expects: another width is a ValueError.
+    ``n_features``, when given, is the F the caller expects of a single ``[1, F]`` input:
+    another width (or another signature) is a ValueError.
     """
     check_format(fmt)
     path = Path(path)

@@ -1,5 +1,8 @@
 """The device farm: benchmark a branch's exports on a device profile and upload the records.
 
+Two models have exports: Kronodroid's `malware_model` (the default) and the toxic-comment
+`toxicity_model` (`MODELS`); each record names its model.
+
 Profiles: `host` (this machine, the Python harness in a fresh process per model file) and
 `android` (a phone over adb running the native runners, `mobile.android`). Uploads are
 `dfp.device_benchmark/v1` records (`mobile.records`), sent either to the gateway in front of
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dfp.kronodroid.training import MODEL_OBJECT
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.toxic.model import MODEL_OBJECT as TOXICITY_MODEL_OBJECT
 from mobile.exporters import FILE_NAMES, FORMATS, ExportInfo
 from mobile.records import (
     SCHEMA_VERSION,
@@ -41,9 +45,26 @@ if TYPE_CHECKING:
 
 
 BENCHMARK_ASSET = "device_benchmarks"
-EXPORTS_PREFIX = "models/malware_model/mobile"
 BENCHMARKS_PREFIX = "benchmarks/"
-MODEL_NAME = "malware_model"
+
+
+@dataclass(frozen=True)
+class MobileModel:
+    """A model whose exports a branch holds: its name in records, where its export files are,
+    and its eager PyTorch file (benchmarked on the host next to them)."""
+
+    name: str
+    exports_prefix: str
+    eager_object: str
+
+
+MALWARE_MODEL = MobileModel("malware_model", "models/malware_model/mobile", MODEL_OBJECT)
+TOXICITY_MODEL = MobileModel(
+    "toxicity_model", "models/toxicity_model/mobile", TOXICITY_MODEL_OBJECT
+)
+MODELS = {m.name: m for m in (MALWARE_MODEL, TOXICITY_MODEL)}
+EXPORTS_PREFIX = MALWARE_MODEL.exports_prefix
+MODEL_NAME = MALWARE_MODEL.name
 #: The shared secret between `dfp devicefarm run` and the gateway (environment only).
 TOKEN_ENV = "DFP_DEVICEFARM_TOKEN"
 #: lakeFS commit metadata key marking a device-farm upload commit.
@@ -54,12 +75,12 @@ class DeviceFarmError(RuntimeError):
     """A device-farm run or upload failed; the message says which file, device or call."""
 
 
-def export_object(fmt: str) -> str:
-    return f"{EXPORTS_PREFIX}/{FILE_NAMES[fmt]}"
+def export_object(fmt: str, model: MobileModel = MALWARE_MODEL) -> str:
+    return f"{model.exports_prefix}/{FILE_NAMES[fmt]}"
 
 
-def export_info_object(fmt: str) -> str:
-    return f"{export_object(fmt)}.json"
+def export_info_object(fmt: str, model: MobileModel = MALWARE_MODEL) -> str:
+    return f"{export_object(fmt, model)}.json"
 
 
 # -- what a run benchmarks -----------------------------------------------------------------
@@ -85,45 +106,49 @@ def fetch_exports(
     dest: Path,
     formats: Sequence[str] = FORMATS,
     log: Callable[[str], None] = print,
+    model: MobileModel = MALWARE_MODEL,
 ) -> list[ModelFile]:
-    """Download the exports of `ref` (and check each against its export info's sha256); one
-    line per file downloaded and verified."""
+    """Download the exports of `model` on `ref` (and check each against its export info's
+    sha256); one line per file downloaded and verified."""
     files = []
+    asset = "model" if model is MALWARE_MODEL else model.name
     for fmt in formats:
+        where = export_object(fmt, model)
         try:
-            info = ExportInfo.model_validate_json(client.read(ref, export_info_object(fmt)))
-            data = client.read(ref, export_object(fmt))
+            info = ExportInfo.model_validate_json(client.read(ref, export_info_object(fmt, model)))
+            data = client.read(ref, where)
         except Exception as exc:
             raise DeviceFarmError(
-                f"branch {ref!r} has no {fmt} export at {export_object(fmt)}: materialize "
-                f"model_{fmt} for this partition first ({exc})"
+                f"branch {ref!r} has no {fmt} export at {where}: materialize "
+                f"{asset}_{fmt} for this partition first ({exc})"
             ) from exc
         digest = _sha256(data)
         if digest != info.sha256:
             raise DeviceFarmError(
-                f"{export_object(fmt)} on {ref!r} has sha256 {digest}, its export info says "
+                f"{where} on {ref!r} has sha256 {digest}, its export info says "
                 f"{info.sha256}: refusing to benchmark a file that is not the exported model"
             )
         path = dest / FILE_NAMES[fmt]
         path.write_bytes(data)
         files.append(ModelFile(fmt, path, digest, len(data)))
-        log(
-            f"downloaded {export_object(fmt)} ({fmt}, {_size(len(data))}), "
-            f"sha256 {digest[:12]} verified"
-        )
+        log(f"downloaded {where} ({fmt}, {_size(len(data))}), sha256 {digest[:12]} verified")
     return files
 
 
 def fetch_eager_model(
-    client: LakeFSClient, ref: str, dest: Path, log: Callable[[str], None] = print
+    client: LakeFSClient,
+    ref: str,
+    dest: Path,
+    log: Callable[[str], None] = print,
+    model: MobileModel = MALWARE_MODEL,
 ) -> ModelFile:
     """The branch's eager PyTorch model, benchmarked on the host next to its exports."""
-    data = client.read(ref, MODEL_OBJECT)
+    data = client.read(ref, model.eager_object)
     path = dest / "model.pt"
     path.write_bytes(data)
     digest = _sha256(data)
     # No export info to check against: the model is the branch's own object.
-    log(f"downloaded {MODEL_OBJECT} (pytorch, {_size(len(data))}), sha256 {digest[:12]}")
+    log(f"downloaded {model.eager_object} (pytorch, {_size(len(data))}), sha256 {digest[:12]}")
     return ModelFile("pytorch", path, digest, len(data))
 
 
@@ -229,36 +254,39 @@ def run(
     iterations: int = 1000,
     warmup: int = 50,
     log: Callable[[str], None] = print,
+    model: MobileModel = MALWARE_MODEL,
 ) -> BenchmarkUpload:
-    """Benchmark every export of `branch` (and, where the profile runs Python, the eager
-    model) on the profile's device; returns the validated upload. `log` gets one line per
-    stage: each download (size, sha256 verified), each benchmark with its p50."""
+    """Benchmark every export of `model` on `branch` (and, where the profile runs Python, the
+    eager model) on the profile's device; returns the validated upload. `log` gets one line
+    per stage: each download (size, sha256 verified), each benchmark with its p50."""
     if not client.branch_exists(branch):
         raise DeviceFarmError(f"lakeFS branch {branch!r} does not exist in {client.repository!r}")
     device = profile.device_info()
-    log(f"device {device.name} ({device.kind}): benchmarking the exports of {branch!r}")
+    log(
+        f"device {device.name} ({device.kind}): benchmarking the {model.name} exports of {branch!r}"
+    )
     records = []
     with tempfile.TemporaryDirectory(prefix="dfp-devicefarm-") as tmp:
         wanted = profile.formats()
         formats = [f for f in FORMATS if f in wanted]
-        models = fetch_exports(client, branch, Path(tmp), formats, log=log)
+        files = fetch_exports(client, branch, Path(tmp), formats, log=log, model=model)
         if "pytorch" in wanted:
-            models.append(fetch_eager_model(client, branch, Path(tmp), log=log))
-        for model in models:
-            measured = profile.benchmark(model, iterations, warmup)
-            log(_benchmarked(model, measured))
+            files.append(fetch_eager_model(client, branch, Path(tmp), log=log, model=model))
+        for file in files:
+            measured = profile.benchmark(file, iterations, warmup)
+            log(_benchmarked(file, measured))
             records.append(
                 {
                     "schema_version": SCHEMA_VERSION,
                     "model": {
-                        "name": MODEL_NAME,
+                        "name": model.name,
                         "branch": branch,
-                        "format": model.format,
-                        "file_sha256": model.sha256,
-                        "file_size_bytes": model.size_bytes,
+                        "format": file.format,
+                        "file_sha256": file.sha256,
+                        "file_size_bytes": file.size_bytes,
                     },
                     "runtime": {
-                        "name": RUNTIME_OF[model.format],
+                        "name": RUNTIME_OF[file.format],
                         "version": measured.runtime_version,
                     },
                     "device": device.model_dump(mode="json"),
@@ -352,6 +380,8 @@ def materialization_metadata(upload: BenchmarkUpload, source: str) -> dict[str, 
     }
     for record in upload.records:
         key = f"{record.runtime.name}.{record.model.format}"
+        if record.model.name != MODEL_NAME:
+            key = f"{record.model.name}.{key}"
         for stat in ("p50_us", "p99_us"):
             value = getattr(record.latency, stat)
             if value is not None:
@@ -393,10 +423,10 @@ def new_benchmark_files(
 
 # -- the report's table and plot ------------------------------------------------------------
 def latest_records(records: Iterable[BenchmarkRecord]) -> list[BenchmarkRecord]:
-    """The newest record per (device, format, runtime), in a stable order."""
-    latest: dict[tuple[str, str, str], BenchmarkRecord] = {}
+    """The newest record per (device, model, format, runtime), in a stable order."""
+    latest: dict[tuple[str, str, str, str], BenchmarkRecord] = {}
     for record in records:
-        key = (record.device.name, record.model.format, record.runtime.name)
+        key = (record.device.name, record.model.name, record.model.format, record.runtime.name)
         if key not in latest or record.measured_at >= latest[key].measured_at:
             latest[key] = record
     return [latest[k] for k in sorted(latest)]
@@ -409,6 +439,7 @@ def latency_table_rows(records: Sequence[BenchmarkRecord]) -> list[dict[str, Any
     return [
         {
             "device": r.device.name,
+            "model": r.model.name,
             "runtime": f"{r.runtime.name} {r.runtime.version}",
             "format": r.model.format,
             "p50_us": us(r.latency.p50_us),
@@ -427,6 +458,10 @@ def latency_table_rows(records: Sequence[BenchmarkRecord]) -> list[dict[str, Any
     ]
 
 
+def _series(record: BenchmarkRecord) -> str:
+    return f"{record.model.name}: {record.runtime.name} ({record.model.format})"
+
+
 def latency_plot_png(records: Sequence[BenchmarkRecord]) -> bytes:
     """Grouped bars: p50 latency (mean where a tool reports no percentiles) per runtime, one
     group per device; whiskers up to p99 where known."""
@@ -436,17 +471,13 @@ def latency_plot_png(records: Sequence[BenchmarkRecord]) -> bytes:
     import matplotlib.pyplot as plt
 
     devices = sorted({r.device.name for r in records})
-    runtimes = sorted({f"{r.runtime.name} ({r.model.format})" for r in records})
+    runtimes = sorted({_series(r) for r in records})
     width = 0.8 / max(len(runtimes), 1)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(devices) * len(runtimes) / 2), 3.4))
     for i, runtime in enumerate(runtimes):
         xs, heights, errors = [], [], []
         for j, device in enumerate(devices):
-            match = [
-                r
-                for r in records
-                if r.device.name == device and f"{r.runtime.name} ({r.model.format})" == runtime
-            ]
+            match = [r for r in records if r.device.name == device and _series(r) == runtime]
             if not match:
                 continue
             latency = match[0].latency

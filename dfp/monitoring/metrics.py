@@ -276,7 +276,9 @@ def _benchmark_families(snapshot: Snapshot) -> Iterator[Metric]:
     values: dict[tuple[str, ...], float] = {}
     for (asset, branch, device), m in latest.items():
         for key, value in m.metadata.items():
-            parts = key.rsplit(".", 2)  # <runtime>.<format>.p50_us
+            # <runtime>.<format>.p50_us; another model's keys (<model>.<runtime>.<format>.*,
+            # the toxicity exports) have no series of their own yet.
+            parts = key.split(".")
             if len(parts) == 3 and parts[2] in LATENCY_QUANTILES:
                 runtime, fmt, stat = parts
                 labels = (domains.domain_of_asset(asset), branch, device, runtime, fmt)

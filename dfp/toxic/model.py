@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 DEFAULT_THRESHOLD = 0.45
+#: Where `toxicity_model` saves the head on the lakeFS branch (`save_head`).
+MODEL_OBJECT = "models/toxicity_model/head.pt"
 #: Columns with a smaller training std are only centred (MiniLM has near-constant ones).
 STD_FLOOR = 1e-6
 HIDDEN = 3072

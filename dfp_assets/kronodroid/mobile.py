@@ -10,7 +10,6 @@ write-audit-publish, so no file that disagrees with the eager model reaches the 
 import base64
 import io
 import json
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -18,8 +17,7 @@ import pyarrow.parquet as pq
 
 from dfp.devicefarm.farm import (
     BENCHMARK_ASSET,
-    export_info_object,
-    export_object,
+    MALWARE_MODEL,
     latency_plot_png,
     latency_table_rows,
     latest_records,
@@ -30,128 +28,39 @@ from dfp.devicefarm.farm import (
 from dfp.kronodroid.features import FEATURE_GROUPS
 from dfp.kronodroid.model import load_model
 from dfp.kronodroid.training import MODEL_OBJECT, TRAINING_SET_OBJECT, parity_rows
-from dfp.lake import memo
 from dfp.lake.branches import moved_heads
+from dfp.lake.lakefs_client import LakeFSClient
 from dfp.settings import DEFAULT_BRANCH
 from dfp_assets.kronodroid.model import malware_model
-from dfp_assets.platform.partitions import blocking_check, branch_asset, lakefs_branch_partitions
-from dfp_assets.platform.step import branch_step
+from dfp_assets.platform.mobile import PARITY_CHECK, Prepared, export_assets
+from dfp_assets.platform.partitions import branch_asset, lakefs_branch_partitions
 from dfp_resources.lakefs import LakeFSResource
-from mobile.exporters import FILE_NAMES, FORMATS, ExportInfo, export_model, exporter_versions
-from mobile.parity import check_parity
 from mobile.records import BenchmarkRecord, UploadRejected
-from mobile.runtimes import load_runner
 
-PARITY_CHECK = "parity"
-PARITY_ROWS = 64
+__all__ = ["PARITY_CHECK", "EXPORT_ASSETS"]
+
 #: Bump when the export logic changes: memos of older exports are then not reused.
 EXPORT_CODE_VERSION = "mobile_export/1"
 
 
-class ExportConfig(dg.Config):
-    """Parity tolerance: max |export − eager| over the batch (probabilities)."""
-
-    tolerance: float = 1e-4
-    rows: int = PARITY_ROWS
-
-
-def _export_asset(fmt: str) -> dg.AssetsDefinition:
-    name = f"model_{fmt}"
-
-    @branch_asset(
-        group="mobile",
-        name=name,
-        deps=[malware_model],
-        code_version=EXPORT_CODE_VERSION,
-        check_specs=[
-            blocking_check(
-                PARITY_CHECK,
-                name,
-                f"The {fmt} file, run by its own runtime on a fixed batch of real feature rows, "
-                "matches eager PyTorch within the tolerance and predicts the same classes.",
-            )
-        ],
-        description=f"`malware_model` exported to {fmt} (static input [1, n_features]), "
-        "stored on the branch with its export info.",
-    )
-    def _asset(context: dg.AssetExecutionContext, config: ExportConfig, lakefs: LakeFSResource):
-        with (
-            branch_step(context, lakefs) as step,
-            tempfile.TemporaryDirectory(prefix="dfp-export-") as tmp,
-        ):
-            client, run_branch = step.client, step.run_branch
-            model_path = Path(tmp) / "model.pt"
-            model_path.write_bytes(client.read(run_branch, MODEL_OBJECT))
-            model = load_model(model_path)
-            frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT)))
-            batch = parity_rows(frame.to_pandas(), list(FEATURE_GROUPS), config.rows)
-
-            inputs = memo.input_version(
-                EXPORT_CODE_VERSION,
-                fmt,
-                memo.checksum(client, run_branch, MODEL_OBJECT),
-                exporter_versions(fmt),
-            )
-            if step.lookup(inputs):
-                # This model was exported by the same toolchain already: reuse the file, but
-                # still check it with its runtime.
-                path = Path(tmp) / FILE_NAMES[fmt]
-                path.write_bytes(client.read(run_branch, export_object(fmt)))
-                info = ExportInfo.model_validate_json(
-                    client.read(run_branch, export_info_object(fmt))
-                )
-                model_commit = str(info.details.get("source_model_commit", ""))
-            else:
-                path, info = export_model(model, fmt, Path(tmp) / "export")
-                model_commit = client.get_commit(run_branch).id
-                info = info.model_copy(
-                    update={"details": {**info.details, "source_model_commit": model_commit}}
-                )
-                client.upload(run_branch, export_object(fmt), path.read_bytes())
-                client.upload(
-                    run_branch, export_info_object(fmt), info.model_dump_json(indent=2).encode()
-                )
-            report = check_parity(model, load_runner(fmt, path), batch, config.tolerance)
-            if step.reused is None and report.passed:
-                step.record([export_object(fmt), export_info_object(fmt)], {"sha256": info.sha256})
-            step.commit(f"{name} for {step.branch}", {"sha256": info.sha256})
-            uri = client.s3_uri(step.branch, export_object(fmt))
-
-        yield dg.MaterializeResult(
-            metadata=step.reported(
-                {
-                    "uri": uri,
-                    "size_bytes": info.size_bytes,
-                    "sha256": info.sha256,
-                    "export_seconds": round(info.export_seconds, 3),
-                    "input_shape": dg.MetadataValue.json(info.input_shape),
-                    "exporter": dg.MetadataValue.json(info.exporter),
-                    "details": dg.MetadataValue.json(info.details),
-                    "source_model_commit": model_commit,
-                    "parity": report.summary(),
-                },
-                wrote=export_object(fmt),
-            ),
-            data_version=dg.DataVersion(info.sha256),
-        )
-        yield dg.AssetCheckResult(
-            check_name=PARITY_CHECK,
-            passed=report.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=report.summary(),
-            metadata={
-                "max_abs_diff": report.max_abs_diff,
-                "class_mismatches": report.class_mismatches,
-                "tolerance": report.tolerance,
-                "rows": report.rows,
-                "runtime": f"{report.runtime} {report.runtime_version}",
-            },
-        )
-
-    return _asset
+def _prepare(client: LakeFSClient, run_branch: str, tmp: Path, rows: int) -> Prepared:
+    """The branch's malware_model and a fixed batch of real feature rows of its training set."""
+    model_path = tmp / "model.pt"
+    model_path.write_bytes(client.read(run_branch, MODEL_OBJECT))
+    frame = pq.read_table(io.BytesIO(client.read(run_branch, TRAINING_SET_OBJECT)))
+    batch = parity_rows(frame.to_pandas(), list(FEATURE_GROUPS), rows)
+    return Prepared(load_model(model_path), None, batch, threshold=0.5)
 
 
-model_executorch, model_tflite, model_onnx = (_export_asset(fmt) for fmt in FORMATS)
+model_executorch, model_tflite, model_onnx = export_assets(
+    model=MALWARE_MODEL,
+    prefix="model",
+    upstream=malware_model,
+    group="mobile",
+    code_version=EXPORT_CODE_VERSION,
+    prepare=_prepare,
+    signature="static input [1, n_features]",
+)
 EXPORT_ASSETS = (model_executorch, model_tflite, model_onnx)
 
 device_benchmarks = dg.AssetSpec(

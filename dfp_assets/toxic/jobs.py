@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp_assets.toxic.mobile import TOXICITY_EXPORT_ASSETS
 from dfp_assets.toxic.model import comment_embeddings, toxicity_model
 from dfp_assets.toxic.production import toxic_dbt
 from dfp_assets.toxic.raw import comments_raw
@@ -46,4 +47,12 @@ build_toxicity_model = dg.define_asset_job(
     selection=build_comments.selection | train_toxicity_model.selection,
     description="build_comments, then comment_embeddings and toxicity_model, published in one "
     "lakeFS merge when every check passed (write-audit-publish).",
+)
+
+export_toxicity_model = dg.define_asset_job(
+    "export_toxicity_model",
+    selection=dg.AssetSelection.assets(*TOXICITY_EXPORT_ASSETS),
+    description="The branch's published toxicity_model (encoder + head, token ids + mask → "
+    "probability) → ExecuTorch, TFLite and ONNX files, each gated by its blocking parity check "
+    "on real comments; write-audit-publish.",
 )

@@ -29,7 +29,7 @@ from dfp.toxic.encoder import (
     DEFAULT_MAX_LENGTH,
     EncoderSpec,
 )
-from dfp.toxic.model import BASELINE_NAME, HeadConfig, fit_toxicity, save_head
+from dfp.toxic.model import BASELINE_NAME, MODEL_OBJECT, HeadConfig, fit_toxicity, save_head
 from dfp.toxic.reproduce import (
     DOMAIN,
     TAG_DELTA,
@@ -48,7 +48,6 @@ from dfp_resources.postgres_staging import PostgresStagingResource
 
 EMBEDDINGS_CODE_VERSION = "comment_embeddings/1"
 MODEL_CODE_VERSION = "toxicity_model/1"
-MODEL_OBJECT = "models/toxicity_model/head.pt"
 EXPERIMENT = "toxic-comments"
 ROC_AUC_CHECK = "roc_auc_floor"
 TABLE_CLEAN = dg.AssetKey("table_clean")

@@ -41,7 +41,7 @@ def _assert_stage_lines(output: str, branch: str, uploaded: str) -> None:
     """One progress line per stage, in order, each with the seconds since the start."""
     stages = [line for line in output.splitlines() if re.match(r"\[ *\d+\.\ds\] ", line)]
     expected = [
-        rf"device \S+ \(host\): benchmarking the exports of '{branch}'",
+        rf"device \S+ \(host\): benchmarking the malware_model exports of '{branch}'",
         *[
             rf"downloaded {re.escape(export_object(f))} \({f}, [\d.]+ [KM]B\), "
             r"sha256 [0-9a-f]{12} verified"
@@ -292,14 +292,14 @@ def test_export_that_disagrees_with_eager_is_blocked(lakefs, instance, monkeypat
 
     import torch
 
-    import dfp_assets.kronodroid.mobile as mobile_assets
+    import dfp_assets.platform.mobile as mobile_assets
     from mobile.exporters import export_model
 
-    def faulty_export(model, fmt, out_dir):
+    def faulty_export(model, fmt, out_dir, example_inputs=None):
         broken = copy.deepcopy(model)
         with torch.no_grad():
             broken.mlp[-1].bias += 6.0  # every probability moves towards malware
-        return export_model(broken, fmt, out_dir)
+        return export_model(broken, fmt, out_dir, example_inputs)
 
     assert build_staging(instance, "main", DATA).success
     assert train_model(instance, "main", FAST).success

@@ -29,7 +29,9 @@ EMBEDDINGS = dg.AssetKey("comment_embeddings")
 MODEL = dg.AssetKey("toxicity_model")
 
 
-def run(instance, job, branch: str, ops: dict) -> dg.JobExecutionResult:
+def run(
+    instance, job, branch: str, ops: dict, assets: list[dg.AssetKey] | None = None
+) -> dg.JobExecutionResult:
     if branch not in instance.get_dynamic_partitions("lakefs_branch"):
         instance.add_dynamic_partitions("lakefs_branch", [branch])
     run_config = {
@@ -42,6 +44,7 @@ def run(instance, job, branch: str, ops: dict) -> dg.JobExecutionResult:
         instance=instance,
         run_config=run_config,
         tags={"dagster/partition": branch},
+        asset_selection=assets,
         raise_on_error=False,
     ) as result:
         return result

@@ -66,6 +66,19 @@ def test_mobile_exports_follow_the_model_behind_blocking_parity_checks():
     assert defs.resolve_sensor_def("device_benchmark_sensor")
 
 
+def test_toxicity_exports_follow_the_model_behind_blocking_parity_checks():
+    graph = defs.resolve_asset_graph()
+    exports = {dg.AssetKey(f"toxicity_model_{f}") for f in ("executorch", "tflite", "onnx")}
+    for key in exports:
+        node = graph.get(key)
+        assert node.parent_keys == {dg.AssetKey("toxicity_model")}, key
+        (check,) = node.check_keys
+        assert check.name == "parity" and graph.get_check_spec(check).blocking
+    job = defs.resolve_job_def("export_toxicity_model")
+    assert set(job.asset_layer.selected_asset_keys) == exports
+    assert job.executor_def.name == "lakefs_wap_executor"
+
+
 def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
     from dfp_assets.platform.automation import FOLLOW_PARENTS
 
@@ -80,10 +93,14 @@ def test_downstream_assets_follow_their_parents_and_raw_follows_commits():
             "branch_comparison",
             "comment_embeddings",
             "toxicity_model",
+            "toxicity_model_executorch",
+            "toxicity_model_tflite",
+            "toxicity_model_onnx",
         ):
             # raw: the commit sensor / change capture; benchmarks: devices; a cross-branch
             # evaluation and a comparison answer a user's question about another branch;
-            # the toxic model (minutes of encoding) is built by its job, not by each CDC batch
+            # the toxic model (minutes of encoding) and its exports are built by their jobs,
+            # not by each CDC batch
             assert condition is None, key
         else:
             assert condition == FOLLOW_PARENTS, key

@@ -22,6 +22,7 @@ def payload(
     runtime: str = "onnxruntime",
     p50: float = 38.0,
     at: str = "2026-11-22T10:00:00+00:00",
+    model: str = "malware_model",
 ):
     info = {
         "name": device,
@@ -33,7 +34,7 @@ def payload(
     record = {
         "schema_version": "dfp.device_benchmark/v1",
         "model": {
-            "name": "malware_model",
+            "name": model,
             "branch": branch,
             "format": fmt,
             "file_sha256": "ab" * 32,
@@ -105,6 +106,31 @@ def test_latest_records_keep_the_newest_per_device_and_runtime():
     assert rows[1]["file_kb"] == round(290_000 / 1024, 1)
     png = farm.latency_plot_png(latest)
     assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+def test_each_model_keeps_its_own_latest_record_and_metadata_keys():
+    malware = upload(p50=40.0, at="2026-11-21T10:00:00+00:00").records[0]
+    toxic = upload(p50=9000.0, model="toxicity_model").records[0]
+    latest = farm.latest_records([malware, toxic])
+    assert [(r.model.name, r.latency.p50_us) for r in latest] == [
+        ("malware_model", 40.0),
+        ("toxicity_model", 9000.0),
+    ]
+    assert [row["model"] for row in farm.latency_table_rows(latest)] == [
+        "malware_model",
+        "toxicity_model",
+    ]
+    metadata = farm.materialization_metadata(upload(model="toxicity_model"), source="test")
+    assert metadata["toxicity_model.onnxruntime.onnx.p50_us"] == 38.0
+    assert "onnxruntime.onnx.p50_us" not in metadata
+
+
+def test_the_toxicity_models_exports_have_their_own_place():
+    model = farm.MODELS["toxicity_model"]
+    assert farm.export_object("onnx", model) == "models/toxicity_model/mobile/model.onnx"
+    assert farm.export_info_object("tflite", model).endswith("/mobile/model.tflite.json")
+    assert model.eager_object == "models/toxicity_model/head.pt"
+    assert farm.export_object("onnx") == "models/malware_model/mobile/model.onnx"
 
 
 # -- the gateway --------------------------------------------------------------------------

@@ -67,6 +67,13 @@ def load_model(path: str | os.PathLike[str]) -> MalwareClassifier:
     return model
 
 
+def load_eager(path: str | os.PathLike[str]) -> tuple[MalwareClassifier, list[tuple]]:
+    """A saved model and its one input (name, shape, dtype): the eager runner's loader
+    (`mobile.runtimes`)."""
+    model = load_model(path)
+    return model, [("features", [1, model.n_features], "float32")]
+
+
 def model_digest(model: torch.nn.Module) -> str:
     """Hex sha256 over the state dict: each entry's name, dtype, shape and raw bytes, by name.
 
