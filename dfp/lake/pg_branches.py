@@ -303,9 +303,10 @@ class Swap:
         branches = [branch for _, branch, _ in self.pairs]
         if len(set(branches)) != len(branches):
             raise SchemaError(f"two run schemas for one branch schema: {sorted(branches)}")
+        self._branches = ", ".join(sorted(branches))  # for error messages
         self._owns = isinstance(url_or_conn, str)
         if isinstance(url_or_conn, str):
-            self.conn = connect(url_or_conn, f"publish of {', '.join(sorted(branches))}")
+            self.conn = connect(url_or_conn, f"publish of {self._branches}")
         else:
             self.conn = url_or_conn
         self._server = _server_of(self.conn)
@@ -329,9 +330,8 @@ class Swap:
 
     def prepare(self) -> list[SwapResult]:
         conn = self.conn
-        what = f"publish of {', '.join(sorted(branch for _, branch, _ in self.pairs))}"
         try:
-            with naming_outages(self._server, what), conn.cursor() as cur:
+            with naming_outages(self._server, f"publish of {self._branches}"), conn.cursor() as cur:
                 conn.rollback()  # start from a clean transaction
                 # Queue behind other publishes of these branch schemas (held to commit);
                 # sorted, so two runs publishing overlapping sets cannot deadlock.
@@ -348,9 +348,11 @@ class Swap:
     def commit(self) -> list[SwapResult]:
         if self.results is None:
             raise SchemaError("Swap.commit() before prepare()")
-        what = f"commit of {', '.join(sorted(branch for _, branch, _ in self.pairs))}"
         try:
-            with naming_outages(self._server, what), self.conn.cursor() as cur:
+            with (
+                naming_outages(self._server, f"commit of {self._branches}"),
+                self.conn.cursor() as cur,
+            ):
                 for _, _, old in self.pairs:
                     cur.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", old))
                 self.conn.commit()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from dfp.lake.lakefs_client import LakeFSClient
 from dfp.settings import PROJECT_ROOT, LakeFSSettings
+from dfp.stack.services import stop_session
 
 #: The venv's executables (dagster, dagster-daemon) beside this Python.
 BIN = Path(sys.executable).parent
@@ -53,12 +53,4 @@ def dagster_daemon(home: str | Path) -> Iterator[None]:
     try:
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        try:  # its code server and whatever that started (same session)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_session(proc)

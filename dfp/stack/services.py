@@ -669,6 +669,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_session(proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Stop a process started with `start_new_session=True` (a Dagster daemon, webserver or
+    `dagster dev`): SIGTERM, a bounded wait, SIGKILL if it hangs, then SIGKILL whatever of its
+    session is left (code servers, run workers)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 # -- Kafka (KRaft) and Kafka Connect with Debezium (jars from deploy/cdc-jars) ----------------
 DEBEZIUM_CONNECTOR = "dfp-comments"
 #: Options of each CDC JVM: a small heap (the machine is shared), and timestamps on

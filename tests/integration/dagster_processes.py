@@ -2,7 +2,6 @@
 sharing a test's instance (its DAGSTER_HOME) and the session's environment."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import dagster as dg
 import requests
 
 from dfp.settings import PROJECT_ROOT
+from dfp.stack.services import stop_session
 from dfp_assets.platform.dagster_private import InstigatorType, TickStatus
 from tests.stack_fixtures import free_port
 
@@ -53,16 +53,7 @@ def _process(
             time.sleep(0.5)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        try:  # whatever of its process group is left (code servers, run workers)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_session(proc)
 
 
 def _env(dagster_home: str, extra: dict[str, str] | None = None) -> dict[str, str]:
