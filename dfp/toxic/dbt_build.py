@@ -10,14 +10,19 @@ profiles.yml reads (dbt cannot read a URL), set for dbt's process only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dfp.settings import PROJECT_ROOT, environ
+
+if TYPE_CHECKING:
+    from dfp.dbt_inprocess import DbtRun
 
 PROJECT_DIR = PROJECT_ROOT / "dbt" / "toxic_comments"
 # Unquoted Postgres identifiers (63 bytes at most); what the staging schemas are named like.
@@ -42,6 +47,25 @@ def dbt_vars(
         "staging_table": check_schema_name(staging_table, "staging table"),
         "production_schema": check_schema_name(production_schema, "production schema"),
     }
+
+
+def run_manifest(variables: Mapping[str, str], database: str):
+    """The prepared project's parsed manifest with the relations of `variables` (dbt_vars):
+    the staging source and table_clean in this run's schemas of `database` (the profile's
+    DFP_TOXIC_PG_DBNAME), for dfp.dbt_inprocess. None when the project has no prepared
+    manifest (dbt then parses with the vars)."""
+    from dfp.dbt_inprocess import parsed_manifest, retarget
+
+    manifest = parsed_manifest(PROJECT_DIR / "target")
+    if manifest is None:
+        return None
+    return retarget(
+        manifest,
+        source_schemas={"staging": variables["staging_schema"]},
+        source_identifiers={"staging.text_comments": variables["staging_table"]},
+        model_schema=variables["production_schema"],
+        database=database,
+    )
 
 
 def postgres_env(url: str) -> dict[str, str]:
@@ -126,7 +150,7 @@ def _invoke(
     log_path: Path,
     extra_args: Sequence[str],
 ) -> BuildResult:
-    from dbt.cli.main import dbtRunner
+    from dfp.dbt_inprocess import invoke
 
     args = [
         command,
@@ -144,7 +168,10 @@ def _invoke(
     ]
     start = time.perf_counter()
     with environ(**env):
-        outcome = dbtRunner().invoke(args)
+        database = os.environ.get("DFP_TOXIC_PG_DBNAME", "")
+        # A build on the prepared manifest, retargeted: no parse (which the vars defeat).
+        manifest = run_manifest(variables, database) if database and command == "build" else None
+        outcome = invoke(args, manifest)
     seconds = time.perf_counter() - start
     nodes = []
     for r in getattr(outcome.result, "results", None) or []:
@@ -159,5 +186,19 @@ def _invoke(
                 seconds=r.execution_time,
             )
         )
-    error = str(outcome.exception) if outcome.exception is not None else None
-    return BuildResult(success=outcome.success, nodes=nodes, seconds=seconds, error=error)
+    return BuildResult(
+        success=outcome.success, nodes=nodes, seconds=seconds, error=outcome.exception
+    )
+
+
+def build_on_prepared_manifest(
+    args: Sequence[str], variables: Mapping[str, str], env: Mapping[str, str]
+) -> DbtRun:
+    """`dbt <args>` (a build of `variables`' schemas, with the connection `env`) in this
+    process on the prepared manifest, retargeted; picklable, so a step may run it in dfp's
+    warm worker (dfp.warm_imports)."""
+    from dfp.dbt_inprocess import invoke
+
+    with environ(**env):
+        manifest = run_manifest(variables, env["DFP_TOXIC_PG_DBNAME"])
+        return invoke(list(args), manifest).portable()

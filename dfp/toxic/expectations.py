@@ -18,10 +18,15 @@ asset check results (dfp_assets/toxic/quality.py).
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
 import math
+import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dfp.toxic.records import ID, LABEL
@@ -163,9 +168,53 @@ def prepare_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 # -- running the suite -----------------------------------------------------------------------
 
+# GE's own optional integrations, imported by `import great_expectations` whether used or not:
+# its Spark and S3 support (pyspark with pyspark.ml, boto3: ~3 s here) and, for distributional
+# expectations and rendering, scipy.stats and altair (~3 s). The suite validates a pandas frame
+# with map expectations, so none of them is needed to run it.
+_GE_UNUSED_INTEGRATIONS = ("pyspark", "boto3")
+_GE_DEFERRED = ("scipy.stats", "altair")
+
+
+class _DeferredImports(importlib.abc.MetaPathFinder):
+    """Finds `names` as usual, but executes them on first attribute access (LazyLoader)."""
+
+    def __init__(self, names: Sequence[str]):
+        self._names = set(names)
+
+    def find_spec(self, name, path, target=None):
+        if name not in self._names:
+            return None
+        self._names.discard(name)  # find the real spec without this finder
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
+
+
+def import_great_expectations() -> ModuleType:
+    """`great_expectations`, imported in about half its time: without its Spark and S3
+    integrations (GE's compatibility layer sees them as not installed, in this process only;
+    pyspark and boto3 stay importable for everything else) and with scipy.stats and altair
+    deferred to first use. Called by the suite, and by a run's warm worker at its start."""
+    if "great_expectations" in sys.modules:
+        return sys.modules["great_expectations"]
+    hidden = [m for m in _GE_UNUSED_INTEGRATIONS if m not in sys.modules]
+    finder = _DeferredImports([m for m in _GE_DEFERRED if m not in sys.modules])
+    sys.meta_path.insert(0, finder)
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        return importlib.import_module("great_expectations")
+    finally:
+        sys.meta_path.remove(finder)
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
 
 def _context():
-    import great_expectations as gx
+    gx = import_great_expectations()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
@@ -183,7 +232,7 @@ def _context():
 
 def build_suite(expectations: Sequence[Expectation] = EXPECTATIONS):
     """The GE ExpectationSuite (each expectation's `meta.name` is its stable name)."""
-    import great_expectations as gx
+    gx = import_great_expectations()
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name="toxic_comments_staging")

@@ -18,6 +18,10 @@ from dagster._core.events import EngineEventData
 # it, and Dagster has no public name for the type.
 from dagster._core.execution.retries import RetryMode
 
+# Whether a run's steps share the run worker's process (the write-audit-publish executor warms
+# their heavy imports only then): Dagster exports its executor classes privately.
+from dagster._core.executor.in_process import InProcessExecutor
+
 # The instance config a DAGSTER_HOME's dagster.yaml resolves to, and the serialized form of
 # its configurable classes (tests of the deployments' instance configs): no public API
 # loads dagster.yaml without starting an instance.
@@ -92,6 +96,7 @@ __all__ = [
     "dbt_subset_selection",
     "lean_dbt_cli_resource",
     "EngineEventData",
+    "InProcessExecutor",
     "InstigatorStatus",
     "InstigatorType",
     "RetryMode",

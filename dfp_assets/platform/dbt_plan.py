@@ -27,6 +27,7 @@ from typing import Any
 import dagster as dg
 
 from dfp.settings import environ
+from dfp.warm_imports import WARM_IMPORTS_TAG
 
 PLAN_NAME = "dagster_asset_plan.json"
 #: Bump when the plan's layout changes: older plans are rebuilt.
@@ -188,11 +189,18 @@ def ensure_plan(
         return load_plan(manifest_path, partitions_def)
 
 
-def dbt_multi_asset(name: str, plan: DbtAssetPlan) -> Callable[..., dg.AssetsDefinition]:
+def dbt_multi_asset(
+    name: str, plan: DbtAssetPlan, *, warm_imports: Sequence[str] = ()
+) -> Callable[..., dg.AssetsDefinition]:
     """`dg.multi_asset` of a plan's models, with its tests as checks; subsettable, since a
-    job or the UI may select some models (dbt_events runs just those)."""
+    job or the UI may select some models (dbt_events runs just those). `warm_imports`: what
+    a run's warm worker imports for this step, when the step runs dbt there (dfp.warm_imports)."""
     return dg.multi_asset(
-        name=name, specs=plan.specs, check_specs=plan.check_specs, can_subset=True
+        name=name,
+        specs=plan.specs,
+        check_specs=plan.check_specs,
+        can_subset=True,
+        op_tags={WARM_IMPORTS_TAG: ",".join(warm_imports)} if warm_imports else None,
     )
 
 

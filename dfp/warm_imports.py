@@ -1,0 +1,123 @@
+"""A process that imports the heavy libraries of a run's later steps while its first steps run.
+
+A run worker is a fresh interpreter: a step that needs Great Expectations (9–12 s to import
+here) or dbt (about 5 s) pays that when it starts, on the critical path of the run. Importing
+them in a thread of the run worker would not help much: imports are Python code and hold the
+GIL the first steps need. So a run whose steps share one process starts, at its start, one
+spawned worker process that imports the modules the run's steps name (op tag
+`dfp/warm_imports`), on another core. A step then runs its pure, heavy function there
+(`run_warm(fn, ...)`: module-level function, picklable arguments and result) and gets the
+result back; where no worker runs (a step process of its own, a test, a CLI) or the worker
+died, the function runs in the caller, the same function on the same inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+#: The op tag a step names its heavy imports with (comma-separated module names).
+WARM_IMPORTS_TAG = "dfp/warm_imports"
+
+T = TypeVar("T")
+
+
+def parse_modules(tag_values: Iterable[str | None]) -> list[str]:
+    """The module names of several tag values, in order, each once."""
+    seen: dict[str, None] = {}
+    for value in tag_values:
+        for name in (value or "").split(","):
+            name = name.strip()
+            if name:
+                seen.setdefault(name, None)
+    return list(seen)
+
+
+def _import_all(modules: list[str]) -> dict[str, Any]:
+    """In the worker: import each module (`module:function`: import it, then call the
+    function, e.g. one that imports a library its own way); how long each took, and which
+    failed (the step's function then imports it itself and raises the real error there)."""
+    seconds: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for name in modules:
+        began = time.perf_counter()
+        try:
+            module_name, _, function = name.partition(":")
+            module = importlib.import_module(module_name)
+            if function:
+                getattr(module, function)()
+        except Exception as exc:  # noqa: BLE001 - reported, and raised again where it is used
+            failed[name] = f"{type(exc).__name__}: {exc}"
+        seconds[name] = round(time.perf_counter() - began, 2)
+    return {"seconds": seconds, "failed": failed, "pid": os.getpid()}
+
+
+class WarmWorker:
+    """One spawned process that has imported `modules` (or is importing them)."""
+
+    def __init__(self, modules: list[str]):
+        self.modules = modules
+        self.started = time.monotonic()
+        # spawn: a clean interpreter (a fork of a run worker would copy its threads and
+        # connections); one worker, so steps run in it one after another, as in process.
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.imported: Future = self._pool.submit(_import_all, modules)
+
+    def report(self) -> dict[str, Any] | None:
+        """What the worker imported and in how long; None while it is still importing."""
+        if not self.imported.done():
+            return None
+        try:
+            return self.imported.result()
+        except Exception as exc:  # the worker died before it finished
+            return {"seconds": {}, "failed": {"*": f"{type(exc).__name__}: {exc}"}}
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._pool.submit(fn, *args, **kwargs).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_current: WarmWorker | None = None
+
+
+def start_warm_worker(modules: Iterable[str]) -> WarmWorker | None:
+    """Start this process's warm worker for `modules` (None: nothing to import)."""
+    global _current
+    wanted = list(modules)
+    if not wanted:
+        return None
+    stop_warm_worker()
+    _current = WarmWorker(wanted)
+    return _current
+
+
+def stop_warm_worker() -> None:
+    global _current
+    if _current is not None:
+        _current.close()
+        _current = None
+
+
+def run_warm(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in the warm worker if this process has one, else here."""
+    worker = _current
+    if worker is None:
+        return fn(*args, **kwargs)
+    try:
+        return worker.call(fn, *args, **kwargs)
+    except BrokenProcessPool as exc:
+        # The worker died (e.g. killed for memory): run it here; the step still succeeds.
+        log.warning("the warm worker died (%s): running %s in this process", exc, fn.__name__)
+        stop_warm_worker()
+        return fn(*args, **kwargs)

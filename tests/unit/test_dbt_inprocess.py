@@ -1,0 +1,65 @@
+"""The prepared toxic-comment manifest, retargeted at a run's schemas (dfp.dbt_inprocess)."""
+
+import shutil
+
+import pytest
+
+from dfp.dbt_inprocess import PARTIAL_PARSE_FILE, parsed_manifest
+from dfp.toxic.dbt_build import PROJECT_DIR, dbt_vars, run_manifest
+
+TARGET = PROJECT_DIR / "target"
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    if not (TARGET / PARTIAL_PARSE_FILE).exists():
+        pytest.fail(f"{TARGET / PARTIAL_PARSE_FILE} is missing: run `uv run dfp dbt prepare`")
+    return TARGET
+
+
+def _relations(manifest):
+    sources = {s.unique_id: (s.database, s.schema, s.identifier) for s in manifest.sources.values()}
+    models = {
+        n.unique_id: (n.database, n.schema, n.relation_name)
+        for n in manifest.nodes.values()
+        if n.resource_type == "model"
+    }
+    return sources, models
+
+
+def test_a_run_manifest_names_the_run_schemas_and_the_profile_database(prepared):
+    manifest = run_manifest(
+        dbt_vars("staging__run_ab12", "production__run_ab12", "tc_x"), "dagster"
+    )
+    sources, models = _relations(manifest)
+    assert sources == {
+        "source.toxic_comments.staging.text_comments": ("dagster", "staging__run_ab12", "tc_x")
+    }
+    assert models == {
+        "model.toxic_comments.table_clean": (
+            "dagster",
+            "production__run_ab12",
+            '"dagster"."production__run_ab12"."table_clean"',
+        )
+    }
+
+
+def test_each_run_gets_its_own_copy(prepared):
+    run_manifest(dbt_vars("staging__run_one", "production__run_one"), "dagster")
+    sources, models = _relations(parsed_manifest(prepared))
+    # the prepared defaults (dbt_project.yml's vars), untouched by the run before
+    assert {s[1] for s in sources.values()} == {"staging__main"}
+    assert {m[1] for m in models.values()} == {"production__main"}
+
+
+def test_bad_schema_names_are_refused_before_dbt(prepared):
+    with pytest.raises(ValueError, match="production schema 'x; drop'"):
+        run_manifest(dbt_vars("staging__a", "x; drop"), "dagster")
+
+
+def test_no_prepared_manifest_means_dbt_parses(tmp_path, prepared):
+    assert parsed_manifest(tmp_path) is None
+    shutil.copy(prepared / PARTIAL_PARSE_FILE, tmp_path / PARTIAL_PARSE_FILE)
+    assert parsed_manifest(tmp_path) is not None
+    (tmp_path / PARTIAL_PARSE_FILE).write_bytes(b"\x81\xa8metadata\x81\xabdbt_version\xa60.0.1")
+    assert parsed_manifest(tmp_path) is None  # another dbt's: not trusted
