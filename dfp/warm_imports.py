@@ -88,30 +88,38 @@ class WarmWorker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-_current: WarmWorker | None = None
+#: At most this many workers per run (a group beyond shares the last one's process): the
+#: run's own steps need a core too.
+MAX_WORKERS = 2
+
+_workers: dict[str, WarmWorker] = {}
 
 
-def start_warm_worker(modules: Iterable[str]) -> WarmWorker | None:
-    """Start this process's warm worker for `modules` (None: nothing to import)."""
-    global _current
-    wanted = list(modules)
-    if not wanted:
-        return None
-    stop_warm_worker()
-    _current = WarmWorker(wanted)
-    return _current
+def start_warm_workers(groups: Iterable[str | None]) -> list[WarmWorker]:
+    """Start this process's warm workers: one per group (a `dfp/warm_imports` tag value,
+    the modules one step's heavy function needs), so the groups import in parallel."""
+    stop_warm_workers()
+    wanted = [g for g in dict.fromkeys(groups) if g and parse_modules([g])]
+    started: list[WarmWorker] = []
+    for i, group in enumerate(wanted):
+        if i < MAX_WORKERS:
+            started.append(WarmWorker(parse_modules([group])))
+        else:  # shares the last worker, which imports it after its own
+            started[-1]._pool.submit(_import_all, parse_modules([group]))
+        _workers[group] = started[min(i, MAX_WORKERS - 1)]
+    return started
 
 
-def stop_warm_worker() -> None:
-    global _current
-    if _current is not None:
-        _current.close()
-        _current = None
+def stop_warm_workers() -> None:
+    for worker in set(_workers.values()):
+        worker.close()
+    _workers.clear()
 
 
-def run_warm(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """`fn(*args, **kwargs)` in the warm worker if this process has one, else here."""
-    worker = _current
+def run_warm(group: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in the warm worker of `group` (the step's `dfp/warm_imports`
+    tag value) if this process has one, else here."""
+    worker = _workers.get(group)
     if worker is None:
         return fn(*args, **kwargs)
     try:
@@ -119,5 +127,7 @@ def run_warm(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except BrokenProcessPool as exc:
         # The worker died (e.g. killed for memory): run it here; the step still succeeds.
         log.warning("the warm worker died (%s): running %s in this process", exc, fn.__name__)
-        stop_warm_worker()
+        for key in [k for k, w in _workers.items() if w is worker]:
+            del _workers[key]
+        worker.close()
         return fn(*args, **kwargs)

@@ -6,7 +6,7 @@ Loaded by dbt steps, `dfp dbt prepare` and a stale plan, never by loading the de
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,59 +61,36 @@ def cli(project_dir: Path) -> DbtCliResource:
     )
 
 
-class InProcessDbtCli:
-    """`DbtCliResource.cli`'s shape (what `dbt_events` calls) over dbt-core's Python API:
-    `run(args)` gives a `dfp.dbt_inprocess.DbtRun` (e.g. a build on the prepared manifest, in
-    dfp's warm worker); its events are turned into Dagster's by dagster-dbt's own translation,
-    as from dagster-dbt's subprocess."""
+def dbt_run_events(
+    run: Any, manifest: Mapping[str, Any], translator: DagsterDbtTranslator, target_path: Path
+) -> list[Any]:
+    """The Dagster events (op form, as `DbtCliInvocation.stream()` gives them without a
+    context) of a dbt run made through dbt's Python API (`dfp.dbt_inprocess.DbtRun`), by
+    dagster-dbt's own translation; dbt's log lines (info and up) echoed to stdout, as
+    dagster-dbt does with its subprocess's."""
+    from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-    def __init__(self, project_dir: Path, run: Callable[[list[str]], Any]):
-        self._project_dir = project_dir
-        self._run = run
-
-    def cli(
-        self,
-        args: Sequence[str],
-        *,
-        manifest: Mapping[str, Any],
-        dagster_dbt_translator: DagsterDbtTranslator,
-        target_path: Path,
-    ) -> InProcessDbtInvocation:
-        location = [
-            *("--project-dir", str(self._project_dir)),
-            *("--profiles-dir", str(self._project_dir)),
-            *("--target-path", str(target_path), "--log-path", str(target_path)),
-        ]
-        run = self._run([*args, *location])
-        return InProcessDbtInvocation(run, manifest, dagster_dbt_translator, target_path)
-
-
-class InProcessDbtInvocation:
-    def __init__(self, run: Any, manifest: Mapping[str, Any], translator: Any, target_path: Path):
-        self._run, self._manifest = run, manifest
-        self._translator, self._target_path = translator, target_path
-
-    def stream(self) -> Iterator[Any]:
-        """The Dagster events of the build's results; dbt's log lines (info and up) echoed
-        to stdout, as dagster-dbt does; dagster-dbt's error when the build failed."""
-        from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
-        from dagster_dbt.errors import DagsterDbtCliRuntimeError
-
-        for raw in self._run.events:
-            event = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
-            if raw["info"].get("level") in ("info", "warn", "error") and raw["info"].get("msg"):
-                sys.stdout.write(str(event) + "\n")
-            yield from event.to_default_asset_events(
-                manifest=self._manifest,
-                dagster_dbt_translator=self._translator,
-                target_path=self._target_path,
+    events: list[Any] = []
+    for raw in run.events:
+        event = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
+        if raw["info"].get("level") in ("info", "warn", "error") and raw["info"].get("msg"):
+            sys.stdout.write(str(event) + "\n")
+        events.extend(
+            event.to_default_asset_events(
+                manifest=manifest, dagster_dbt_translator=translator, target_path=target_path
             )
-        sys.stdout.flush()
-        if not self._run.success:
-            errors = "\n".join(self._run.error_messages())
-            cause = f"\n{self._run.exception}" if self._run.exception else ""
-            raise DagsterDbtCliRuntimeError(
-                description=f"dbt {' '.join(self._run.args[:1])} (in process) failed"
-                + (f":\n{errors}" if errors else "")
-                + cause
-            )
+        )
+    sys.stdout.flush()
+    return events
+
+
+def dbt_run_failure(run: Any) -> str | None:
+    """Why the run failed (dbt's error lines and exception), or None if it succeeded."""
+    if run.success:
+        return None
+    errors = "\n".join(run.error_messages())
+    return (
+        f"dbt {run.args[0] if run.args else ''} failed"
+        + (f":\n{errors}" if errors else "")
+        + (f"\n{run.exception}" if run.exception else "")
+    )

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,49 @@ def dbt_multi_asset(
     )
 
 
+def dbt_selection(
+    context: dg.AssetExecutionContext, manifest: Mapping[str, Any], translator: Callable[[], Any]
+) -> tuple[list[str], str | None]:
+    """The `--select` arguments and DBT_INDIRECT_SELECTION for the models and tests this step
+    selected: none when it selected all of them (a whole build; no dagster-dbt needed), else
+    dagster-dbt's own for the subset (`translator()` makes its translator)."""
+    assets = context.assets_def
+    if set(context.selected_asset_keys) == set(assets.keys) and set(
+        context.selected_asset_check_keys
+    ) == set(assets.check_keys):
+        return [], None
+    from dfp_assets.platform.dagster_private import dbt_subset_selection
+
+    return dbt_subset_selection(
+        context, manifest, translator(), os.getenv("DBT_INDIRECT_SELECTION")
+    )
+
+
+def step_results(
+    context: dg.AssetExecutionContext, events: Iterable[Any]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
+    """dagster-dbt's events (op form) as the results of this multi-asset's specs; a test dbt
+    ran by its indirect selection but this step did not select is logged, not reported."""
+    selected_checks = context.selected_asset_check_keys
+    for event in events:
+        if isinstance(event, dg.AssetMaterialization):
+            yield dg.MaterializeResult(asset_key=event.asset_key, metadata=event.metadata)
+        elif isinstance(event, dg.AssetCheckEvaluation):
+            key = dg.AssetCheckKey(event.asset_key, event.check_name)
+            if key in selected_checks:
+                yield dg.AssetCheckResult(
+                    asset_key=event.asset_key,
+                    check_name=event.check_name,
+                    passed=event.passed,
+                    severity=event.severity,
+                    metadata=event.metadata,
+                )
+            else:
+                context.log.info(f"dbt test {key.to_user_string()} ran outside the selection")
+        else:
+            yield event
+
+
 def dbt_events(
     context: dg.AssetExecutionContext,
     invoke: Callable[..., Any],
@@ -220,11 +263,7 @@ def dbt_events(
     plan was made from. The selection (`--select`, indirect test
     selection) is dagster-dbt's own for the step's subset; its model and test events come
     back as the results of this multi-asset's specs."""
-    from dfp_assets.platform.dagster_private import dbt_subset_selection
-
-    selection, indirect = dbt_subset_selection(
-        context, manifest, translator, os.getenv("DBT_INDIRECT_SELECTION")
-    )
+    selection, indirect = dbt_selection(context, manifest, lambda: translator)
     variables = {**(env or {}), **({"DBT_INDIRECT_SELECTION": indirect} if indirect else {})}
     with environ(**variables):  # dagster-dbt copies os.environ into the subprocess here
         invocation = invoke(
@@ -233,21 +272,4 @@ def dbt_events(
             dagster_dbt_translator=translator,
             **cli_kwargs,
         )
-    selected_checks = context.selected_asset_check_keys
-    for event in invocation.stream():
-        if isinstance(event, dg.AssetMaterialization):
-            yield dg.MaterializeResult(asset_key=event.asset_key, metadata=event.metadata)
-        elif isinstance(event, dg.AssetCheckEvaluation):
-            key = dg.AssetCheckKey(event.asset_key, event.check_name)
-            if key in selected_checks:
-                yield dg.AssetCheckResult(
-                    asset_key=event.asset_key,
-                    check_name=event.check_name,
-                    passed=event.passed,
-                    severity=event.severity,
-                    metadata=event.metadata,
-                )
-            else:  # run by dbt's indirect selection, not asked for by this step
-                context.log.info(f"dbt test {key.to_user_string()} ran outside the selection")
-        else:
-            yield event
+    yield from step_results(context, invocation.stream())

@@ -26,9 +26,8 @@ from dfp.lake.lakefs_client import LakeFSError
 from dfp.warm_imports import (
     WARM_IMPORTS_TAG,
     WarmWorker,
-    parse_modules,
-    start_warm_worker,
-    stop_warm_worker,
+    start_warm_workers,
+    stop_warm_workers,
 )
 from dfp_assets.platform.dagster_private import EngineEventData, InProcessExecutor, RetryMode
 from dfp_resources.lakefs import LakeFSResource
@@ -147,39 +146,37 @@ class WriteAuditPublishExecutor(dg.Executor):
     def step_dependency_config(self):
         return self._inner.step_dependency_config
 
-    def _warm_imports(self, execution_plan) -> WarmWorker | None:
-        """Steps sharing this process: a worker process imports their declared heavy modules
-        (op tag `dfp/warm_imports`) while the first steps run, and runs their heavy part."""
+    def _warm_imports(self, execution_plan) -> list[WarmWorker]:
+        """Steps sharing this process: worker processes import their declared heavy modules
+        (op tag `dfp/warm_imports`) while the first steps run, and run their heavy part."""
         if not isinstance(self._inner, InProcessExecutor):
-            return None  # each step has a process of its own, importing what it needs
+            return []  # each step has a process of its own, importing what it needs
         steps = execution_plan.get_steps_to_execute_in_topo_order()
-        return start_warm_worker(
-            parse_modules((step.tags or {}).get(WARM_IMPORTS_TAG) for step in steps)
-        )
+        return start_warm_workers((step.tags or {}).get(WARM_IMPORTS_TAG) for step in steps)
 
-    def _warmed(self, plan_context, worker: WarmWorker | None) -> Iterator[dg.DagsterEvent]:
-        report = worker.report() if worker is not None else None
-        if report is None:
-            return
-        shown = ", ".join(f"{m} {s:.1f}s" for m, s in report["seconds"].items())
-        failed = "; ".join(f"{m}: {e}" for m, e in report["failed"].items())
-        yield dg.DagsterEvent.engine_event(
-            plan_context,
-            f"warm worker (pid {report.get('pid', '?')}) imported while the first steps ran: "
-            + shown
-            + (f" (failed, left to the steps: {failed})" if failed else ""),
-            EngineEventData({"warm_imports": shown}),
-        )
+    def _warmed(self, plan_context, workers: list[WarmWorker]) -> Iterator[dg.DagsterEvent]:
+        for worker in workers:
+            report = worker.report()
+            if report is None:
+                continue
+            shown = ", ".join(f"{m} {s:.1f}s" for m, s in report["seconds"].items())
+            failed = "; ".join(f"{m}: {e}" for m, e in report["failed"].items())
+            yield dg.DagsterEvent.engine_event(
+                plan_context,
+                f"warm worker (pid {report.get('pid', '?')}) imported while the first steps "
+                f"ran: {shown}" + (f" (failed, left to the steps: {failed})" if failed else ""),
+                EngineEventData({"warm_imports": shown}),
+            )
 
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
         warming = self._warm_imports(execution_plan)
         try:
             yield from self._execute(plan_context, execution_plan, warming)
         finally:
-            stop_warm_worker()
+            stop_warm_workers()
 
     def _execute(
-        self, plan_context, execution_plan, warming: WarmWorker | None
+        self, plan_context, execution_plan, warming: list[WarmWorker]
     ) -> Iterator[dg.DagsterEvent]:
         run = plan_context.dagster_run
         target = run.tags.get(PARTITION_TAG)

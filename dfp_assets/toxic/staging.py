@@ -101,11 +101,15 @@ def build_comments_tokenized(read_comments: ReadComments) -> dg.AssetsDefinition
 comments_tokenized = build_comments_tokenized(read_comments)
 
 
+#: What the staging checks' warm worker imports (dfp.warm_imports): Great Expectations.
+GE_WARM_IMPORTS = "dfp.toxic.expectations:import_great_expectations"
+
+
 @dg.multi_asset_check(
     specs=staging_check_specs(TOKENIZED_ASSET),
     name="comments_tokenized_checks",
     # Great Expectations takes 5-10 s to import: done while the run's first steps run.
-    op_tags={WARM_IMPORTS_TAG: "dfp.toxic.expectations:import_great_expectations"},
+    op_tags={WARM_IMPORTS_TAG: GE_WARM_IMPORTS},
     description="The Great Expectations staging suite on the text_comments this run wrote "
     "(the branch's when the run wrote none), read back from Postgres.",
 )
@@ -114,7 +118,9 @@ def comments_tokenized_checks(
 ):
     schema = postgres_staging.read_schema(context, STAGING_FAMILY)
     # In the run's warm worker, which imported Great Expectations while earlier steps ran.
-    suite = run_warm(validate_staging_table, postgres_staging.dsn(), schema, STAGING_TABLE)
+    suite = run_warm(
+        GE_WARM_IMPORTS, validate_staging_table, postgres_staging.dsn(), schema, STAGING_TABLE
+    )
     failed = ", ".join(r.name for r in suite.failures()) or "none"
     context.log.info(
         f"Great Expectations on {schema}.{STAGING_TABLE}: {suite.row_count:,} rows, "

@@ -6,11 +6,12 @@ import os
 import pytest
 
 from dfp.warm_imports import (
+    MAX_WORKERS,
     WARM_IMPORTS_TAG,
     parse_modules,
     run_warm,
-    start_warm_worker,
-    stop_warm_worker,
+    start_warm_workers,
+    stop_warm_workers,
 )
 from dfp_assets.definitions import defs
 from dfp_assets.platform.dagster_private import InProcessExecutor, RetryMode
@@ -21,7 +22,7 @@ from dfp_resources.lakefs import LakeFSResource
 @pytest.fixture(autouse=True)
 def _no_worker_left():
     yield
-    stop_warm_worker()
+    stop_warm_workers()
 
 
 def test_tag_values_give_each_module_once_in_order():
@@ -30,10 +31,13 @@ def test_tag_values_give_each_module_once_in_order():
 
 def test_the_cdc_job_warms_great_expectations_then_dbt():
     job = defs.resolve_job_def("apply_comment_changes")
-    modules = parse_modules(n.tags.get(WARM_IMPORTS_TAG) for n in job.nodes_in_topological_order)
-    # its check step runs before dbt's
-    assert modules[0] == "dfp.toxic.expectations:import_great_expectations"
-    assert {"dbt.cli.main", "dbt.adapters.postgres"} <= set(modules)
+    groups = [n.tags.get(WARM_IMPORTS_TAG) for n in job.nodes_in_topological_order]
+    groups = [g for g in groups if g]
+    # its check step runs before dbt's; each has a worker of its own
+    assert groups[0] == "dfp.toxic.expectations:import_great_expectations"
+    assert {"dbt.cli.main", "dbt.adapters.postgres", "dagster_dbt"} <= set(
+        parse_modules(groups[1:])
+    )
 
 
 def _probe(path: str) -> tuple[int, bool]:
@@ -50,8 +54,9 @@ def test_functions_run_in_the_worker_that_imported_the_modules(tmp_path, monkeyp
     )
     (tmp_path / "dfp_warm_probe_bad.py").write_text("raise RuntimeError('broken on purpose')\n")
     monkeypatch.syspath_prepend(str(tmp_path))  # spawn hands the worker this sys.path
-    worker = start_warm_worker(["dfp_warm_probe_bad", "dfp_warm_probe_ok:warm"])
-    pid, imported = run_warm(_probe, str(tmp_path))
+    group = "dfp_warm_probe_bad,dfp_warm_probe_ok:warm"
+    (worker,) = start_warm_workers([group, None, group])
+    pid, imported = run_warm(group, _probe, str(tmp_path))
     assert pid != os.getpid() and imported
     worker.imported.result(timeout=120)
     report = worker.report()
@@ -61,20 +66,19 @@ def test_functions_run_in_the_worker_that_imported_the_modules(tmp_path, monkeyp
 
 
 def test_without_a_worker_functions_run_here():
-    stop_warm_worker()
-    assert run_warm(_probe, "/nowhere")[0] == os.getpid()
-    assert start_warm_worker([]) is None
+    assert start_warm_workers([None, ""]) == []
+    assert run_warm("json", _probe, "/nowhere")[0] == os.getpid()
 
 
 def test_a_dead_worker_falls_back_to_this_process(monkeypatch):
     monkeypatch.setenv("DFP_WARM_TEST_PARENT", str(os.getpid()))
-    start_warm_worker(["json"])
-    # the worker dies running a function: the caller runs it itself
-    assert run_warm(os.getpid) != os.getpid()
+    start_warm_workers(["json"])
+    assert run_warm("json", os.getpid) != os.getpid()
+    assert run_warm("csv", os.getpid) == os.getpid()  # no worker of that group
     with pytest.raises(SystemExit):
         # it kills the worker; the fallback runs it here, where it raises SystemExit
-        run_warm(_exit_here_instead)
-    assert run_warm(os.getpid) == os.getpid()  # no worker any more
+        run_warm("json", _exit_here_instead)
+    assert run_warm("json", os.getpid) == os.getpid()  # no worker any more
 
 
 def _exit_here_instead() -> None:
@@ -103,10 +107,16 @@ class _StepProcessExecutor(InProcessExecutor.__mro__[1]):  # a dg.Executor, as m
 def test_only_runs_whose_steps_share_a_process_start_a_worker():
     lakefs = LakeFSResource(endpoint="http://127.0.0.1:1", access_key_id="k", secret_access_key="s")
     shared = WriteAuditPublishExecutor(InProcessExecutor(RetryMode.DISABLED), lakefs)
-    worker = shared._warm_imports(_Plan())
-    assert worker is not None and worker.modules == ["json", "csv"]
+    workers = shared._warm_imports(_Plan())
+    assert [w.modules for w in workers] == [["json"], ["csv"]]  # one per step, in parallel
     own = WriteAuditPublishExecutor(_StepProcessExecutor(), lakefs)
-    assert own._warm_imports(_Plan()) is None
+    assert own._warm_imports(_Plan()) == []
+
+
+def test_groups_beyond_the_limit_share_the_last_worker():
+    workers = start_warm_workers(["json", "csv", "tabnanny"])
+    assert len(workers) == MAX_WORKERS == 2
+    assert run_warm("tabnanny", os.getpid) == run_warm("csv", os.getpid) != os.getpid()
 
 
 _LEAN_GE_PROBE = """
