@@ -113,10 +113,16 @@ class FeastResource(dg.ConfigurableResource):
             yield store
 
     def publisher(self) -> online_publish.FeastOnlinePublisher:
-        """Publishes runs' online projects with their merge (drops what they replaced)."""
+        """Publishes runs' online projects with their merge (drops what they replaced). The
+        executor holds the resource the code location was loaded with; the store is the one
+        the settings give runs now (`resource_run_config`), as the lakeFS client is."""
+        from dfp.settings import load_settings
+        from dfp_resources.environment import build_resources
+
+        current = build_resources(load_settings())["feast"].process_config_and_initialize()
         return online_publish.FeastOnlinePublisher(
-            self.online_settings(),
-            self.registry_dir(),
+            current.online_settings(),
+            current.registry_dir(),
             lambda: LakeFSClient(LakeFSSettings.from_env()),
         )
 
