@@ -26,8 +26,9 @@ from dfp.settings import LakeFSSettings
 
 class FeastResource(dg.ConfigurableResource):
     """Registries and SQLite online files under `home`; the online store is `online`:
-    sqlite (default, embedded, one file per branch) or redis (`redis_url`, a secret given as
-    dg.EnvVar("DFP_REDIS_URL"); keys carry the branch's Feast project). `offline_engine`
+    sqlite (default, embedded, one file per Feast project) or redis (`redis_url`, a secret
+    given as dg.EnvVar("DFP_REDIS_URL"); keys carry the Feast project). A branch serves the
+    project its published pointer names (`store`). `offline_engine`
     (DFP_FEAST_OFFLINE) is the offline store of the point-in-time join: Feast's DuckDB store
     (default) or its file (Dask) store, kept for comparison."""
 

@@ -290,7 +290,7 @@ class S3Gateway(BaseModel):
 
 
 class SqliteOnline(BaseModel):
-    """Feast's SQLite online store: one database file per branch under `directory`."""
+    """Feast's SQLite online store: one database file per Feast project under `directory`."""
 
     model_config = ConfigDict(frozen=True)
 
