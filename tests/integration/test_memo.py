@@ -7,7 +7,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from dfp.kronodroid import online_reuse
+from dfp.kronodroid import online_publish, online_reuse
 from dfp.kronodroid.features import online_features
 from dfp.kronodroid.synthetic import write_release_files
 from dfp.kronodroid.training import TRAINING_SET_OBJECT
@@ -127,6 +127,11 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
     again = _metadata(train_model(instance, "exp-same", {**FAST, "epochs": 4}))
     assert "reused_from_run" in again["training_set"]
     assert again["feast_online"]["online_rows_from"].startswith("kept")
+    # Kept twice: no project but the one main published (and exp-same's pointer names).
+    served = online_publish.read_pointer(lakefs, "exp-same")
+    assert served == online_publish.read_pointer(lakefs, "main")
+    projects = online_publish.list_projects(feast.online_settings(), lakefs.repository)
+    assert projects == [served.project]
     assert "reused_from_run" not in again["malware_model"]
     assert again["malware_model"]["model_digest"] != built["malware_model"]["model_digest"]
 
