@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dfp.kronodroid import online_publish
 from dfp.settings import get_settings
 from dfp_assets.kronodroid.automation import dfp_automation_sensor, lakefs_commit_sensor
 from dfp_assets.kronodroid.comparison import branch_comparison
@@ -108,8 +109,11 @@ defs = dg.Definitions(
     executor=lakefs_wap_executor(
         resources["lakefs"],
         default_mode=get_settings().executor(),
-        # Runs' Postgres run schemas publish with their lakeFS merge.
-        participants={"postgres": resources["postgres_staging"]},
+        # Runs' Postgres run schemas and online projects publish with their lakeFS merge.
+        participants={
+            "postgres": resources["postgres_staging"],
+            online_publish.SYSTEM: resources["feast"],
+        },
         # A multiprocess run's steps fork from a process that loaded these definitions once,
         # instead of each step importing dagster, pandas and the definitions anew (3-4 s each).
         preload_modules=["dfp_assets.definitions"],

@@ -290,7 +290,7 @@ class S3Gateway(BaseModel):
 
 
 class SqliteOnline(BaseModel):
-    """Feast's SQLite online store: one database file per branch under `directory`."""
+    """Feast's SQLite online store: one database file per Feast project under `directory`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -342,6 +342,11 @@ class RedisOnline(BaseModel):
                 "(`dfp stack up`) or set it in the environment"
             )
         return cls(url=url)
+
+    def server(self) -> str:
+        """`host:port` of `url`, for messages (no user or password)."""
+        parts = urllib.parse.urlsplit(self.url.get_secret_value())
+        return f"{parts.hostname}:{parts.port}"
 
     def connection_string(self) -> str:
         """Feast's `host:port,password=...,db=...` form of `url`."""
@@ -477,11 +482,13 @@ def feature_store(
     offline_engine: OfflineEngine = "duckdb",
     registry_cache_ttl_s: int = 60,
     online_write_batch_size: int | None = 10_000,
+    project: str | None = None,
 ) -> FeatureStore:
     """A Feast store for `branch` of lakeFS `repository`, configured in code.
 
-    - project `branch_project(repository, branch)`; registry file
-      `<registry_dir>/<project>.db` (one per branch);
+    - project `project`, by default `branch_project(repository, branch)` (a run writes a
+      project of its own, see `dfp.kronodroid.online_publish`); registry file
+      `<registry_dir>/<project>.db` (one per project);
     - offline: Feast's `offline_engine` store ("duckdb" or "file", see `historical_features`)
       over `offline_path`, by default the branch's exported table
       `offline_uri(repository, branch)` on lakeFS;
@@ -490,7 +497,7 @@ def feature_store(
     """
     from feast.repo_config import RepoConfig
 
-    project = branch_project(repository, branch)
+    project = project or branch_project(repository, branch)
     source = offline_source(offline_path or offline_uri(repository, branch), s3)
     registry_dir = registry_dir.resolve()
     registry_dir.mkdir(parents=True, exist_ok=True)

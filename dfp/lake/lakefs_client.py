@@ -307,6 +307,15 @@ class LakeFSClient:
         except _api_exception() as exc:
             raise _api_error(f"read {self.repository}/{ref}/{path}", exc) from exc
 
+    def read_if_exists(self, ref: str, path: str) -> bytes | None:
+        """`read`, or None when `path` is not on `ref` (any other failure raises)."""
+        try:
+            return bytes(self.objects.get_object(self.repository, ref, path))
+        except _not_found():
+            return None
+        except _api_exception() as exc:
+            raise _api_error(f"read {self.repository}/{ref}/{path}", exc) from exc
+
     def list_objects(self, ref: str, prefix: str = "") -> Iterator[ObjectInfo]:
         after = ""
         while True:

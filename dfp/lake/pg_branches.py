@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from dfp.lake import outages
 
 SEPARATOR = "__"
 #: Postgres truncates identifiers to 63 bytes (NAMEDATALEN - 1): stay within it.
@@ -116,10 +117,9 @@ def parse_run_schema(schema: str) -> tuple[str, str] | None:
 
 
 # -- Postgres ------------------------------------------------------------------------------
-#: Connection attempts Postgres gets before an operation fails (backoff 0.5 s, doubling: about
-#: 30 s in all), so a Postgres restart during a run is ridden out and a dead one fails bounded.
-CONNECT_RETRIES = 6
-_BACKOFF_S = 0.5
+#: Connection attempts Postgres gets before an operation fails (see dfp.lake.outages), so a
+#: Postgres restart during a run is ridden out and a dead one fails bounded.
+CONNECT_RETRIES = outages.RETRIES
 #: libpq's words for a server that is not there (yet, or any more): worth another attempt.
 #: Anything else (a wrong password, a missing database) fails at once.
 _UNREACHABLE = (
@@ -138,7 +138,7 @@ _UNREACHABLE = (
 )
 
 
-class PostgresUnavailable(RuntimeError):
+class PostgresUnavailable(outages.ServiceUnavailable):
     """Postgres could not be reached or went away during an operation; the message names
     the server (never its password) and the operation."""
 
@@ -160,9 +160,7 @@ def _server_of(conn: Any) -> str:
     return f"{info.host}:{info.port}/{info.dbname}"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
+_first_line = outages.first_line
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -181,21 +179,14 @@ def connect(url: str, operation: str = "connect", retries: int = CONNECT_RETRIES
     PostgresUnavailable names it and `operation`."""
     import psycopg2
 
-    delay = _BACKOFF_S
-    for attempt in range(retries + 1):
-        try:
-            return psycopg2.connect(_libpq_url(url), connect_timeout=10)
-        except psycopg2.OperationalError as exc:
-            if not _is_unreachable(exc):
-                raise
-            if attempt == retries:
-                raise PostgresUnavailable(
-                    f"Postgres at {server_name(url)} is unreachable: {operation} failed "
-                    f"after {retries} connection retries: {_first_line(exc)}"
-                ) from exc
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")  # the loop returns or raises
+    return outages.with_retries(
+        lambda: psycopg2.connect(_libpq_url(url), connect_timeout=10),
+        unreachable=lambda exc: isinstance(exc, psycopg2.OperationalError) and _is_unreachable(exc),
+        error=PostgresUnavailable,
+        server=f"Postgres at {server_name(url)}",
+        operation=operation,
+        retries=retries,
+    )
 
 
 @contextmanager

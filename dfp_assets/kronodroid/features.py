@@ -3,8 +3,9 @@ point-in-time training set. Thin glue over `dfp.kronodroid.features` and `dfp.kr
 
 Under write-audit-publish the offline table and the training set are written on the run
 branch and published by its merge; the branch's registry always names the branch's own
-offline path. The online store is not versioned by lakeFS: `feast_online` writes the
-partition branch's keys when it runs (after the mart's blocking dbt tests passed).
+offline path. The online store is not versioned by lakeFS: `feast_online` writes a project of
+the run's own and a pointer to it on the run branch, which the merge publishes
+(`dfp.kronodroid.online_publish`); until then the branch serves what it served before.
 """
 
 import io
@@ -13,12 +14,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from dfp.kronodroid import online_reuse
+from dfp.kronodroid import online_publish, online_reuse
 from dfp.kronodroid.features import (
     EARLIEST_EVENT,
     ENTITY_KEYS,
@@ -42,10 +44,11 @@ from dfp.kronodroid.training import (
     build_training_set,
     training_set_digest,
 )
-from dfp.lake import memo
+from dfp.lake import memo, wap
 from dfp.lake.iceberg import BranchTables
 from dfp_assets.platform.partitions import branch_asset
 from dfp_assets.platform.step import BranchStep, branch_step, reuse_allowed
+from dfp_assets.platform.wap_executor import register_staged
 from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
@@ -122,7 +125,7 @@ def feast_registry(
             step.record(
                 [OFFLINE_OBJECT, OFFLINE_DIGEST_OBJECT], {**lineage, "dagster/row_count": rows}
             )
-        store = feast.store(client, branch)
+        store = feast.branch_store(client, branch)
         definitions = apply_definitions(store)
         version = registry_version(store)
         # Allow-empty: the same mart exports the same bytes (a branch rebuilt with no change).
@@ -168,7 +171,8 @@ def _window(config: FeastOnlineConfig, run_started: datetime) -> tuple[datetime,
     code_version=FEAST_ONLINE_CODE_VERSION,
     deps=[feast_registry],
     description="The branch's online store (SQLite embedded, Redis for real), materialized "
-    "over a window Dagster passes in.",
+    "over a window Dagster passes in into a project of the run's own, served once the run "
+    "publishes its pointer.",
 )
 def feast_online(
     context: dg.AssetExecutionContext,
@@ -179,50 +183,34 @@ def feast_online(
     run = context.instance.get_run_record_by_id(context.run.run_id)
     started = run.start_time if run and run.start_time else datetime.now(UTC).timestamp()
     start, end = _window(config, datetime.fromtimestamp(started, tz=UTC))
-    kind = feast.online_settings().kind
-    with (
-        branch_step(context, lakefs) as step,
-        feast.run_store(step.client, step.branch, step.run_branch) as store,
-    ):
-        digest = read_offline_digest(step.client, step.run_branch)  # None: materialize
-        import pyarrow.compute as pc
-
-        entities = read_offline(store, [*ENTITY_KEYS, "event_timestamp"])
-        stamps = entities.column("event_timestamp")
-        # A window holding every row gives the same online rows whatever its exact ends.
-        complete = entities.num_rows == 0 or (
-            start <= pc.min(stamps).as_py() and pc.max(stamps).as_py() <= end
+    online = feast.online_settings()
+    with branch_step(context, lakefs) as step:
+        repository = step.client.repository
+        project = online_publish.run_project(repository, step.branch, step.run_id)
+        # What the branch serves now (the run branch starts at the branch's head).
+        served = feast.store(step.client, step.branch, ref=step.run_branch).project
+        outcome = online_publish.with_online_retries(
+            online,
+            f"feast_online writing project {project} of {step.branch}",
+            lambda: _write_online(step, feast, project, served, start, end),
         )
-        state = dict(
-            project=store.project,
-            offline_digest=digest or "",
-            window_start=start,
-            window_end=end,
-            complete=complete,
-            rows=entities.num_rows,
-            run_id=context.run.run_id,
-        )
-        began = time.monotonic()
-        # The version is recorded whatever happens: the memo says where these rows are.
-        step.version = memo.input_version(FEAST_ONLINE_CODE_VERSION, digest, kind)
-        reused = _reuse_online(step, feast, store, digest, complete, entities)
-        if reused is None:
-            online_reuse.clear_state(store)  # rows are about to change: no longer a source
-            materialize(store, start, end)
-            online_reuse.write_state(store, _online_state(**state))
-        else:
-            online_reuse.write_state(store, _online_state(**{**state, "run_id": reused["run"]}))
-        seconds = time.monotonic() - began
-        # No outputs in lakeFS: the memo says which branch's project holds these rows.
-        step.record([], {"branch": step.branch})
-        # Allow-empty: the memo is unchanged when the same branch is refreshed.
+        rewritten = outcome.published != served
+        if rewritten:
+            pointer = online_publish.OnlinePointer(
+                project=outcome.published, run_id=step.run_id, kind=online.kind
+            )
+            online_publish.write_pointer(step.client, step.run_branch, pointer)
+        # No rows in lakeFS: the memo says which branch's project holds these rows.
+        step.record([], {"branch": step.branch, "feast_project": outcome.published})
+        # Allow-empty: the memo and pointer are unchanged when the same branch is refreshed.
         step.commit(f"feast online store of {step.branch}")
+    reused = outcome.reused
     shown = (
-        {"materialize_seconds": round(seconds, 2)}
+        {"materialize_seconds": round(outcome.seconds, 2)}
         if reused is None
         else {
             "online_rows_from": reused["how"],
-            "reuse_seconds": round(seconds, 2),
+            "reuse_seconds": round(outcome.seconds, 2),
             "reused_from_run": reused["run"],
         }
     )
@@ -232,21 +220,97 @@ def feast_online(
             {
                 "window_start": start.isoformat(),
                 "window_end": end.isoformat(),
-                "online_store": kind,
-                "feast_project": branch_project(lakefs.repository, step.branch),
-                "offline_digest": digest or "",
-                "dagster/row_count": entities.num_rows,
+                "online_store": online.kind,
+                "feast_project": outcome.published,
+                "offline_digest": outcome.digest or "",
+                "dagster/row_count": outcome.rows,
                 **shown,
-            }
+            },
+            wrote=online_publish.POINTER_OBJECT if rewritten else None,
         )
     )
+
+
+@dataclass
+class _OnlineOutcome:
+    published: str  # the project the branch serves once the run publishes
+    digest: str | None
+    rows: int
+    seconds: float
+    reused: dict[str, str] | None
+
+
+def _write_online(
+    step: BranchStep,
+    feast: FeastResource,
+    project: str,
+    served: str,
+    start: datetime,
+    end: datetime,
+) -> _OnlineOutcome:
+    """Fill the run's own `project` (materialize, or copy another branch's rows), or keep the
+    `served` one when it already holds this offline table's rows. Safe to repeat: `project`
+    is this run's alone and starts empty."""
+    import pyarrow.compute as pc
+
+    context, kind = step.context, feast.online_settings().kind
+    with feast.run_store(step.client, step.branch, step.run_branch, project=project) as store:
+        digest = read_offline_digest(step.client, step.run_branch)  # None: materialize
+        entities = read_offline(store, [*ENTITY_KEYS, "event_timestamp"])
+        stamps = entities.column("event_timestamp")
+        # A window holding every row gives the same online rows whatever its exact ends.
+        complete = entities.num_rows == 0 or (
+            start <= pc.min(stamps).as_py() and pc.max(stamps).as_py() <= end
+        )
+        began = time.monotonic()
+        # The version is recorded whatever happens: the memo says where these rows are.
+        step.version = memo.input_version(FEAST_ONLINE_CODE_VERSION, digest, kind)
+        own = feast.store(step.client, step.branch, ref=step.run_branch)
+        if _keeps(step, own, digest, complete):
+            context.log.info(f"online rows of {served} are this offline table's: kept")
+            state = online_reuse.read_state(own)
+            reused = {"how": f"kept ({served})", "run": state.run_id if state else ""}
+            # Applying the run store's definitions made the (empty) SQLite file of `project`.
+            online_publish.drop_project(feast.online_settings(), project)
+            return _OnlineOutcome(served, digest, entities.num_rows, _since(began), reused)
+        # The run's project is staged before any row is written: a run that does not
+        # publish drops it, the orphan sweep finds it if the run is killed.
+        register_staged(context, wap.Staged(online_publish.SYSTEM, project, served))
+        online_publish.register_project(feast.online_settings(), project)
+        reused = _copy_online(step, feast, store, digest, complete, entities)
+        if reused is None:
+            online_reuse.clear_state(store)
+            materialize(store, start, end)
+        state = dict(
+            project=project,
+            offline_digest=digest or "",
+            window_start=start,
+            window_end=end,
+            complete=complete,
+            rows=entities.num_rows,
+            run_id=reused["run"] if reused else context.run.run_id,
+        )
+        online_reuse.write_state(store, _online_state(**state))
+    return _OnlineOutcome(project, digest, entities.num_rows, _since(began), reused)
+
+
+def _since(began: float) -> float:
+    return time.monotonic() - began
 
 
 def _online_state(**fields) -> online_reuse.OnlineState:
     return online_reuse.OnlineState(**fields, nonce=uuid.uuid4().hex, written_at=datetime.now(UTC))
 
 
-def _reuse_online(
+def _keeps(step: BranchStep, own, digest: str | None, complete: bool) -> bool:
+    """The branch's served project already holds this offline table's rows (a refresh)."""
+    if digest is None or not complete or not reuse_allowed(step.context):
+        return False
+    state = online_reuse.read_state(own)
+    return bool(state and state.complete and state.offline_digest == digest)
+
+
+def _copy_online(
     step: BranchStep,
     feast: FeastResource,
     store,
@@ -254,28 +318,23 @@ def _reuse_online(
     complete: bool,
     entities: "pa.Table",
 ) -> dict[str, str] | None:
-    """Online rows for this offline table without materializing: the branch's own project
-    already holds them (a refresh), or the project of the branch whose memo this branch
-    inherited does (a new branch), and is copied. None: materialize."""
+    """Online rows for this offline table without materializing: the project the branch
+    whose memo this branch inherited serves holds them, and is copied into the run's
+    project. None: materialize."""
     context = step.context
     if digest is None or not complete or not reuse_allowed(context):
         return None
-    own = online_reuse.read_state(store)
-    if own and own.complete and own.offline_digest == digest:
-        context.log.info(f"online rows of {store.project} are this offline table's: kept")
-        return {"how": f"kept ({store.project})", "run": own.run_id}
     found = step.find(step.version)
     if found is None or found.metadata.get("branch") == step.branch:
         return None
     try:
         source = feast.store(step.client, found.metadata["branch"])
-    except Exception as exc:  # the source branch's registry is gone: materialize instead
+    except Exception as exc:  # the source branch is gone: materialize instead
         context.log.info(f"no store for {found.metadata['branch']}: {exc}")
         return None
     before = online_reuse.read_state(source)
     if not before or not before.complete or before.offline_digest != digest:
         return None
-    online_reuse.clear_state(store)
     try:
         copied = online_reuse.copy_online(source, store, entities)
     except ValueError as exc:  # e.g. the source lacks some keys after all
@@ -307,7 +366,7 @@ def training_set(
         client, run_branch, branch = step.client, step.run_branch, step.branch
         snapshots = step.table_snapshots()
         groups = list(FEATURE_GROUPS)
-        version = registry_version(feast.store(client, branch))
+        version = registry_version(feast.branch_store(client, branch))
         # The offline table's content (dbt gives a rebuilt mart new snapshot ids).
         offline = read_offline_digest(client, run_branch)
         lineage = {

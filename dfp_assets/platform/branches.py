@@ -8,6 +8,7 @@ from dfp.settings import DEFAULT_BRANCH
 from dfp_assets.platform.dagster_private import IN_PROGRESS_RUN_STATUSES
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.wap_executor import KEEP_RUN_BRANCH_TAG
+from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.postgres_staging import PostgresStagingResource
@@ -41,14 +42,15 @@ def lakefs_branch_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSReso
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Deletes hidden dfp-run-* branches whose run is no longer in progress "
-    "(killed or crashed run workers), and their Iceberg catalog rows and Postgres run schemas, "
-    "unless the run asked to keep them.",
+    "(killed or crashed run workers), and their Iceberg catalog rows, Postgres run schemas "
+    "and online projects no branch serves, unless the run asked to keep them.",
 )
 def lakefs_run_branch_cleanup(
     context: dg.SensorEvaluationContext,
     lakefs: LakeFSResource,
     iceberg: IcebergCatalogResource,
     postgres_staging: PostgresStagingResource,
+    feast: FeastResource,
 ):
     live = set(
         context.instance.get_run_ids(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
@@ -59,13 +61,19 @@ def lakefs_run_branch_cleanup(
         for branch in orphans:
             client.delete_branch(branch)
             tables.forget(branch)  # catalog rows a killed dbt run left behind
+        # Online projects of killed runs, or replaced while another branch still served them.
+        projects = feast.discard_orphans(client, live)
     # Run schemas outlive their branch when Postgres was down as the run ended.
     schemas = postgres_staging.discard_orphans(live) if postgres_staging.configured else []
-    if not orphans and not schemas:
-        return dg.SkipReason("no orphaned run branches or run schemas")
-    context.log.info(f"deleted orphaned run branches: {orphans}, run schemas: {schemas}")
+    if not orphans and not schemas and not projects:
+        return dg.SkipReason("no orphaned run branches, run schemas or online projects")
+    context.log.info(
+        f"deleted orphaned run branches: {orphans}, run schemas: {schemas}, "
+        f"online projects: {projects}"
+    )
     return dg.SkipReason(
-        f"deleted {len(orphans)} orphaned run branches and {len(schemas)} run schemas"
+        f"deleted {len(orphans)} orphaned run branches, {len(schemas)} run schemas and "
+        f"{len(projects)} online projects"
     )
 
 

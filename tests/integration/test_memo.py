@@ -7,7 +7,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from dfp.kronodroid import online_reuse
+from dfp.kronodroid import online_publish, online_reuse
 from dfp.kronodroid.features import online_features
 from dfp.kronodroid.synthetic import write_release_files
 from dfp.kronodroid.training import TRAINING_SET_OBJECT
@@ -105,9 +105,11 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
     _assert_share_warnings(reused["malware_model"], 1.0)
     assert reused["malware_model"]["splits"] == built["malware_model"]["splits"]
     assert all(c.passed for c in warm.get_asset_check_evaluations())
-    # The new branch's online store: main's rows, copied instead of materialized.
+    # The new branch's online store: the project main serves, which its inherited pointer
+    # names, kept instead of materialized (no row written, no pointer rewritten).
     assert "materialize_seconds" in built["feast_online"]
-    assert reused["feast_online"]["online_rows_from"].startswith("copied from main")
+    assert reused["feast_online"]["online_rows_from"].startswith("kept")
+    assert reused["feast_online"]["feast_project"] == built["feast_online"]["feast_project"]
     assert reused["feast_online"]["reused_from_run"] == cold.run_id
     feast = FeastResource(home=os.environ["DFP_FEAST_HOME"])
     mart = BranchTables(lakefs, os.environ["DFP_ICEBERG_CATALOG_URI"]).load("main", *MART)
@@ -125,6 +127,11 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
     again = _metadata(train_model(instance, "exp-same", {**FAST, "epochs": 4}))
     assert "reused_from_run" in again["training_set"]
     assert again["feast_online"]["online_rows_from"].startswith("kept")
+    # Kept twice: no project but the one main published (and exp-same's pointer names).
+    served = online_publish.read_pointer(lakefs, "exp-same")
+    assert served == online_publish.read_pointer(lakefs, "main")
+    projects = online_publish.list_projects(feast.online_settings(), lakefs.repository)
+    assert projects == [served.project]
     assert "reused_from_run" not in again["malware_model"]
     assert again["malware_model"]["model_digest"] != built["malware_model"]["model_digest"]
 
@@ -137,7 +144,7 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
     mart = _mart_snapshot(lakefs, "exp-shuffled")
     assert mart != main_mart
     rebuilt = _metadata(train_model(instance, "exp-shuffled", FAST))
-    assert rebuilt["feast_online"]["online_rows_from"].startswith("copied from main")
+    assert rebuilt["feast_online"]["online_rows_from"].startswith("kept")
     assert rebuilt["training_set"]["reused_from_run"] == cold.run_id
     assert rebuilt["malware_model"]["reused_from_run"] == cold.run_id
     # Lineage names this branch's rebuilt mart, not the snapshot of the reused build.

@@ -5,23 +5,30 @@ import io
 import os
 import re
 import tempfile
+import uuid
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import redis
 from click.testing import CliRunner
 
 from dfp import tracking
 from dfp.cli import main
+from dfp.kronodroid import online_publish
 from dfp.kronodroid.features import FEATURE_GROUPS, online_features
 from dfp.kronodroid.model import load_model
 from dfp.kronodroid.reproduce import reproduce
 from dfp.kronodroid.training import TRAINING_SET_OBJECT
-from dfp.lake import wap
+from dfp.lake import outages, wap
 from dfp.lake.iceberg import BranchTables
+from dfp.settings import load_settings
 from dfp_assets.kronodroid.model import F1_CHECK, MODEL_OBJECT
+from dfp_assets.platform.branches import lakefs_run_branch_cleanup
+from dfp_resources.environment import build_resources
 from dfp_resources.feast import FeastResource
 from tests.integration.jobs import build_staging, export_models, train_model
 
@@ -210,33 +217,114 @@ def test_model_below_floor_blocks_and_publishes_nothing(lakefs, instance, tables
         with pytest.raises(Exception, match="(?i)not found|404"):
             lakefs.read("main", path)
     assert not [b for b in lakefs.list_branches(show_hidden=True) if wap.is_run_branch(b)]
+    # Its online project (SQLite) was never served and is gone; main has no pointer.
+    written = _materializations(result)["feast_online"]["feast_project"].value
+    assert online_publish.run_key_of(written) is not None
+    online = FeastResource(home=os.environ["DFP_FEAST_HOME"]).online_settings()
+    assert online_publish.list_projects(online, lakefs.repository) == []
+    assert online_publish.read_pointer(lakefs, "main") is None
     # The rejected run is still visible in MLflow, marked as failed.
     run_id = _materializations(result)["malware_model"]["mlflow_run_id"].value
     tracker = tracking.Tracker(os.environ["MLFLOW_TRACKING_URI"])
     assert tracker.read(run_id).tags[tracking.TAG_QUALITY_GATE] == "failed"
 
 
+def _step_errors(instance, run_id: str) -> str:
+    return "\n".join(
+        e.dagster_event.step_failure_data.error.to_string()
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.is_step_failure
+    )
+
+
 def test_online_features_are_per_branch_on_redis(lakefs, instance, tables, redis_url, monkeypatch):
+    """Per-branch online rows on Redis, published with the run: a run Redis is down for, or
+    whose blocking check fails after feast_online, changes no served row; the rerun serves
+    the branch's new rows only, and the cleanup sweeps online projects nobody serves."""
     monkeypatch.setenv("DFP_FEAST_ONLINE", "redis")
     monkeypatch.setenv("DFP_REDIS_URL", redis_url)
+    monkeypatch.setattr(outages, "BACKOFF_S", 0.01)  # a dead Redis fails in seconds
     assert build_staging(instance, "main", DATA).success
     assert train_model(instance, "main", FAST).success
     lakefs.create_branch("exp-1", "main")
     # exp-1 gets different raw data (another seed): new apps, rebuilt features.
     assert build_staging(instance, "exp-1", {**DATA, "synthetic_seed": 22}).success
-    assert train_model(instance, "exp-1", FAST).success
 
     feast = FeastResource(home=os.environ["DFP_FEAST_HOME"], online="redis", redis_url=redis_url)
-    main_store, exp_store = feast.store(lakefs, "main"), feast.store(lakefs, "exp-1")
     exp_rows = tables.load("exp-1", *MART).scan().to_arrow()
-    main_ids = set(tables.load("main", *MART).scan().to_arrow()["app_capture_id"].to_pylist())
+    main_rows = tables.load("main", *MART).scan().to_arrow()
+    exp_ids = set(exp_rows["app_capture_id"].to_pylist())
+    main_ids = set(main_rows["app_capture_id"].to_pylist())
     row = next(i for i, v in enumerate(exp_rows["app_capture_id"].to_pylist()) if v not in main_ids)
+    gone = next(
+        i for i, v in enumerate(main_rows["app_capture_id"].to_pylist()) if v not in exp_ids
+    )
     key = {"sha256": exp_rows["sha256"][row].as_py(), "capture": exp_rows["capture"][row].as_py()}
+    deleted = {k: main_rows[k][gone].as_py() for k in ("sha256", "capture")}
+    keys = [key, deleted]
 
-    on_exp = online_features(exp_store, [key])
+    def served(branch: str) -> dict:
+        return online_features(feast.store(lakefs, branch), keys)
+
+    # exp-1 inherited main's pointer: until it publishes, it serves main's rows.
+    pointer = online_publish.read_pointer(lakefs, "exp-1")
+    assert pointer is not None and pointer == online_publish.read_pointer(lakefs, "main")
+    head, before = lakefs.head("exp-1"), served("exp-1")
+    assert before["syscalls"][0] is None
+    assert before["syscalls"][1] == _expected_vectors(main_rows, gone)["syscalls"]
+
+    def unchanged() -> None:
+        assert lakefs.head("exp-1") == head
+        assert online_publish.read_pointer(lakefs, "exp-1") == pointer
+        assert served("exp-1") == before
+
+    # Redis down during feast_online: bounded retries, an error naming Redis, nothing changed.
+    monkeypatch.setenv("DFP_REDIS_URL", "redis://:not-the-password@127.0.0.1:1/0")
+    down = train_model(instance, "exp-1", FAST)
+    assert not down.success
+    errors = _step_errors(instance, down.run_id)
+    assert "Redis at 127.0.0.1:1 is unreachable: feast_online writing project" in errors, errors
+    assert "not-the-password" not in errors
+    monkeypatch.setenv("DFP_REDIS_URL", redis_url)
+    unchanged()
+
+    # A blocking check fails after feast_online wrote the run's project: none of it is served,
+    # and the project is gone.
+    blocked = train_model(instance, "exp-1", {**FAST, "f1_floor": 1.01})
+    assert not blocked.success
+    written = _materializations(blocked)["feast_online"]["feast_project"].value
+    assert online_publish.run_key_of(written) is not None
+    unchanged()
+    online = feast.online_settings()
+    assert written not in online_publish.list_projects(online, lakefs.repository)
+
+    # The rerun publishes: exp-1 serves its new rows, the app its mart lost is gone online,
+    # and main (still serving the project exp-1 replaced) is untouched.
+    assert train_model(instance, "exp-1", FAST).success
+    on_exp = served("exp-1")
     assert on_exp["syscalls"][0] == _expected_vectors(exp_rows, row)["syscalls"]
-    on_main = online_features(main_store, [key])
-    assert on_main["syscalls"][0] is None  # written on exp-1 only
+    assert on_exp["syscalls"][1] is None
+    assert served("main") == before
+
+    # A killed run's project (registered, rows written, never published) is swept; the
+    # served ones stay.
+    orphan = online_publish.run_project(lakefs.repository, "exp-1", uuid.uuid4().hex)
+    online_publish.register_project(online, orphan)
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(b"\x01entity" + orphan.encode(), b"row")
+    resources = build_resources(load_settings())
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={n: resources[n] for n in ("lakefs", "iceberg", "postgres_staging", "feast")},
+    ) as context:
+        result = lakefs_run_branch_cleanup(context)
+    assert "and 1 online projects" in str(result), result
+    assert online_publish.list_projects(online, lakefs.repository) == sorted(
+        {online_publish.read_pointer(lakefs, b).project for b in ("main", "exp-1")}
+    )
+    with redis.Redis.from_url(redis_url) as client:
+        assert not client.exists(b"\x01entity" + orphan.encode())
+    assert served("exp-1") == on_exp
 
 
 def test_real_sample_model(lakefs, instance, tables, shared_sample_dir):

@@ -218,3 +218,50 @@ def test_copy_refuses_another_redis(lakefs, tables, redis_url, tmp_path):
     with pytest.raises(ValueError, match="different Redis connections") as error:
         copy_online(main, elsewhere, entities_of(main))
     assert "secret" not in str(error.value)
+
+
+def test_a_publish_drops_the_replaced_project_only_when_no_branch_serves_it(lakefs, tmp_path):
+    """The online participant's commit, after a merge, on real lakeFS pointers (SQLite files):
+    a project another branch's pointer names stays, the rest of what the run replaced goes."""
+    from dfp.kronodroid import online_publish
+    from dfp.lake.lakefs_client import LakeFSClient
+    from dfp.lake.wap import Staged
+
+    online = features.SqliteOnline(directory=tmp_path / "online")
+    online.directory.mkdir()
+    repo = lakefs.repository
+    shared, alone, new, failed = (
+        online_publish.run_project(repo, "main", uuid.uuid4().hex) for _ in range(4)
+    )
+    fallback = features.branch_project(repo, "exp-1")  # exp-1's own, from before pointers
+    for project in (shared, alone, new, failed, fallback):
+        (online.directory / f"{project}.db").write_bytes(b"")
+
+    def point(branch: str, project: str) -> None:
+        pointer = online_publish.OnlinePointer(project=project, run_id="r", kind="sqlite")
+        online_publish.write_pointer(lakefs, branch, pointer)
+        lakefs.commit(branch, f"serve {project}")
+
+    point("main", shared)
+    lakefs.create_branch("exp-1", "main")  # serves `shared` too, until it publishes
+    lakefs.create_branch("exp-2", "main")
+    point("exp-2", alone)
+    # exp-1 and exp-2 publish runs that wrote `new` (as their merges would leave the pointers).
+    point("exp-1", new)
+    point("exp-2", new)
+    publisher = online_publish.FeastOnlinePublisher(
+        online, tmp_path / "registry", lambda: LakeFSClient(lakefs.settings)
+    )
+    staged = [
+        Staged(online_publish.SYSTEM, new, shared),
+        Staged(online_publish.SYSTEM, new, alone),
+        Staged(online_publish.SYSTEM, new, fallback),
+    ]
+    dropped = publisher.prepare(staged).commit()
+    assert dropped == sorted([alone, fallback])  # main still serves `shared`
+    left = sorted(p.stem for p in online.directory.glob("*.db"))
+    assert left == sorted([shared, new, failed])
+    # A run that does not publish drops what it wrote; the sweep finds nothing else to drop.
+    publisher.discard([Staged(online_publish.SYSTEM, failed, shared)])
+    assert online_publish.list_projects(online, repo) == sorted([shared, new])
+    assert online_publish.sweep(lakefs, online, tmp_path / "registry", []) == []

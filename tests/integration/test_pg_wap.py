@@ -257,7 +257,9 @@ def test_postgres_down_before_the_publish_fails_naming_it_and_publishes_nothing(
     resources = build_resources(load_settings())
     with dg.build_sensor_context(
         instance=instance,
-        resources={name: resources[name] for name in ("lakefs", "iceberg", "postgres_staging")},
+        resources={
+            name: resources[name] for name in ("lakefs", "iceberg", "postgres_staging", "feast")
+        },
     ) as context:
         result = lakefs_run_branch_cleanup(context)
     assert "run schemas" in str(result) and "and 0 run schemas" not in str(result), result

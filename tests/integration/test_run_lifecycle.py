@@ -95,6 +95,7 @@ def test_killed_run_publishes_nothing_and_rerun_succeeds(lakefs, instance):
             "lakefs": resources["lakefs"],
             "iceberg": resources["iceberg"],
             "postgres_staging": resources["postgres_staging"],
+            "feast": resources["feast"],
         },
     ) as context:
         lakefs_run_branch_cleanup(context)
