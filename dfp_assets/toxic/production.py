@@ -1,12 +1,12 @@
 """`table_clean`: dbt/toxic_comments builds the branch's production table from its staging.
 
-dbt (its Python API in the run's warm worker, events by dagster-dbt) reads `text_comments` from the staging
-schema this run wrote (`comments_tokenized` in the same run; else the branch's) and builds
-`table_clean` into the run's own `production` schema, which write-audit-publish swaps in as the
-branch's (`production__<branch>`) together with the staging schema, in the transaction around
-the lakeFS merge. Every dbt test is a blocking check: a failing one publishes nothing, so the
-branch's staging and production stay as they were. The connection is DFP_POSTGRES_URL, passed
-to dbt as the variables its profile reads.
+dbt (its Python API in the run's warm worker, events by dagster-dbt) reads `text_comments`
+from the staging schema this run wrote (`comments_tokenized` in the same run; else the
+branch's) and builds `table_clean` into the run's own `production` schema, which
+write-audit-publish swaps in as the branch's (`production__<branch>`) together with the
+staging schema, in the transaction around the lakeFS merge. Every dbt test is a blocking
+check: a failing one publishes nothing, so the branch's staging and production stay as they
+were. The connection is DFP_POSTGRES_URL, passed to dbt as the variables its profile reads.
 """
 
 import json
