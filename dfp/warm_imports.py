@@ -58,18 +58,28 @@ def _import_all(modules: list[str]) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - reported, and raised again where it is used
             failed[name] = f"{type(exc).__name__}: {exc}"
         seconds[name] = round(time.perf_counter() - began, 2)
-    return {"seconds": seconds, "failed": failed, "pid": os.getpid()}
+    return {"seconds": seconds, "failed": failed, "pid": os.getpid(), "nice": os.nice(0)}
+
+
+#: The workers' CPU niceness: below the run's own steps, which are on the critical path, and
+#: each later-needed worker below the one before it (e.g. GE's before dbt's).
+NICENESS_START, NICENESS_STEP = 5, 5
 
 
 class WarmWorker:
     """One spawned process that has imported `modules` (or is importing them)."""
 
-    def __init__(self, modules: list[str]):
+    def __init__(self, modules: list[str], niceness: int = NICENESS_START):
         self.modules = modules
         self.started = time.monotonic()
         # spawn: a clean interpreter (a fork of a run worker would copy its threads and
         # connections); one worker, so steps run in it one after another, as in process.
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=os.nice,
+            initargs=(niceness,),
+        )
         self.imported: Future = self._pool.submit(_import_all, modules)
 
     def report(self) -> dict[str, Any] | None:
@@ -103,7 +113,8 @@ def start_warm_workers(groups: Iterable[str | None]) -> list[WarmWorker]:
     started: list[WarmWorker] = []
     for i, group in enumerate(wanted):
         if i < MAX_WORKERS:
-            started.append(WarmWorker(parse_modules([group])))
+            niceness = NICENESS_START + NICENESS_STEP * i
+            started.append(WarmWorker(parse_modules([group]), niceness))
         else:  # shares the last worker, which imports it after its own
             started[-1]._pool.submit(_import_all, parse_modules([group]))
         _workers[group] = started[min(i, MAX_WORKERS - 1)]

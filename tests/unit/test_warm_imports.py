@@ -116,6 +116,9 @@ def test_only_runs_whose_steps_share_a_process_start_a_worker():
 def test_groups_beyond_the_limit_share_the_last_worker():
     workers = start_warm_workers(["json", "csv", "tabnanny"])
     assert len(workers) == MAX_WORKERS == 2
+    base = os.nice(0)
+    # below this process, the later-needed one lower still
+    assert [w.imported.result(timeout=120)["nice"] for w in workers] == [base + 5, base + 10]
     assert run_warm("tabnanny", os.getpid) == run_warm("csv", os.getpid) != os.getpid()
 
 
