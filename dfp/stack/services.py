@@ -663,10 +663,46 @@ def spark_env(creds: dict[str, str], *, enabled: bool, port: int) -> dict[str, s
     return out
 
 
-def free_port() -> int:
+#: Ports handed out here are taken from below the kernel's ephemeral range, in a block per
+#: process (by pid), each port once per process.
+_PORT_FLOOR = 10_000
+_PORT_BLOCK = 100
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a service about to start. Not from the ephemeral
+    range (what binding port 0 gives): any outgoing connection may take such a port as its
+    local end before the service binds it, which made starts fail under load ("port … is
+    taken by another process"). Each process searches from a block of its own."""
+    span = _ephemeral_low() - _PORT_FLOOR
+    if span < _PORT_BLOCK:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    start = (os.getpid() % (span // _PORT_BLOCK)) * _PORT_BLOCK
+    for i in range(span):
+        port = _PORT_FLOOR + (start + i) % span
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise StackError(f"no free port on 127.0.0.1 between {_PORT_FLOOR} and {_PORT_FLOOR + span}")
 
 
 def stop_session(proc: subprocess.Popen, timeout_s: float = 60.0) -> None:

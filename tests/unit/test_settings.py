@@ -190,3 +190,19 @@ def test_build_cache_is_shared_by_every_clone_unless_set(home, monkeypatch, tmp_
     assert settings.cache_dir() == tmp_path / "xdg" / "dfp"
     monkeypatch.setenv("DFP_CACHE_DIR", str(tmp_path / "mine"))
     assert settings.cache_dir() == tmp_path / "mine"
+
+
+def test_free_ports_avoid_the_ephemeral_range_and_repeat_never():
+    """A port from the kernel's ephemeral range can be taken by an outgoing connection
+    before the service binds it: free_port hands out ports below it, each once."""
+    import socket
+
+    from dfp.stack.services import _ephemeral_low, free_port
+
+    ports = [free_port() for _ in range(30)]
+    assert len(set(ports)) == 30
+    assert all(10_000 <= p < _ephemeral_low() for p in ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[0]))  # free indeed
+        s.listen()
+        assert free_port() != ports[0]
