@@ -8,10 +8,12 @@ so a failed or killed run changes no served row, and a lakeFS revert or reset mo
 pointer back too. A branch without a pointer (state from before pointers) serves its own
 `branch_project`.
 
-Projects no pointer names any more are dropped: the replaced one right after a publish
+Projects no pointer names any more are dropped: a replaced one right after a publish
 (`FeastOnlinePublisher`, the executor's publish participant for system `feast_online`), a
 failed run's when the run does not publish, and any other leftover (a killed run's) by the
-reachability sweep (`sweep`) of the orphan cleanup. Redis calls get bounded retries
+reachability sweep (`sweep`) of the orphan cleanup. "Names" counts the pointers of each
+branch's last `RETAINED_COMMITS` commits, not only its head's: a revert or reset of a recent
+publish moves the pointer back to rows that still exist. Redis calls get bounded retries
 (`with_online_retries`) and fail with `RedisUnavailable` naming the server and the operation.
 Pure logic, no Dagster.
 """
@@ -45,6 +47,9 @@ PROJECTS_KEY = "dfp:online_projects"
 #: Hex digits of the run id in a run project's name.
 RUN_KEY_LENGTH = 12
 _RUN_PROJECT = re.compile(rf"(dfp_[a-z0-9_]+)_r([0-9a-f]{{{RUN_KEY_LENGTH}}})")
+#: A project a branch's pointer named at one of its last this-many commits is kept (a lakeFS
+#: revert or reset of those publishes serves its rows again); older ones are dropped.
+RETAINED_COMMITS = 10
 #: Redis keys per SCAN page and per DEL pipeline when a project is dropped.
 _REDIS_PAGE = 1_000
 
@@ -108,6 +113,28 @@ def served_project(pointer: OnlinePointer | None, repository: str, branch: str, 
     if pointer is not None and pointer.kind == kind:
         return pointer.project
     return branch_project(repository, branch)
+
+
+def retained_projects(client: LakeFSClient, branch: str) -> set[str]:
+    """The projects `branch`'s pointer named at its last RETAINED_COMMITS commits."""
+    projects = set()
+    for commit in client.log(branch, amount=RETAINED_COMMITS):
+        pointer = read_pointer(client, commit.id)
+        if pointer is not None:
+            projects.add(pointer.project)
+    return projects
+
+
+def named_projects(client: LakeFSClient) -> set[str]:
+    """Every project some branch serves or may serve again: its pointer's (hidden run branches
+    included), its recent commits' pointers', and a pointerless branch's own project."""
+    pointers = branch_pointers(client)
+    named = {p.project for p in pointers.values()}
+    for branch in client.list_branches():
+        named |= retained_projects(client, branch)
+        if branch not in pointers:
+            named.add(branch_project(client.repository, branch))
+    return named
 
 
 def branch_pointers(client: LakeFSClient) -> dict[str, OnlinePointer]:
@@ -223,12 +250,11 @@ def sweep(
     registry_dir: Path,
     live_run_ids: Iterable[str],
 ) -> list[str]:
-    """Drop the run projects of `client`'s repository that no branch's pointer names and
-    whose run is not in progress; returns their names."""
+    """Drop the run projects of `client`'s repository that no branch's pointer names (now or
+    at its recent commits) and whose run is not in progress; returns their names."""
     live = list(live_run_ids)
     projects = list_projects(online, client.repository)
-    named = {p.project for p in branch_pointers(client).values()}
-    orphans = orphaned_projects(projects, named, live)
+    orphans = orphaned_projects(projects, named_projects(client), live)
     for project in orphans:
         drop_project(online, project, registry_dir)
     return orphans
@@ -240,20 +266,14 @@ class _AfterMerge:
         self._publisher, self._staged = publisher, staged
 
     def commit(self) -> list[str]:
-        """After the merge: drop the projects the run's pointers replaced, unless another
-        branch still serves them (a branch made from this one shares its pointer)."""
+        """After the merge: drop the projects the run's pointers replaced, unless a branch
+        still serves them or named them at a recent commit (a branch made from this one
+        shares its pointer; a revert of this publish would serve the replaced one again)."""
         replaced = {s.target for s in self._staged} - {s.staged for s in self._staged}
         if not replaced:
             return []
         with self._publisher.lakefs() as client:
-            pointers = branch_pointers(client)
-            named = {p.project for p in pointers.values()}
-            # A branch without a pointer serves its own project.
-            named |= {
-                branch_project(client.repository, b)
-                for b in client.list_branches()
-                if b not in pointers
-            }
+            named = named_projects(client)
         dropped = sorted(replaced - named)
         for project in dropped:
             drop_project(self._publisher.online, project, self._publisher.registry_dir)

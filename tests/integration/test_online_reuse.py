@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import lakefs_sdk
 import numpy as np
 import pyarrow.compute as pc
 import pytest
@@ -222,7 +223,9 @@ def test_copy_refuses_another_redis(lakefs, tables, redis_url, tmp_path):
 
 def test_a_publish_drops_the_replaced_project_only_when_no_branch_serves_it(lakefs, tmp_path):
     """The online participant's commit, after a merge, on real lakeFS pointers (SQLite files):
-    a project another branch's pointer names stays, the rest of what the run replaced goes."""
+    a project another branch's pointer names stays, so does one a recent commit's pointer named
+    (a lakeFS revert serves it again), the rest of what the run replaced goes; the sweep drops
+    a replaced project once RETAINED_COMMITS commits have passed."""
     from dfp.kronodroid import online_publish
     from dfp.lake.lakefs_client import LakeFSClient
     from dfp.lake.wap import Staged
@@ -237,10 +240,10 @@ def test_a_publish_drops_the_replaced_project_only_when_no_branch_serves_it(lake
     for project in (shared, alone, new, failed, fallback):
         (online.directory / f"{project}.db").write_bytes(b"")
 
-    def point(branch: str, project: str) -> None:
+    def point(branch: str, project: str) -> str:
         pointer = online_publish.OnlinePointer(project=project, run_id="r", kind="sqlite")
         online_publish.write_pointer(lakefs, branch, pointer)
-        lakefs.commit(branch, f"serve {project}")
+        return lakefs.commit(branch, f"serve {project}")
 
     point("main", shared)
     lakefs.create_branch("exp-1", "main")  # serves `shared` too, until it publishes
@@ -248,7 +251,7 @@ def test_a_publish_drops_the_replaced_project_only_when_no_branch_serves_it(lake
     point("exp-2", alone)
     # exp-1 and exp-2 publish runs that wrote `new` (as their merges would leave the pointers).
     point("exp-1", new)
-    point("exp-2", new)
+    published = point("exp-2", new)
     publisher = online_publish.FeastOnlinePublisher(
         online, tmp_path / "registry", lambda: LakeFSClient(lakefs.settings)
     )
@@ -258,10 +261,28 @@ def test_a_publish_drops_the_replaced_project_only_when_no_branch_serves_it(lake
         Staged(online_publish.SYSTEM, new, fallback),
     ]
     dropped = publisher.prepare(staged).commit()
-    assert dropped == sorted([alone, fallback])  # main still serves `shared`
+    # main still serves `shared`; exp-2 served `alone` one commit ago
+    assert dropped == [fallback]
     left = sorted(p.stem for p in online.directory.glob("*.db"))
-    assert left == sorted([shared, new, failed])
+    assert left == sorted([shared, alone, new, failed])
     # A run that does not publish drops what it wrote; the sweep finds nothing else to drop.
     publisher.discard([Staged(online_publish.SYSTEM, failed, shared)])
-    assert online_publish.list_projects(online, repo) == sorted([shared, new])
+    assert online_publish.list_projects(online, repo) == sorted([shared, alone, new])
     assert online_publish.sweep(lakefs, online, tmp_path / "registry", []) == []
+
+    # A lakeFS revert of exp-2's publish serves `alone` again, whose rows are still there.
+    lakefs.branches.revert_branch(
+        repo, "exp-2", lakefs_sdk.RevertCreation(ref=published, parent_number=0)
+    )
+    pointer = online_publish.read_pointer(lakefs, "exp-2")
+    assert pointer is not None and pointer.project == alone
+    assert (online.directory / f"{alone}.db").exists()
+    # exp-2 publishes `new` again and moves on: once `alone` is older than its last
+    # RETAINED_COMMITS commits, the sweep drops it.
+    point("exp-2", new)
+    assert online_publish.sweep(lakefs, online, tmp_path / "registry", []) == []
+    for i in range(online_publish.RETAINED_COMMITS):
+        lakefs.upload("exp-2", f"_dfp/test/{i}", b"x")
+        lakefs.commit("exp-2", f"later change {i}")
+    assert online_publish.sweep(lakefs, online, tmp_path / "registry", []) == [alone]
+    assert online_publish.list_projects(online, repo) == sorted([shared, new])
