@@ -71,7 +71,6 @@ class WarmWorker:
 
     def __init__(self, modules: list[str], niceness: int = NICENESS_START):
         self.modules = modules
-        self.started = time.monotonic()
         # spawn: a clean interpreter (a fork of a run worker would copy its threads and
         # connections); one worker, so steps run in it one after another, as in process.
         self._pool = ProcessPoolExecutor(
@@ -90,6 +89,10 @@ class WarmWorker:
             return self.imported.result()
         except Exception as exc:  # the worker died before it finished
             return {"seconds": {}, "failed": {"*": f"{type(exc).__name__}: {exc}"}}
+
+    def also_import(self, modules: list[str]) -> None:
+        """Import `modules` too, after what it imports already (a group sharing it)."""
+        self._pool.submit(_import_all, modules)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self._pool.submit(fn, *args, **kwargs).result()
@@ -116,7 +119,7 @@ def start_warm_workers(groups: Iterable[str | None]) -> list[WarmWorker]:
             niceness = NICENESS_START + NICENESS_STEP * i
             started.append(WarmWorker(parse_modules([group]), niceness))
         else:  # shares the last worker, which imports it after its own
-            started[-1]._pool.submit(_import_all, parse_modules([group]))
+            started[-1].also_import(parse_modules([group]))
         _workers[group] = started[min(i, MAX_WORKERS - 1)]
     return started
 

@@ -160,9 +160,6 @@ def _server_of(conn: Any) -> str:
     return f"{info.host}:{info.port}/{info.dbname}"
 
 
-_first_line = outages.first_line
-
-
 def _is_unreachable(exc: BaseException) -> bool:
     import psycopg2
 
@@ -201,7 +198,7 @@ def naming_outages(server: str, operation: str) -> Iterator[None]:
         if not _is_unreachable(exc):
             raise
         raise PostgresUnavailable(
-            f"Postgres at {server} went away during {operation}: {_first_line(exc)}"
+            f"Postgres at {server} went away during {operation}: {outages.first_line(exc)}"
         ) from exc
 
 

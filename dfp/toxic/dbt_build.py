@@ -150,8 +150,6 @@ def _invoke(
     log_path: Path,
     extra_args: Sequence[str],
 ) -> BuildResult:
-    from dfp.dbt_inprocess import invoke
-
     args = [
         command,
         "--project-dir",
@@ -167,11 +165,7 @@ def _invoke(
         *extra_args,
     ]
     start = time.perf_counter()
-    with environ(**env):
-        database = os.environ.get("DFP_TOXIC_PG_DBNAME", "")
-        # A build on the prepared manifest, retargeted: no parse (which the vars defeat).
-        manifest = run_manifest(variables, database) if database and command == "build" else None
-        outcome = invoke(args, manifest)
+    outcome = _run(args, variables, env)
     seconds = time.perf_counter() - start
     nodes = []
     for r in getattr(outcome.result, "results", None) or []:
@@ -197,8 +191,16 @@ def build_on_prepared_manifest(
     """`dbt <args>` (a build of `variables`' schemas, with the connection `env`) in this
     process on the prepared manifest, retargeted; picklable, so a step may run it in dfp's
     warm worker (dfp.warm_imports)."""
+    return _run(list(args), variables, env).portable()
+
+
+def _run(args: list[str], variables: Mapping[str, str], env: Mapping[str, str]) -> DbtRun:
+    """`dbt <args>` in this process with `env` set; a build on the prepared manifest,
+    retargeted at `variables`' schemas: no parse (which the per-run vars defeat)."""
     from dfp.dbt_inprocess import invoke
 
     with environ(**env):
-        manifest = run_manifest(variables, env["DFP_TOXIC_PG_DBNAME"])
-        return invoke(list(args), manifest).portable()
+        database = os.environ.get("DFP_TOXIC_PG_DBNAME", "")
+        build = bool(args) and args[0] == "build"
+        manifest = run_manifest(variables, database) if database and build else None
+        return invoke(args, manifest)

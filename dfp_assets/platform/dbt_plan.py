@@ -190,17 +190,18 @@ def ensure_plan(
 
 
 def dbt_multi_asset(
-    name: str, plan: DbtAssetPlan, *, warm_imports: Sequence[str] = ()
+    name: str, plan: DbtAssetPlan, *, warm_imports: str | None = None
 ) -> Callable[..., dg.AssetsDefinition]:
     """`dg.multi_asset` of a plan's models, with its tests as checks; subsettable, since a
-    job or the UI may select some models (dbt_events runs just those). `warm_imports`: what
-    a run's warm worker imports for this step, when the step runs dbt there (dfp.warm_imports)."""
+    job or the UI may select some models (dbt_events runs just those). `warm_imports`: the
+    `dfp/warm_imports` tag value (modules, comma-separated) of a step that runs dbt in a
+    run's warm worker, and the group it passes to `run_warm` (dfp.warm_imports)."""
     return dg.multi_asset(
         name=name,
         specs=plan.specs,
         check_specs=plan.check_specs,
         can_subset=True,
-        op_tags={WARM_IMPORTS_TAG: ",".join(warm_imports)} if warm_imports else None,
+        op_tags={WARM_IMPORTS_TAG: warm_imports} if warm_imports else None,
     )
 
 

@@ -37,7 +37,7 @@ DBT_WARM_IMPORTS = "dbt.cli.main,dbt.adapters.postgres,dagster_dbt,dfp_assets.to
 # dbt runs through its Python API on the prepared manifest (no dbt process, no parse), in the
 # run's warm worker that imported dbt and dagster-dbt while the first steps ran: a CDC batch's
 # build is a second of SQL, which a dbt process start and its parse made 12-15 s.
-@dbt_multi_asset("toxic_dbt", _PLAN, warm_imports=DBT_WARM_IMPORTS.split(","))
+@dbt_multi_asset("toxic_dbt", _PLAN, warm_imports=DBT_WARM_IMPORTS)
 def toxic_dbt(context: dg.AssetExecutionContext, postgres_staging: PostgresStagingResource):
     staging = postgres_staging.read_schema(context, STAGING_FAMILY)
     production = postgres_staging.run_schema(context, PRODUCTION_FAMILY)
