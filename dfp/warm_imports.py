@@ -107,12 +107,27 @@ MAX_WORKERS = 2
 
 _workers: dict[str, WarmWorker] = {}
 
+#: Groups this process imported before it ran anything (a run forked from the warm run
+#: launcher's server): their steps need no worker.
+_preloaded: set[str] = set()
+
+
+def preload_groups(groups: Iterable[str | None]) -> dict[str, Any]:
+    """Import each group here and now (the warm run launcher's server, before it forks runs);
+    a group that imported without failure needs no worker in the runs forked from here."""
+    wanted = [g for g in dict.fromkeys(groups) if g and parse_modules([g])]
+    report = _import_all(parse_modules(wanted))
+    for group in wanted:
+        if not set(parse_modules([group])) & set(report["failed"]):
+            _preloaded.add(group)
+    return report
+
 
 def start_warm_workers(groups: Iterable[str | None]) -> list[WarmWorker]:
     """Start this process's warm workers: one per group (a `dfp/warm_imports` tag value,
     the modules one step's heavy function needs), so the groups import in parallel."""
     stop_warm_workers()
-    wanted = [g for g in dict.fromkeys(groups) if g and parse_modules([g])]
+    wanted = [g for g in dict.fromkeys(groups) if g and parse_modules([g]) and g not in _preloaded]
     started: list[WarmWorker] = []
     for i, group in enumerate(wanted):
         if i < MAX_WORKERS:

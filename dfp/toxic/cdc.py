@@ -327,10 +327,11 @@ class ChangeReader(Protocol):
     ) -> tuple[list[CommentChange], dict[str, int]]: ...
 
 
-def change_reader(kafka_bootstrap: str | None, dsn: str) -> ChangeReader:
-    """Debezium's topic when Kafka is configured, else the embedded logical replication."""
+def change_reader(kafka_bootstrap: str | None, dsn: str, wait_s: float = 0.0) -> ChangeReader:
+    """Debezium's topic when Kafka is configured, else the embedded logical replication.
+    `wait_s`: with Kafka, how long a read with nothing new waits for the first change."""
     if kafka_bootstrap:
-        return KafkaChangeReader(kafka_bootstrap)
+        return KafkaChangeReader(kafka_bootstrap, wait_s=wait_s)
     return LogicalReplicationReader(dsn)
 
 
@@ -345,6 +346,10 @@ class KafkaChangeReader:
     topic: str = f"dfp.{QUALIFIED_TABLE}"
     max_records: int = 10_000
     timeout_s: float = 30.0
+    #: When nothing follows `after`, wait up to this long for a change (a long poll: the
+    #: sensor sees a change within a fraction of a second instead of at its next tick).
+    wait_s: float = 0.0
+    wait_poll_s: float = 0.2
 
     def read_batch(self, after: Mapping[str, int]) -> tuple[list[CommentChange], dict[str, int]]:
         from kafka import KafkaConsumer, TopicPartition
@@ -369,8 +374,13 @@ class KafkaChangeReader:
                 start = next_offsets.get(f"{tp.topic}:{tp.partition}", beginning[tp])
                 consumer.seek(tp, max(start, beginning[tp]))
             changes: list[CommentChange] = []
-            deadline = time.monotonic() + self.timeout_s
             todo = {tp for tp in tps if consumer.position(tp) < end[tp]}
+            waited_until = time.monotonic() + self.wait_s
+            while not todo and time.monotonic() < waited_until:
+                time.sleep(self.wait_poll_s)
+                end = consumer.end_offsets(tps)
+                todo = {tp for tp in tps if consumer.position(tp) < end[tp]}
+            deadline = time.monotonic() + self.timeout_s
             while todo and len(changes) < self.max_records and time.monotonic() < deadline:
                 polled = consumer.poll(timeout_ms=500, max_records=self.max_records)
                 for tp, records in polled.items():

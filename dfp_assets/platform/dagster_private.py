@@ -22,10 +22,17 @@ from dagster._core.execution.retries import RetryMode
 # their heavy imports only then): Dagster exports its executor classes privately.
 from dagster._core.executor.in_process import InProcessExecutor
 
+# The warm run launcher (dfp_assets/platform/warm_launcher.py) forks run workers from a process
+# that has imported the code location; a launcher reports their health in these types, and the
+# forked worker runs what `dagster api execute_run` runs (Dagster has no public run-worker
+# entry point besides that command, whose fresh interpreter is what the fork saves).
+from dagster._core.instance import InstanceRef
+
 # The instance config a DAGSTER_HOME's dagster.yaml resolves to, and the serialized form of
 # its configurable classes (tests of the deployments' instance configs): no public API
 # loads dagster.yaml without starting an instance.
 from dagster._core.instance.config import dagster_instance_config
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 
 # Which sensors an instance knows and whether they run (the monitoring exporter, the tests'
 # sensor-tick waits): the instance's instigator-state API takes these and Dagster exports
@@ -103,4 +110,26 @@ __all__ = [
     "TickStatus",
     "dagster_instance_config",
     "process_config",
+    "CheckRunHealthResult",
+    "InstanceRef",
+    "LaunchRunContext",
+    "WorkerStatus",
 ]
+
+
+def execute_run_worker(run_id: str, instance) -> int:
+    """In a forked run worker: what `dagster api execute_run` does with a run (its exit code).
+    Imported here, at run time: Dagster's CLI module is too slow to load with the definitions."""
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._utils.interrupts import capture_interrupts
+
+    with capture_interrupts():
+        return _execute_run_command_body(run_id, instance, lambda _event: None, False)
+
+
+def load_repository_definition(job_code_origin):
+    """The repository (code location) a run's code origin names, loaded as a run worker
+    loads it."""
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    return recon_job_from_origin(job_code_origin).repository.get_definition()

@@ -10,6 +10,7 @@ offsets stay where they were and the changes are read again by the next run.
 """
 
 import json
+import time
 
 import dagster as dg
 
@@ -21,6 +22,11 @@ from dfp_resources.lakefs import LakeFSResource
 APPLY_JOB = "apply_comment_changes"
 TRIGGER_TAG = "dfp/trigger"
 SENSOR_NAME = "comments_cdc_sensor"
+#: A tick with no new change waits this long for one on Debezium's topic, so a change is seen
+#: at once rather than at the next tick of the daemon's 5 s loop (well below the sensor
+#: evaluation timeout, 60 s; the daemon evaluates sensors in threads, so others still tick).
+LONG_POLL_S = 15.0
+IN_FLIGHT_POLL_S = 0.25
 
 
 def offsets_key(offsets: dict[str, int]) -> str:
@@ -42,23 +48,28 @@ def comments_cdc_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSResou
     if settings.dfp_cdc_dsn is None:
         return dg.SkipReason("no DFP_CDC_DSN: change data capture of app.comments is off")
     branch = DEFAULT_BRANCH
-    in_flight = context.instance.get_run_records(
+    deadline = time.monotonic() + LONG_POLL_S
+    while in_flight := context.instance.get_run_records(
         dg.RunsFilter(
             job_name=APPLY_JOB,
             tags={TRIGGER_TAG: SENSOR_NAME},
             statuses=list(NOT_FINISHED_STATUSES),
         ),
         limit=1,
-    )
-    if in_flight:
-        # Its publish moves the offsets; asking again now would read the same changes twice.
-        return dg.SkipReason(f"run {in_flight[0].dagster_run.run_id} applies changes now")
+    ):
+        # Its publish moves the offsets; asking now would read the same changes twice. Wait
+        # for it within this tick: changes made meanwhile are then seen when it ends.
+        if time.monotonic() >= deadline:
+            return dg.SkipReason(f"run {in_flight[0].dagster_run.run_id} applies changes now")
+        time.sleep(IN_FLIGHT_POLL_S)
     with lakefs.client() as client:
         if not client.branch_exists(branch):
             return dg.SkipReason(f"lakeFS branch {branch} does not exist yet")
         after = ref_offsets(client, branch)
     reader = change_reader(
-        settings.dfp_kafka_bootstrap_servers, settings.dfp_cdc_dsn.get_secret_value()
+        settings.dfp_kafka_bootstrap_servers,
+        settings.dfp_cdc_dsn.get_secret_value(),
+        wait_s=max(0.0, deadline - time.monotonic()),
     )
     if isinstance(reader, LogicalReplicationReader) and reader.slot in after:
         # Published: the slot may free the WAL up to there.

@@ -4,6 +4,7 @@ Kafka broker (KRaft) and Kafka Connect with Debezium's Postgres connector, all s
 replication reader on the same database. Timings print with `-s`."""
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
 
@@ -161,6 +162,29 @@ def test_kafka_commit_to_readable_latency(cdc, kafka_reader):
     values, _ = latencies(cdc.dsn, kafka_reader.read_batch, after)
     print(f"\n[cdc] kafka commit → readable: {summary(values)}")
     assert max(values) < CHANGE_BOUND_S
+
+
+def test_a_long_poll_returns_at_the_first_change_not_at_its_end(cdc, kafka_reader):
+    after = drain(kafka_reader.read_batch, {})
+    quiet = KafkaChangeReader(cdc.bootstrap, timeout_s=20, wait_s=1.0)
+    began = time.monotonic()
+    assert quiet.read_batch(after) == ([], after)  # nothing new: waited, then empty
+    assert time.monotonic() - began >= 1.0
+
+    waiting = KafkaChangeReader(cdc.bootstrap, timeout_s=20, wait_s=CHANGE_BOUND_S)
+    inserted = threading.Timer(
+        0.5, execute, (cdc.dsn, "INSERT INTO app.comments (comment_text, labels) VALUES ('lp', 1)")
+    )
+    began = time.monotonic()
+    inserted.start()
+    try:
+        changes, _ = waiting.read_batch(after)
+    finally:
+        inserted.join()
+    waited = time.monotonic() - began
+    print(f"\n[cdc] long poll returned {waited:.2f}s after it began (insert at 0.5s)")
+    assert [(c.op, c.comment_text) for c in changes] == [("upsert", "lp")]
+    assert waited < CHANGE_BOUND_S  # returned on the change, not at the end of its wait
 
 
 # -- embedded: logical replication read directly ------------------------------------------

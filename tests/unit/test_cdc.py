@@ -253,3 +253,71 @@ def test_offsets_round_trip_through_commit_metadata():
         published_offsets([{OFFSETS_METADATA_KEY: '{"t:0": "12"}'}])
     with pytest.raises(CDCError, match="must be a JSON object"):
         published_offsets([{OFFSETS_METADATA_KEY: "not json"}])
+
+
+# -- the sensor's wait for the run in flight ------------------------------------------------
+def _cdc_sensor_tick(instance, monkeypatch):
+    import dagster as dg
+
+    from dfp_assets.toxic.cdc_sensor import comments_cdc_sensor
+    from dfp_resources.lakefs import LakeFSResource
+
+    monkeypatch.setenv("DFP_CDC_DSN", "postgresql://app@127.0.0.1:1/dfp_app")
+    lakefs = LakeFSResource(endpoint="http://127.0.0.1:1", access_key_id="k", secret_access_key="s")
+    context = dg.build_sensor_context(instance=instance, resources={"lakefs": lakefs})
+    return comments_cdc_sensor(context)
+
+
+def _in_flight_run(instance):
+    import dagster as dg
+
+    from dfp_assets.toxic.cdc_sensor import SENSOR_NAME, TRIGGER_TAG
+
+    @dg.op
+    def noop():
+        pass
+
+    @dg.job(name="apply_comment_changes")
+    def apply_comment_changes():
+        noop()
+
+    run = instance.create_run_for_job(
+        apply_comment_changes,
+        tags={TRIGGER_TAG: SENSOR_NAME},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    return run
+
+
+def test_the_sensor_waits_within_its_tick_for_the_run_in_flight_then_skips(monkeypatch):
+    import time
+
+    import dagster as dg
+
+    monkeypatch.setattr("dfp_assets.toxic.cdc_sensor.LONG_POLL_S", 0.6)
+    with dg.instance_for_test() as instance:
+        run = _in_flight_run(instance)
+        began = time.monotonic()
+        result = _cdc_sensor_tick(instance, monkeypatch)
+        assert time.monotonic() - began >= 0.6
+        assert isinstance(result, dg.SkipReason)
+        assert run.run_id in result.skip_message
+
+
+def test_the_sensor_goes_on_reading_once_the_run_in_flight_ends(monkeypatch):
+    import threading
+
+    import dagster as dg
+
+    monkeypatch.setattr("dfp_assets.toxic.cdc_sensor.LONG_POLL_S", 60.0)
+    monkeypatch.setattr("dfp.lake.lakefs_client.CONNECT_RETRIES", 1)  # fail fast
+    with dg.instance_for_test() as instance:
+        run = _in_flight_run(instance)
+        ends = threading.Timer(0.5, instance.report_run_failed, (run,))
+        ends.start()
+        try:
+            # Past the wait it reads the published offsets from lakeFS, unreachable here.
+            with pytest.raises(Exception, match="lakeFS at http://127.0.0.1:1 is unreachable"):
+                _cdc_sensor_tick(instance, monkeypatch)
+        finally:
+            ends.join()

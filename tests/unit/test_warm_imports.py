@@ -9,6 +9,7 @@ from dfp.warm_imports import (
     MAX_WORKERS,
     WARM_IMPORTS_TAG,
     parse_modules,
+    preload_groups,
     run_warm,
     start_warm_workers,
     stop_warm_workers,
@@ -120,6 +121,16 @@ def test_groups_beyond_the_limit_share_the_last_worker():
     # below this process, the later-needed one lower still
     assert [w.imported.result(timeout=120)["nice"] for w in workers] == [base + 5, base + 10]
     assert run_warm("tabnanny", os.getpid) == run_warm("csv", os.getpid) != os.getpid()
+
+
+def test_groups_preloaded_here_start_no_worker_and_failed_ones_still_do(monkeypatch):
+    # What the warm run launcher's server does before it forks runs.
+    monkeypatch.setattr("dfp.warm_imports._preloaded", set())
+    report = preload_groups(["json", "no_such_module_here", None])
+    assert "no_such_module_here" in report["failed"]
+    workers = start_warm_workers(["json", "no_such_module_here"])
+    assert [w.modules for w in workers] == [["no_such_module_here"]]
+    assert run_warm("json", os.getpid) == os.getpid()  # no worker: runs here
 
 
 _LEAN_GE_PROBE = """

@@ -1,0 +1,345 @@
+"""Local runs forked from a warm process instead of started in a fresh interpreter.
+
+Dagster's default launcher asks the code server to start each run in a spawned interpreter,
+which imports Dagster, the definitions and then, in its steps, lakefs-sdk, Great Expectations,
+dbt...: about 7 s before a small run's first step on 2 cores, and more CPU in its steps. This
+launcher (the local instance's, dagster.yaml) keeps one server process per code location that
+has imported all of that once, and forks a run worker from it per run: the worker starts with
+everything imported and runs exactly what `dagster api execute_run` runs.
+
+- The server starts at the first launch; until it is ready, and for a code location it does
+  not serve (another interpreter), runs go through the code server as before.
+- It imports the code location, `preload` (config) and every op's `dfp/warm_imports` group,
+  so forked runs need no warm workers. It reloads itself (the next run falls back once) when
+  a source file it imported changed, and exits with the process that started it.
+- Workers are reaped by the server (SIGCHLD ignored); their pid and start time are a run tag,
+  so run monitoring marks a killed worker's run failed, and termination from any process of
+  this host interrupts the worker as the code server would (SIGINT).
+- DFP_WARM_LAUNCHER=0 turns it off (every run through the code server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dfp_assets.platform.dagster_private import (
+    CheckRunHealthResult,
+    InstanceRef,
+    LaunchRunContext,
+    WorkerStatus,
+    execute_run_worker,
+    load_repository_definition,
+)
+
+#: The run tag naming the forked worker: {"host", "pid", "started"} (started: the process's
+#: start time in clock ticks after boot, which tells a reused pid from the worker).
+RUN_WORKER_TAG = "dfp/run_worker"
+DISABLE_ENV = "DFP_WARM_LAUNCHER"
+#: How long a launch waits for the server's reply before it falls back to the code server.
+REPLY_TIMEOUT_S = 30.0
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of process `pid` (field 22 of /proc/pid/stat); None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+def origin_key(job_code_origin) -> str:
+    """The code location a run belongs to: its interpreter and code pointer."""
+    repository = job_code_origin.repository_origin
+    return dg.serialize_value(repository._replace(container_image=None, container_context=None))
+
+
+def _project_files() -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of each source file this process imported outside site-packages."""
+    files: dict[str, tuple[int, int]] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or "site-packages" in path or path.startswith(sys.base_prefix):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        files[path] = (st.st_mtime_ns, st.st_size)
+    return files
+
+
+def _changed(files: Mapping[str, tuple[int, int]]) -> str | None:
+    for path, stamp in files.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return path
+        if (st.st_mtime_ns, st.st_size) != stamp:
+            return path
+    return None
+
+
+def _warm_groups(job_code_origin) -> list[str | None]:
+    """Every op's `dfp/warm_imports` group in the run's code location."""
+    from dfp.warm_imports import WARM_IMPORTS_TAG
+
+    repository = load_repository_definition(job_code_origin)
+    return [
+        (op.tags or {}).get(WARM_IMPORTS_TAG)
+        for job in repository.get_all_jobs()
+        for op in job.graph.iterate_op_defs()
+    ]
+
+
+def _run_worker(request: Mapping[str, Any]) -> int:
+    """In the forked child: the run, as `dagster api execute_run` runs it."""
+    working_directory = request.get("working_directory")
+    if working_directory:
+        os.chdir(working_directory)
+    instance_ref = dg.deserialize_value(request["instance_ref"], InstanceRef)
+    with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        return execute_run_worker(request["run_id"], instance)
+
+
+def _fork_worker(listener: socket.socket, conn: socket.socket, request: Mapping[str, Any]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        listener.close()
+        conn.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the run waits for its own subprocesses
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        code = _run_worker(request)
+    except BaseException:  # noqa: BLE001 - the child must exit here, never return to the loop
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(socket_path: str, job_code_origin_json: str, preload: list[str]) -> None:
+    """The server: import the code location and its heavy modules, then fork one worker per
+    request until the process that started it exits (or a source file changes)."""
+    from dfp.warm_imports import preload_groups
+
+    parent = os.getppid()
+    began = time.perf_counter()
+    job_code_origin = dg.deserialize_value(job_code_origin_json)
+    groups = [*preload, *_warm_groups(job_code_origin)]
+    report = preload_groups(groups)
+    files = _project_files()
+    if threading.active_count() > 1:
+        # A fork copies only the calling thread: a Python thread holding a lock (or the
+        # import lock) would leave it held in every worker. Native pools that the imports
+        # start (jemalloc's, OpenMP's) re-create themselves after a fork, as they must for
+        # Dagster's own forkserver start method, which forks after the same imports.
+        print(f"[warm launcher] not serving: {threading.active_count()} threads", flush=True)
+        return
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps exited workers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path + ".tmp")
+    listener.listen(16)
+    os.rename(socket_path + ".tmp", socket_path)  # present only once it accepts
+    print(
+        f"[warm launcher] pid {os.getpid()} ready in {time.perf_counter() - began:.1f}s: "
+        + ", ".join(f"{m} {s:.1f}s" for m, s in report["seconds"].items()),
+        flush=True,
+    )
+    try:
+        while os.getppid() == parent:
+            readable, _, _ = select.select([listener], [], [], 1.0)
+            if not readable:
+                continue
+            conn, _ = listener.accept()
+            with conn:
+                request = json.loads(conn.makefile("r").readline())
+                changed = _changed(files)
+                if changed:
+                    conn.sendall((json.dumps({"stale": changed}) + "\n").encode())
+                    return
+                pid = _fork_worker(listener, conn, request)
+                reply = {"pid": pid, "started": process_start_ticks(pid)}
+                conn.sendall((json.dumps(reply) + "\n").encode())
+    finally:
+        listener.close()
+        Path(socket_path).unlink(missing_ok=True)
+
+
+class _Server:
+    """The launching process's handle on one code location's server."""
+
+    def __init__(self, job_code_origin, preload: list[str]):
+        self.directory = tempfile.mkdtemp(prefix="dfp-warm-launcher-")
+        self.socket_path = str(Path(self.directory) / "server.sock")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                __name__,
+                self.socket_path,
+                dg.serialize_value(job_code_origin),
+                json.dumps(preload),
+            ],
+            stdin=subprocess.DEVNULL,
+        )
+
+    def ready(self) -> bool:
+        return self.process.poll() is None and os.path.exists(self.socket_path)
+
+    def fork(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(REPLY_TIMEOUT_S)
+            conn.connect(self.socket_path)
+            conn.sendall((json.dumps(request) + "\n").encode())
+            return json.loads(conn.makefile("r").readline())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        Path(self.socket_path).unlink(missing_ok=True)
+
+
+class WarmRunLauncher(dg.DefaultRunLauncher):
+    """DefaultRunLauncher whose runs fork from a warm server of their code location."""
+
+    def __init__(self, inst_data=None, preload: Iterable[str] = ()):
+        super().__init__(inst_data=inst_data)
+        self._preload = list(preload)
+        self._servers: dict[str, _Server] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def config_type(cls):
+        return {"preload": dg.Field([str], is_required=False, default_value=[])}
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(inst_data=inst_data, preload=config_value.get("preload", []))
+
+    @staticmethod
+    def enabled() -> bool:
+        return os.environ.get(DISABLE_ENV, "1").lower() not in ("0", "false", "no", "off")
+
+    def warm_up(self, job_code_origin) -> _Server | None:
+        """The server of the run's code location, started if there is none (it is ready
+        once it has imported everything); None for a location it cannot serve."""
+        if job_code_origin is None or job_code_origin.repository_origin.executable_path != (
+            sys.executable
+        ):
+            return None
+        key = origin_key(job_code_origin)
+        with self._lock:
+            server = self._servers.get(key)
+            if server is not None and server.process.poll() is not None:
+                server.stop()  # exited (a source file changed): start a fresh one
+                server = None
+            if server is None:
+                server = self._servers[key] = _Server(job_code_origin, self._preload)
+            return server
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        server = self.warm_up(run.job_code_origin) if self.enabled() else None
+        if server is not None and server.ready():
+            pointer = run.job_code_origin.repository_origin.code_pointer
+            request = {
+                "run_id": run.run_id,
+                "instance_ref": dg.serialize_value(self._instance.get_ref()),
+                "working_directory": getattr(pointer, "working_directory", None),
+            }
+            began = time.perf_counter()
+            try:
+                reply = server.fork(request)
+            except (OSError, ValueError) as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            if "pid" in reply:
+                worker = {"host": socket.gethostname(), **reply}
+                self._instance.add_run_tags(run.run_id, {RUN_WORKER_TAG: json.dumps(worker)})
+                self._instance.report_engine_event(
+                    f"Forked the run worker (pid {reply['pid']}) from the warm launcher's "
+                    f"server in {time.perf_counter() - began:.2f}s.",
+                    run,
+                    cls=self.__class__,
+                )
+                return
+            why = reply.get("stale") and f"{reply['stale']} changed; reloading"
+            self._instance.report_engine_event(
+                f"warm launcher: {why or reply.get('error')}: launching through the code server",
+                run,
+                cls=self.__class__,
+            )
+        super().launch_run(context)
+
+    @staticmethod
+    def _worker(run: dg.DagsterRun) -> dict[str, Any] | None:
+        value = run.tags.get(RUN_WORKER_TAG)
+        return json.loads(value) if value else None
+
+    def _alive(self, worker: Mapping[str, Any]) -> bool:
+        started = process_start_ticks(int(worker["pid"]))
+        return started is not None and started == worker.get("started")
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        worker = self._worker(run) if run is not None else None
+        if worker is None or worker.get("host") != socket.gethostname():
+            return super().terminate(run_id)
+        if run.is_finished or not self._alive(worker):
+            return False
+        self._instance.report_run_canceling(run)
+        os.kill(int(worker["pid"]), signal.SIGINT)  # the code server's termination does this
+        return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        worker = self._worker(run)
+        if worker is None or worker.get("host") != socket.gethostname():
+            # Started by the code server, which reports a dead run itself; nothing to check.
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "not a forked run worker")
+        if self._alive(worker):
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"the run worker (pid {worker['pid']}) is gone"
+        )
+
+    def dispose(self) -> None:
+        with self._lock:
+            for server in self._servers.values():
+                server.stop()
+            self._servers.clear()
+        super().dispose()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))
