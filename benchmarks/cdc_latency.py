@@ -107,6 +107,33 @@ def _executor(instance: dg.DagsterInstance, run_id: str) -> str:
     return "?"
 
 
+_TIMELINE_EVENTS = {
+    t.value
+    for t in (
+        dg.DagsterEventType.RUN_ENQUEUED,
+        dg.DagsterEventType.RUN_STARTING,
+        dg.DagsterEventType.RUN_START,
+        dg.DagsterEventType.ENGINE_EVENT,
+        dg.DagsterEventType.STEP_START,
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.RUN_SUCCESS,
+    )
+}
+
+
+def _print_timeline(instance: dg.DagsterInstance, record, committed: float) -> None:
+    """Where one round's time went: its run's engine, run and step events, in seconds after
+    the insert's commit."""
+    created = record.create_timestamp.timestamp() - committed
+    print(f"[cdc] timeline (s after commit): run created +{created:.2f}")
+    for entry in instance.all_logs(record.dagster_run.run_id):
+        event = entry.dagster_event
+        if event is None or event.event_type_value not in _TIMELINE_EVENTS:
+            continue
+        what = (event.message or event.event_type_value).splitlines()[0][:110]
+        print(f"[cdc]   +{entry.timestamp - committed:6.2f} {event.step_key or '':26} {what}")
+
+
 def _insert(dsn: str, rows: int, round_no: int) -> tuple[list[str], float]:
     import psycopg2
     import psycopg2.extras
@@ -127,7 +154,7 @@ def _insert(dsn: str, rows: int, round_no: int) -> tuple[list[str], float]:
     return [str(r[0]) for r in ids], committed
 
 
-def run(rounds: int, rows: int, kafka: bool) -> dict[str, object]:
+def run(rounds: int, rows: int, kafka: bool, timeline: bool = False) -> dict[str, object]:
     from dfp.lake.lakefs_client import LakeFSClient
     from dfp.settings import LakeFSSettings
     from dfp.stack.dagster_home import prepare_dagster_home
@@ -187,6 +214,8 @@ def run(rounds: int, rows: int, kafka: bool) -> dict[str, object]:
                     ran.append(record.end_time - record.start_time)
                     for key, seconds in _step_seconds(instance, record.dagster_run.run_id).items():
                         steps.setdefault(key, []).append(seconds)
+                    if timeline:
+                        _print_timeline(instance, record, committed)
                     print(
                         f"[cdc] round {round_no}: {latency:.1f}s (requested +{requested[-1]:.1f}"
                         f", started +{launched[-1]:.1f}, ran {ran[-1]:.1f})",
@@ -219,10 +248,13 @@ def main(argv: list[str] | None = None) -> None:
         choices=["in_process", "multiprocess"],
         help="DFP_EXECUTOR of the daemon's runs (default: the environment's, in_process locally)",
     )
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each round's run events in time order"
+    )
     args = parser.parse_args(argv)
     if args.executor:
         os.environ["DFP_EXECUTOR"] = args.executor  # before the definitions load
-    print_figures(run(args.rounds, args.rows, args.kafka))
+    print_figures(run(args.rounds, args.rows, args.kafka, args.timeline))
 
 
 if __name__ == "__main__":

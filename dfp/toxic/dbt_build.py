@@ -68,6 +68,23 @@ def run_manifest(variables: Mapping[str, str], database: str):
     )
 
 
+def warm_up() -> None:
+    """dbt's first-invocation costs, paid here before a build needs them (the dbt step's warm
+    worker, or the warm run launcher's server, which forks runs after it): the prepared
+    manifest loaded and cached, and a `dbt ls` on it (no database), which builds dbt's config
+    schemas, imports its task modules and fills `inspect`'s module table, each once per
+    process. In a forked run they cost 3-5 s of every CDC batch's dbt step."""
+    from dfp.dbt_inprocess import invoke
+
+    variables = dbt_vars("staging__main", "production__main")
+    with tempfile.TemporaryDirectory(prefix="dfp-toxic-dbt-warm-") as scratch:
+        args = [
+            *("ls", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)),
+            *("--vars", json.dumps(variables), "--target-path", scratch, "--log-path", scratch),
+        ]
+        invoke(args, run_manifest(variables, database="dfp"))
+
+
 def postgres_env(url: str) -> dict[str, str]:
     """The profile's DFP_TOXIC_PG_* variables for a libpq or SQLAlchemy URL
     (postgresql://…, postgresql+psycopg2://…)."""

@@ -63,3 +63,32 @@ def test_no_prepared_manifest_means_dbt_parses(tmp_path, prepared):
     assert parsed_manifest(tmp_path) is not None
     (tmp_path / PARTIAL_PARSE_FILE).write_bytes(b"\x81\xa8metadata\x81\xabdbt_version\xa60.0.1")
     assert parsed_manifest(tmp_path) is None  # another dbt's: not trusted
+
+
+_WARM_UP_PROBE = """
+import inspect, threading, time
+from dfp.dbt_inprocess import _load
+from dfp.toxic.dbt_build import warm_up
+began = time.perf_counter()
+warm_up()
+first = time.perf_counter() - began
+began = time.perf_counter()
+warm_up()
+again = time.perf_counter() - began
+# what a forked run then finds done: the manifest cached, inspect's module table filled
+print(_load.cache_info().currsize, len(inspect._filesbymodname) > 100, threading.active_count())
+print(f"{first:.3f} {again:.3f}")
+"""
+
+
+def test_warm_up_leaves_dbt_ready_in_this_process_and_starts_no_thread(prepared):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _WARM_UP_PROBE], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    # A thread left behind would stop the warm run launcher's server from forking.
+    assert out[0] == "1 True 1"
+    first, again = map(float, out[1].split())
+    assert again < first  # the costs are paid once
