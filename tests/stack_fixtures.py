@@ -89,6 +89,19 @@ def postgres_stack(tmp_path_factory) -> Iterator[LocalStack]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def crash_postgres(stack: LocalStack) -> None:
+    """An immediate shutdown of the stack's Postgres (SIGQUIT: no checkpoint, crash recovery
+    at the next start), as when the server dies; waits until the postmaster is gone."""
+    import signal
+
+    import psutil
+
+    pid = stack.postgres.pid()
+    assert pid is not None, "Postgres is not running"
+    os.kill(pid, signal.SIGQUIT)
+    psutil.Process(pid).wait(60)
+
+
 @pytest.fixture(scope="session")
 def postgres_url(postgres_stack) -> str:
     """The URL of the session's Postgres (database `dagster`) for catalog and staging tests."""

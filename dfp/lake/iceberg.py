@@ -16,18 +16,28 @@ reading its parent's files. dfp keeps branches isolated with three rules:
    conflict (never a silent fast-forward). The SQL catalog (pyiceberg SqlCatalog, schema shared
    with Iceberg's JdbcCatalog) is a per-branch index: catalog name = the lakeFS repository,
    namespace `(<branch>, <schema>)`, synced from those pointers.
+
+A run indexes only its own run branch, and drops that index when its step ends; publishing is
+the lakeFS merge alone, so a partition branch's catalog rows change only when it is read
+(`sync`). Every catalog operation rides out a restart of the catalog's database (bounded
+retries, `dfp.lake.outages`); a database that stays down fails the operation with
+CatalogUnavailable naming the catalog's server and the operation.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
+from dfp.lake import outages
 from dfp.lake.lakefs_client import LakeFSClient
+from dfp.lake.pg_branches import says_unreachable, server_name
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
@@ -40,6 +50,31 @@ REPOSITORY_PROPERTY = "dfp.lakefs.repository"
 IO_REF_PROPERTY = "dfp.lakefs.io-ref"
 #: pyiceberg loads the FileIO by name (its own module: subclassing needs pyiceberg loaded).
 BRANCH_FILEIO = "dfp.lake.iceberg_io.BranchFileIO"
+
+T = TypeVar("T")
+
+
+class CatalogUnavailable(outages.ServiceUnavailable):
+    """The Iceberg catalog's database could not be reached or went away during an operation,
+    and stayed away through the retries; the message names its server (never a password)
+    and the operation."""
+
+
+def catalog_server(uri: str) -> str:
+    """The catalog's database for messages: `Iceberg catalog (Postgres at host:port/db)`."""
+    if uri.startswith("postgres"):
+        return f"Iceberg catalog (Postgres at {server_name(uri)})"
+    return f"Iceberg catalog ({uri.split('://', 1)[0]})"
+
+
+def _catalog_unreachable(exc: BaseException) -> bool:
+    """A database error saying the server is not there or dropped the connection (SQLAlchemy
+    invalidates the connection then), not one refusing the request."""
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or says_unreachable(str(exc.orig))
+    )
 
 
 def _namespaces(catalog: SqlCatalog, branch: str) -> list[tuple[str, ...]]:
@@ -116,14 +151,37 @@ def describe_tables(client: LakeFSClient, ref: str) -> dict[str, dict[str, Any]]
 class BranchTables:
     """Iceberg tables of one lakeFS repository, one catalog namespace per branch."""
 
-    def __init__(self, client: LakeFSClient, catalog_uri: str):
+    def __init__(self, client: LakeFSClient, catalog_uri: str, retries: int = outages.RETRIES):
         self.client = client
         self.catalog_uri = catalog_uri
+        self.retries = retries
+        #: Set once an operation ran out of retries: later ones get one attempt each, so a
+        #: build of many models waits out one retry window, not one per model.
+        self.found_down = False
         if catalog_uri.startswith("sqlite:///"):
             # A local catalog file: its directory is made on first use, not at import.
             Path(catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
     # -- catalogs ---------------------------------------------------------------------------
+    def _retrying(self, operation: str, call: Callable[[], T], retries: int | None = None) -> T:
+        """`call()`, run again from the start while the catalog's database is unreachable
+        (each catalog operation here is idempotent: a sync mirrors the pointers again, a
+        write overwrites again); then CatalogUnavailable names the catalog and `operation`."""
+        if retries is None:
+            retries = 0 if self.found_down else self.retries
+        try:
+            return outages.with_retries(
+                call,
+                unreachable=_catalog_unreachable,
+                error=CatalogUnavailable,
+                server=catalog_server(self.catalog_uri),
+                operation=operation,
+                retries=retries,
+            )
+        except CatalogUnavailable:
+            self.found_down = True
+            raise
+
     def catalog(self, io_ref: str) -> SqlCatalog:
         """A catalog whose FileIO reads/writes on `io_ref` (one catalog object per ref)."""
         # One catalog name per lakeFS repository: repositories may share a catalog database.
@@ -169,6 +227,9 @@ class BranchTables:
     # -- catalog index ----------------------------------------------------------------------
     def sync(self, branch: str) -> dict[str, int]:
         """Make the catalog namespaces of `branch` mirror the pointers on its lakeFS head."""
+        return self._retrying(f"sync of the catalog index of {branch}", lambda: self._sync(branch))
+
+    def _sync(self, branch: str) -> dict[str, int]:
         catalog = self.catalog(branch)
         wanted = self.pointers(branch)
         stats = {"registered": 0, "updated": 0, "dropped": 0}
@@ -189,19 +250,63 @@ class BranchTables:
             stats["dropped"] += 1
         return stats
 
-    def forget(self, branch: str) -> None:
+    def forget(self, branch: str, retries: int | None = None) -> None:
         """Drop the catalog index of a branch (e.g. a deleted run branch)."""
+        self._retrying(
+            f"forget of the catalog index of {branch}", lambda: self._forget(branch), retries
+        )
+
+    def _forget(self, branch: str) -> None:
         catalog = self.catalog(branch)
         for namespace in _namespaces(catalog, branch):
             for ident in catalog.list_tables(namespace):
                 catalog.drop_table(ident)
             catalog.drop_namespace(namespace)
 
+    @contextmanager
+    def run_index(self, run_branch: str, *, sync: bool = False) -> Iterator[BranchTables]:
+        """The catalog index of a run branch for the duration of a step (`sync`: made from
+        its pointers first), dropped at the end; lakeFS keeps the pointers. A step that
+        failed keeps its own error: its index is dropped with one attempt, and if the catalog
+        is down the cleanup sensor drops it later (`indexed_branches`)."""
+        try:
+            if sync:
+                self.sync(run_branch)
+            yield self
+        except BaseException:
+            try:
+                self.forget(run_branch, retries=0)
+            except CatalogUnavailable:
+                pass  # an orphaned index: lakefs_run_branch_cleanup drops it
+            raise
+        self.forget(run_branch)
+
+    def indexed_branches(self) -> list[str]:
+        """The branches that have catalog rows (run branches among them after an outage)."""
+        return self._retrying(
+            "listing of the branches indexed",
+            lambda: sorted({ns[0] for ns in self.catalog("").list_namespaces()}),
+        )
+
     # -- tables -----------------------------------------------------------------------------
     def load(self, branch: str, schema: str, table: str) -> Table:
         """The table as it is on `branch` (reads only that branch's objects)."""
-        self.sync(branch)
-        return self.catalog(branch).load_table(self.identifier(branch, schema, table))
+
+        def synced_load() -> Table:
+            self._sync(branch)
+            return self._load(branch, schema, table)
+
+        return self._retrying(f"load of {schema}.{table} on {branch}", synced_load)
+
+    def table(self, ref: str, schema: str, table: str) -> Table:
+        """The table as the catalog index of `ref` has it (no sync: the caller indexed it,
+        e.g. a run branch during its step)."""
+        return self._retrying(
+            f"load of {schema}.{table} on {ref}", lambda: self._load(ref, schema, table)
+        )
+
+    def _load(self, ref: str, schema: str, table: str) -> Table:
+        return self.catalog(ref).load_table(self.identifier(ref, schema, table))
 
     def write(
         self,
@@ -219,10 +324,24 @@ class BranchTables:
         from `target_branch`; defaults to the branch itself) and reach the target branch only
         when that branch is merged. Uncommitted: the caller commits `io_ref`.
         """
+        io_ref = io_ref or target_branch
+        return self._retrying(
+            f"write of {schema}.{table} for {target_branch} on {io_ref}",
+            lambda: self._write(data, schema, table, target_branch, io_ref, snapshot_properties),
+        )
+
+    def _write(
+        self,
+        data: pa.Table,
+        schema: str,
+        table: str,
+        target_branch: str,
+        io_ref: str,
+        snapshot_properties: dict[str, str] | None,
+    ) -> Table:
         from pyiceberg.exceptions import NoSuchTableError
 
-        io_ref = io_ref or target_branch
-        self.sync(io_ref)
+        self._sync(io_ref)
         catalog = self.catalog(io_ref)
         ident = self.identifier(io_ref, schema, table)
         catalog.create_namespace_if_not_exists((io_ref, schema))
@@ -269,7 +388,13 @@ class BranchTables:
         """Index `io_ref`'s tables and point their new files at `target_branch`'s logical
         paths, for engines that write through the catalog themselves (Spark keeps a replaced
         table's properties). Returns the tables as `schema.table`."""
-        self.sync(io_ref)
+        return self._retrying(
+            f"prepare of the tables on {io_ref} for {target_branch}",
+            lambda: self._prepare_writes(io_ref, target_branch),
+        )
+
+    def _prepare_writes(self, io_ref: str, target_branch: str) -> list[str]:
+        self._sync(io_ref)
         catalog = self.catalog(io_ref)
         prepared = []
         # After sync the catalog rows mirror the pointers: no second read from lakeFS.
@@ -282,7 +407,7 @@ class BranchTables:
     def refresh_pointer(self, io_ref: str, schema: str, table: str) -> TablePointer:
         """Record the catalog's current metadata of a table in lakeFS after a direct commit
         through `catalog(io_ref)` (a Spark build, maintenance such as snapshot expiry)."""
-        iceberg_table = self.catalog(io_ref).load_table(self.identifier(io_ref, schema, table))
+        iceberg_table = self.table(io_ref, schema, table)
         return self._write_pointer(io_ref, schema, table, iceberg_table)
 
     def describe(self, branch: str) -> dict[str, dict[str, Any]]:

@@ -160,14 +160,18 @@ def _server_of(conn: Any) -> str:
     return f"{info.host}:{info.port}/{info.dbname}"
 
 
+def says_unreachable(message: str) -> bool:
+    """Whether a libpq error message says the server is not there (yet, or any more), as
+    opposed to refusing the request (a wrong password, a missing database)."""
+    return any(words in message.lower() for words in _UNREACHABLE)
+
+
 def _is_unreachable(exc: BaseException) -> bool:
     import psycopg2
 
     if isinstance(exc, psycopg2.InterfaceError):
         return True  # the connection object is closed: the server went away under it
-    return isinstance(exc, psycopg2.OperationalError) and any(
-        words in str(exc).lower() for words in _UNREACHABLE
-    )
+    return isinstance(exc, psycopg2.OperationalError) and says_unreachable(str(exc))
 
 
 def connect(url: str, operation: str = "connect", retries: int = CONNECT_RETRIES) -> Any:

@@ -245,11 +245,12 @@ def discard(client: LakeFSClient, run_id: str) -> bool:
     return client.delete_branch(run_branch_name(run_id), missing_ok=True)
 
 
+def orphaned_runs(branches: Iterable[str], live_run_ids: Iterable[str]) -> list[str]:
+    """The run branches among `branches` whose run is no longer in progress."""
+    live = set(live_run_ids)
+    return [b for b in branches if is_run_branch(b) and run_id_of(b) not in live]
+
+
 def orphaned_run_branches(client: LakeFSClient, live_run_ids: Iterable[str]) -> list[str]:
     """Run branches whose run is no longer in progress (killed, crashed, or long finished)."""
-    live = set(live_run_ids)
-    return [
-        b
-        for b in client.list_branches(show_hidden=True)
-        if is_run_branch(b) and run_id_of(b) not in live
-    ]
+    return orphaned_runs(client.list_branches(show_hidden=True), live_run_ids)

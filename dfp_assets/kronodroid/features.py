@@ -12,8 +12,6 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -66,20 +64,10 @@ FEAST_ONLINE_CODE_VERSION = "feast_online/1"
 OFFLINE_CODE_VERSION = "feast_offline/1"
 
 
-@contextmanager
-def run_branch_tables(tables: BranchTables, run_branch: str) -> Iterator[BranchTables]:
-    """The run branch's catalog index for the duration of a step (lakeFS keeps pointers)."""
-    tables.sync(run_branch)
-    try:
-        yield tables
-    finally:
-        tables.forget(run_branch)
-
-
 def mart_feast_table(tables: BranchTables, ref: str) -> tuple["pa.Table", dict[str, str]]:
     """The mart on `ref` as Feast's table, plus its Iceberg lineage. `created_timestamp` is
     the snapshot's commit time, so rebuilding from the same snapshot gives the same table."""
-    mart = tables.catalog(ref).load_table(tables.identifier(ref, *MART))
+    mart = tables.table(ref, *MART)
     snapshot = mart.current_snapshot()
     if snapshot is None:
         raise dg.Failure(f"{'.'.join(MART)} on {ref} has no snapshot: build staging first")
@@ -118,7 +106,7 @@ def feast_registry(
             rows = step.reused.metadata["dagster/row_count"]
             uri = offline_uri(client.repository, branch)
         else:
-            with run_branch_tables(iceberg.tables(client), step.run_branch) as tables:
+            with iceberg.tables(client).run_index(step.run_branch, sync=True) as tables:
                 table, lineage = mart_feast_table(tables, step.run_branch)
             rows = table.num_rows
             uri = export_offline(client, branch, table, io_ref=step.run_branch)

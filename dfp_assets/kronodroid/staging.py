@@ -80,7 +80,6 @@ def kronodroid_dbt(
         tempfile.TemporaryDirectory(prefix="dfp-dbt-") as root,
     ):
         run_branch, client = step.run_branch, step.client
-        tables = iceberg.tables(client)
         inputs = memo.input_version(
             STAGING_CODE_VERSION,
             dbt_project_version(),
@@ -88,7 +87,7 @@ def kronodroid_dbt(
             memo.listing(client, run_branch, RAW_OBJECTS_PREFIX),
         )
         if step.lookup(inputs, accept=lambda found: _memo_covers(context, found)):
-            yield from _reused_build(context, step, tables)
+            yield from _reused_build(context, step, iceberg.tables(client))
             return
         built: dict[str, dict[str, Any]] = {}
         checked: dict[str, dict[str, Any]] = {}
@@ -98,15 +97,16 @@ def kronodroid_dbt(
             "external_root": root,
         }
         engine_env = {"DFP_ICEBERG_CATALOG_URI": iceberg.uri, "DFP_DBT_TARGET": engine}
-        if engine == "spark":
-            # Spark replaces tables through the catalog: index the run branch's tables and
-            # aim their new files at the partition branch's logical paths first.
-            prepared = tables.prepare_writes(run_branch, step.branch)
-            context.log.info(f"Spark engine; existing tables on {run_branch}: {prepared}")
-            engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
-        from dfp_assets.kronodroid.dbt_cli import DfpDbtTranslator  # dagster-dbt: ~2.5 s
+        # The run branch's catalog rows serve this run only; lakeFS keeps the pointers.
+        with iceberg.tables(client).run_index(run_branch) as tables:
+            if engine == "spark":
+                # Spark replaces tables through the catalog: index the run branch's tables and
+                # aim their new files at the partition branch's logical paths first.
+                prepared = tables.prepare_writes(run_branch, step.branch)
+                context.log.info(f"Spark engine; existing tables on {run_branch}: {prepared}")
+                engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
+            from dfp_assets.kronodroid.dbt_cli import DfpDbtTranslator  # dagster-dbt: ~2.5 s
 
-        try:
             events = dbt_events(
                 context,
                 dbt.cli_resource().cli,
@@ -151,9 +151,6 @@ def kronodroid_dbt(
                     {"models": built, "checks": checked},
                 )
             _commit_build(step, tables)
-        finally:
-            # The run branch's catalog rows served this run only; lakeFS keeps the pointers.
-            tables.forget(run_branch)
 
 
 def _commit_build(step: BranchStep, tables) -> str:
@@ -175,8 +172,7 @@ def _iceberg_metadata(
     tables, run_branch: str, node: Mapping[str, Any], engine: str
 ) -> dict[str, Any]:
     # dbt committed this table's catalog row moments ago: no resync from lakeFS.
-    ident = tables.identifier(run_branch, _schema(node), node["name"])
-    table = tables.catalog(run_branch).load_table(ident)
+    table = tables.table(run_branch, _schema(node), node["name"])
     snapshot = table.current_snapshot()
     summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
     return {

@@ -61,19 +61,25 @@ def lakefs_run_branch_cleanup(
         for branch in orphans:
             client.delete_branch(branch)
             tables.forget(branch)  # catalog rows a killed dbt run left behind
+        # Catalog rows of run branches already gone: the catalog was down as the run ended.
+        indexes = wap.orphaned_runs(tables.indexed_branches(), live)
+        for branch in indexes:
+            tables.forget(branch)
         # Online projects of killed runs, or replaced while another branch still served them.
         projects = feast.discard_orphans(client, live)
     # Run schemas outlive their branch when Postgres was down as the run ended.
     schemas = postgres_staging.discard_orphans(live) if postgres_staging.configured else []
-    if not orphans and not schemas and not projects:
-        return dg.SkipReason("no orphaned run branches, run schemas or online projects")
+    if not orphans and not indexes and not schemas and not projects:
+        return dg.SkipReason(
+            "no orphaned run branches, catalog indexes, run schemas or online projects"
+        )
     context.log.info(
-        f"deleted orphaned run branches: {orphans}, run schemas: {schemas}, "
-        f"online projects: {projects}"
+        f"deleted orphaned run branches: {orphans}, catalog indexes: {indexes}, "
+        f"run schemas: {schemas}, online projects: {projects}"
     )
     return dg.SkipReason(
-        f"deleted {len(orphans)} orphaned run branches, {len(schemas)} run schemas and "
-        f"{len(projects)} online projects"
+        f"deleted {len(orphans)} orphaned run branches, {len(indexes)} catalog indexes, "
+        f"{len(schemas)} run schemas and {len(projects)} online projects"
     )
 
 

@@ -139,3 +139,18 @@ def evaluate_branch(instance: dg.DagsterInstance, partition: str, model_from: st
         {"cross_branch_evaluation": {"config": {"model_from": model_from}}} if model_from else None
     )
     return _run_partition(evaluate_job, instance, partition, ops)
+
+
+def run_cleanup_sensor(instance: dg.DagsterInstance):
+    """One tick of `lakefs_run_branch_cleanup` with the resources as this test has them."""
+    from dfp_assets.platform.branches import lakefs_run_branch_cleanup
+    from dfp_resources.environment import build_resources
+
+    resources = build_resources(load_settings())
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={
+            name: resources[name] for name in ("lakefs", "iceberg", "postgres_staging", "feast")
+        },
+    ) as context:
+        return lakefs_run_branch_cleanup(context)

@@ -3,24 +3,21 @@ schema is swapped in with the lakeFS merge, and left out when checks or the merg
 when Postgres goes down before the publish (a restart within the retry window is ridden out)."""
 
 import os
-import signal
 import threading
 from urllib.parse import urlsplit
 
 import dagster as dg
-import psutil
 import pytest
 
 from dfp.lake import pg_branches as pgb
 from dfp.lake import wap
-from dfp.settings import load_settings
 from dfp.stack.services import LocalStack
-from dfp_assets.platform.branches import lakefs_run_branch_cleanup
 from dfp_assets.platform.partitions import blocking_check, branch_asset
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
-from dfp_resources.environment import build_resources
 from dfp_resources.lakefs import LakeFSResource
 from dfp_resources.postgres_staging import PostgresStagingResource
+from tests.integration.jobs import run_cleanup_sensor
+from tests.stack_fixtures import crash_postgres
 
 FAMILY = "wapstage"
 #: The session's Postgres, for the asset below to take down (set by the `env` fixture).
@@ -35,16 +32,6 @@ class StageConfig(dg.Config):
     conflict_on_target: bool = False  # make the publishing lakeFS merge fail
     other_run_publishes: str = ""  # another run publishes this to an unrelated path meanwhile
     outage: str = "none"  # none | down (Postgres crashes, stays down) | restart (and comes back)
-
-
-def _crash_postgres() -> None:
-    """An immediate shutdown (SIGQUIT: no checkpoint, crash recovery at the next start), as
-    when the server dies; waits until the postmaster is gone."""
-    service = _STACK[0].postgres
-    pid = service.pid()
-    assert pid is not None, "Postgres is not running"
-    os.kill(pid, signal.SIGQUIT)
-    psutil.Process(pid).wait(60)
 
 
 @branch_asset(group="test", check_specs=[blocking_check("ok", "staged_table", "test gate")])
@@ -74,7 +61,8 @@ def staged_table(
             client.upload(context.partition_key, OTHER_PATH, config.other_run_publishes.encode())
             client.commit(context.partition_key, "other run", {"dagster_run_id": "other-run-0001"})
     if config.outage != "none":
-        _crash_postgres()  # after the run schema is written: the publish finds Postgres gone
+        # After the run schema is written: the publish finds Postgres gone.
+        crash_postgres(_STACK[0])
         if config.outage == "restart":
             threading.Thread(target=_STACK[0].postgres.start, daemon=True).start()
     yield dg.MaterializeResult()
@@ -254,15 +242,8 @@ def test_postgres_down_before_the_publish_fails_naming_it_and_publishes_nothing(
     ]
     assert family_orphans == [orphan]
     conn.commit()
-    resources = build_resources(load_settings())
-    with dg.build_sensor_context(
-        instance=instance,
-        resources={
-            name: resources[name] for name in ("lakefs", "iceberg", "postgres_staging", "feast")
-        },
-    ) as context:
-        result = lakefs_run_branch_cleanup(context)
-    assert "run schemas" in str(result) and "and 0 run schemas" not in str(result), result
+    result = run_cleanup_sensor(instance)
+    assert "run schemas" in str(result) and ", 0 run schemas" not in str(result), result
     assert run_schemas(conn) == [] and not pgb.schema_exists(conn, orphan)
 
     ok, rerun = run(instance, "after")
