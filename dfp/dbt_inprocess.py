@@ -15,10 +15,12 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dfp.settings import environ
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
@@ -57,17 +59,27 @@ def _load(path: Path, mtime_ns: int) -> Any:
     return manifest
 
 
-def parsed_manifest(target_dir: Path) -> Any | None:
+def parsed_manifest(target_dir: Path, adapter_type: str | None = None) -> Any | None:
     """The prepared project's manifest (dbt's `Manifest`), or None when there is none (or
-    it is another dbt version's): then dbt parses as usual."""
+    it is another dbt version's, or was parsed for another adapter than `adapter_type`, whose
+    configs may differ): then dbt parses as usual."""
     path = target_dir / PARTIAL_PARSE_FILE
     try:
-        return copy.deepcopy(_load(path, path.stat().st_mtime_ns))
+        manifest = _load(path, path.stat().st_mtime_ns)
     except FileNotFoundError:
         return None
     except Exception as exc:  # another dbt's, or damaged: parsing is always correct
         log.warning("not using %s (dbt parses instead): %s", path, exc)
         return None
+    if adapter_type is not None and manifest.metadata.adapter_type != adapter_type:
+        log.info(
+            "%s was parsed for %s, not %s: dbt parses",
+            path,
+            manifest.metadata.adapter_type,
+            adapter_type,
+        )
+        return None
+    return copy.deepcopy(manifest)
 
 
 def _quoted(*parts: str) -> str:
@@ -81,11 +93,13 @@ def retarget(
     source_identifiers: Mapping[str, str] | None = None,
     model_schema: str | None = None,
     database: str | None = None,
+    model_configs: Callable[[Any], Mapping[str, Any]] | None = None,
 ) -> Any:
     """Point the relations the project's vars and profile named at parse time at this run's:
     sources by source name (`staging` → schema; `staging.text_comments` → identifier), every
     model into `model_schema`, both in `database` (the profile's, as the run sees it). Tests
-    reference their model and follow it."""
+    reference their model and follow it. `model_configs(node)`: the config values of a model
+    that vars rendered at parse time (e.g. a `location_root` naming a branch), as this run's."""
     identifiers = source_identifiers or {}
     for source in manifest.sources.values():
         schema = source_schemas.get(source.source_name)
@@ -103,7 +117,31 @@ def retarget(
                 node.database = database or node.database
                 node.schema = model_schema
                 node.relation_name = _quoted(node.database, model_schema, node.alias)
+    if model_configs is not None:
+        for node in manifest.nodes.values():
+            if node.resource_type == "model":
+                for key, value in model_configs(node).items():
+                    node.config[key] = value
     return manifest
+
+
+def project_args(project_dir: Path, target_path: Path) -> list[str]:
+    """The arguments of a run of the project in `project_dir` (its profiles.yml beside it)
+    whose artifacts and log go to `target_path`, not the project's target/ (whose prepared
+    manifest other runs read at the same time)."""
+    return [
+        *("--project-dir", str(project_dir), "--profiles-dir", str(project_dir)),
+        *("--target-path", str(target_path), "--log-path", str(target_path)),
+    ]
+
+
+def invoke_prepared(
+    args: Sequence[str], env: Mapping[str, str], manifest: Callable[[], Any | None]
+) -> DbtRun:
+    """`dbt <args>` in this process with `env` set, on `manifest()` (made with `env` set: a
+    prepared, retargeted manifest, or None to parse); picklable (dbt's objects left out)."""
+    with environ(**env):
+        return invoke(args, manifest()).portable()
 
 
 def invoke(args: Sequence[str], manifest: Any | None = None) -> DbtRun:

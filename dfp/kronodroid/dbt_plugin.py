@@ -23,15 +23,16 @@ from dfp.kronodroid.parse import conform, empty_release_table
 from dfp.kronodroid.schema import Release, sql_name
 from dfp.lake.iceberg import BranchTables
 from dfp.lake.lakefs_client import LakeFSClient
-from dfp.settings import LakeFSSettings, get_settings
+from dfp.settings import LakeFSSettings, load_settings
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
 
 
 def catalog_uri() -> str:
-    # The Dagster asset passes the run's catalog to this dbt process as the variable.
-    uri = get_settings().dfp_iceberg_catalog_uri
+    # The Dagster asset passes the run's catalog to this dbt build as the variable; a fresh
+    # read: the build may run in a process whose settings were read before it was set.
+    uri = load_settings().dfp_iceberg_catalog_uri
     if not uri:
         raise RuntimeError("DFP_ICEBERG_CATALOG_URI is not set (the Iceberg SQL catalog)")
     return uri

@@ -106,6 +106,21 @@ def _indexed(catalog: SqlCatalog, branch: str) -> dict[tuple[str, str], str | No
         }
 
 
+def _column_types(schema: pa.Schema) -> dict[str, str]:
+    # Iceberg has one string and one binary type: pyarrow's large_* forms are the same column.
+    return {f.name: str(f.type).replace("large_", "") for f in schema}
+
+
+def adds_columns_or_types(table_schema: pa.Schema, data: pa.Schema) -> bool:
+    """Whether writing `data` changes the table's schema (a column it lacks, another type).
+
+    The table's Arrow schema never equals the data's (field-id metadata, large_string), and
+    pyiceberg's `union_by_name` walks the schema once per column: for a wide table, seconds
+    per write to find nothing to change."""
+    current = _column_types(table_schema)
+    return any(current.get(name) != kind for name, kind in _column_types(data).items())
+
+
 def table_prefix(schema: str, table: str) -> str:
     return f"{ICEBERG_PREFIX}/{schema}/{table}"
 
@@ -349,7 +364,7 @@ class BranchTables:
         write_paths = self.write_paths(target_branch, schema, table)
         try:
             iceberg_table = catalog.load_table(ident)
-            if iceberg_table.schema().as_arrow() != data.schema:
+            if adds_columns_or_types(iceberg_table.schema().as_arrow(), data.schema):
                 with iceberg_table.update_schema() as update:
                     update.union_by_name(data.schema)
             self._ensure_write_paths(iceberg_table, write_paths)

@@ -20,11 +20,12 @@ from typing import Any
 
 import dagster as dg
 
+from dfp.kronodroid.dbt_build import PREPARED_ENGINE, build
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX
 from dfp.lake import memo
 from dfp.lake.iceberg import pointer_path, table_prefix
 from dfp_assets.kronodroid.dbt_project import MANIFEST_PATH, asset_plan
-from dfp_assets.platform.dbt_plan import dbt_events, dbt_multi_asset
+from dfp_assets.platform.dbt_plan import dbt_events, dbt_inprocess_events, dbt_multi_asset
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.step import BranchStep, branch_step
 from dfp_resources.dbt import DbtResource
@@ -107,16 +108,35 @@ def kronodroid_dbt(
                 engine_env["DFP_SPARK_CONF"] = repr(spark.conf(client, run_branch))
             from dfp_assets.kronodroid.dbt_cli import DfpDbtTranslator  # dagster-dbt: ~2.5 s
 
-            events = dbt_events(
-                context,
-                dbt.cli_resource().cli,
-                ["build", "--vars", json.dumps(dbt_vars)],
-                manifest=manifest,
-                translator=DfpDbtTranslator(),
-                env=engine_env,
-                # Per-run artifacts live and die with the run (not under dbt/target).
-                target_path=Path(root) / "target",
-            )
+            args = ["build", "--vars", json.dumps(dbt_vars), "--target", engine]
+            # Per-run artifacts live and die with the run (not under dbt/target).
+            target_path = Path(root) / "target"
+            if engine == PREPARED_ENGINE:
+                # In this process on the prepared manifest: no dbt process, no parse.
+                events = dbt_inprocess_events(
+                    context,
+                    lambda args, env: build(
+                        args,
+                        repository=client.repository,
+                        lakefs_branch=step.branch,
+                        env={**engine_env, **env},
+                        target_path=target_path,
+                    ),
+                    args,
+                    manifest=manifest,
+                    translator=DfpDbtTranslator(),
+                    target_path=target_path,
+                )
+            else:  # Spark's configs differ from the prepared manifest's: a dbt process parses
+                events = dbt_events(
+                    context,
+                    dbt.cli_resource().cli,
+                    args[:-2],  # the resource passes its target itself
+                    manifest=manifest,
+                    translator=DfpDbtTranslator(),
+                    env=engine_env,
+                    target_path=target_path,
+                )
             for event in events:
                 model = (
                     event.asset_key.path[-1] if isinstance(event, dg.MaterializeResult) else None

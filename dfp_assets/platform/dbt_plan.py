@@ -274,3 +274,26 @@ def dbt_events(
             **cli_kwargs,
         )
     yield from step_results(context, invocation.stream())
+
+
+def dbt_inprocess_events(
+    context: dg.AssetExecutionContext,
+    build: Callable[[list[str], Mapping[str, str]], Any],
+    args: Sequence[str],
+    *,
+    manifest: Mapping[str, Any],
+    translator: Any,
+    target_path: Path,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
+    """`dbt <args>` in this process for the models and tests this step selected, as asset
+    events: `build(args, env)` runs it (a `dfp.dbt_inprocess.DbtRun`, its artifacts under
+    `target_path`) with the selection's variables in `env`. A failed run raises after its
+    events, so its failed tests show, like dagster-dbt's stream of a failed `dbt` process."""
+    from dfp_assets.platform.dbt_cli import dbt_run_events, dbt_run_failure
+
+    selection, indirect = dbt_selection(context, manifest, lambda: translator)
+    run = build([*args, *selection], {"DBT_INDIRECT_SELECTION": indirect} if indirect else {})
+    yield from step_results(context, dbt_run_events(run, manifest, translator, target_path))
+    failure = dbt_run_failure(run)
+    if failure:
+        raise dg.Failure(description=failure)

@@ -1,20 +1,31 @@
-"""The prepared toxic-comment manifest, retargeted at a run's schemas (dfp.dbt_inprocess)."""
+"""The prepared dbt manifests, retargeted at a run's relations (dfp.dbt_inprocess): the
+toxic-comment project's schemas, the Kronodroid project's branch (dfp.kronodroid.dbt_build)."""
 
 import shutil
 
 import pytest
 
 from dfp.dbt_inprocess import PARTIAL_PARSE_FILE, parsed_manifest
+from dfp.kronodroid import dbt_build as kronodroid
 from dfp.toxic.dbt_build import PROJECT_DIR, dbt_vars, run_manifest
 
 TARGET = PROJECT_DIR / "target"
 
 
+def _prepared_target(target):
+    if not (target / PARTIAL_PARSE_FILE).exists():
+        pytest.fail(f"{target / PARTIAL_PARSE_FILE} is missing: run `uv run dfp dbt prepare`")
+    return target
+
+
 @pytest.fixture(scope="module")
 def prepared():
-    if not (TARGET / PARTIAL_PARSE_FILE).exists():
-        pytest.fail(f"{TARGET / PARTIAL_PARSE_FILE} is missing: run `uv run dfp dbt prepare`")
-    return TARGET
+    return _prepared_target(TARGET)
+
+
+@pytest.fixture(scope="module")
+def kronodroid_prepared():
+    return _prepared_target(kronodroid.PROJECT_DIR / "target")
 
 
 def _relations(manifest):
@@ -92,3 +103,36 @@ def test_warm_up_leaves_dbt_ready_in_this_process_and_starts_no_thread(prepared)
     assert out[0] == "1 True 1"
     first, again = map(float, out[1].split())
     assert again < first  # the costs are paid once
+
+
+def _models(manifest):
+    return [n for n in manifest.nodes.values() if n.resource_type == "model"]
+
+
+def test_the_kronodroid_location_template_is_dbt_project_ymls(kronodroid_prepared):
+    # Parsed with the default vars: each model's location_root as dbt rendered it.
+    models = _models(parsed_manifest(kronodroid_prepared, kronodroid.PREPARED_ENGINE))
+    assert {n.config.schema for n in models} == {"staging", "marts"}
+    for node in models:
+        repository = node.config["location_root"].split("/")[2]
+        assert node.config["location_root"] == kronodroid.location_root(
+            repository, "main", node.config.schema
+        )
+
+
+def test_a_kronodroid_run_manifest_writes_for_the_run_branch_and_leaves_the_prepared_one(
+    kronodroid_prepared,
+):
+    manifest = kronodroid.run_manifest("repo-x", "feature-1")
+    assert {n.config["location_root"] for n in _models(manifest)} == {
+        "s3://repo-x/feature-1/iceberg/staging",
+        "s3://repo-x/feature-1/iceberg/marts",
+    }
+    again = parsed_manifest(kronodroid_prepared, kronodroid.PREPARED_ENGINE)
+    assert all("/main/iceberg/" in n.config["location_root"] for n in _models(again))
+
+
+def test_a_kronodroid_manifest_of_another_engine_is_not_used(tmp_path, kronodroid_prepared):
+    shutil.copy(kronodroid_prepared / PARTIAL_PARSE_FILE, tmp_path / PARTIAL_PARSE_FILE)
+    assert parsed_manifest(tmp_path, kronodroid.PREPARED_ENGINE) is not None
+    assert parsed_manifest(tmp_path, "spark") is None  # its configs are duckdb's
