@@ -131,6 +131,7 @@ def _fork_worker(listener: socket.socket, conn: socket.socket, request: Mapping[
         conn.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the run waits for its own subprocesses
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # terminate() interrupts it
         code = _run_worker(request)
     except BaseException:  # noqa: BLE001 - the child must exit here, never return to the loop
         traceback.print_exc()
@@ -160,6 +161,9 @@ def serve(socket_path: str, job_code_origin_json: str, preload: list[str]) -> No
         return
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps exited workers
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C of `dagster dev` reaches the whole process group: the runs stop on it, the
+    # server leaves with its parent (checked every second) instead of printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path + ".tmp")
     listener.listen(16)
