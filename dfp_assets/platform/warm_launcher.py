@@ -11,7 +11,8 @@ everything imported and runs exactly what `dagster api execute_run` runs.
   not serve (another interpreter), runs go through the code server as before.
 - It imports the code location, `preload` (config) and every op's `dfp/warm_imports` group,
   so forked runs need no warm workers. It reloads itself (the next run falls back once) when
-  a source file it imported changed, and exits with the process that started it.
+  a source file it imported, or a file of its `watch` globs (dbt manifests), changed, and
+  exits with the process that started it.
 - Workers are reaped by the server (SIGCHLD ignored); their pid and start time are a run tag,
   so run monitoring marks a killed worker's run failed, and termination from any process of
   this host interrupts the worker as the code server would (SIGINT).
@@ -20,6 +21,7 @@ everything imported and runs exactly what `dagster api execute_run` runs.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import select
@@ -73,30 +75,31 @@ def origin_key(job_code_origin) -> str:
     return dg.serialize_value(repository._replace(container_image=None, container_context=None))
 
 
-def _project_files() -> dict[str, tuple[int, int]]:
-    """(mtime_ns, size) of each source file this process imported outside site-packages."""
-    files: dict[str, tuple[int, int]] = {}
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if not path or "site-packages" in path or path.startswith(sys.base_prefix):
-            continue
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        files[path] = (st.st_mtime_ns, st.st_size)
-    return files
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
-def _changed(files: Mapping[str, tuple[int, int]]) -> str | None:
-    for path, stamp in files.items():
-        try:
-            st = os.stat(path)
-        except OSError:
-            return path
-        if (st.st_mtime_ns, st.st_size) != stamp:
-            return path
-    return None
+def _watched_files(watch: Iterable[str]) -> dict[str, tuple[int, int] | None]:
+    """(mtime_ns, size) of each source file this process imported outside site-packages, and
+    of the files the `watch` globs (absolute, or relative to the working directory) match: files the
+    definitions read at import, such as dbt manifests."""
+    paths = [
+        path
+        for module in list(sys.modules.values())
+        if (path := getattr(module, "__file__", None))
+        and "site-packages" not in path
+        and not path.startswith(sys.base_prefix)
+    ]
+    paths += [path for pattern in watch for path in sorted(glob.glob(pattern))]
+    return {path: _stamp(path) for path in paths}
+
+
+def _changed(files: Mapping[str, tuple[int, int] | None]) -> str | None:
+    return next((path for path, stamp in files.items() if _stamp(path) != stamp), None)
 
 
 def _warm_groups(job_code_origin) -> list[str | None]:
@@ -141,7 +144,9 @@ def _fork_worker(listener: socket.socket, conn: socket.socket, request: Mapping[
         os._exit(code)
 
 
-def serve(socket_path: str, job_code_origin_json: str, preload: list[str]) -> None:
+def serve(
+    socket_path: str, job_code_origin_json: str, preload: list[str], watch: list[str]
+) -> None:
     """The server: import the code location and its heavy modules, then fork one worker per
     request until the process that started it exits (or a source file changes)."""
     from dfp.warm_imports import preload_groups
@@ -151,7 +156,7 @@ def serve(socket_path: str, job_code_origin_json: str, preload: list[str]) -> No
     job_code_origin = dg.deserialize_value(job_code_origin_json)
     groups = [*preload, *_warm_groups(job_code_origin)]
     report = preload_groups(groups)
-    files = _project_files()
+    files = _watched_files(watch)
     if threading.active_count() > 1:
         # A fork copies only the calling thread: a Python thread holding a lock (or the
         # import lock) would leave it held in every worker. Native pools that the imports
@@ -196,7 +201,7 @@ def serve(socket_path: str, job_code_origin_json: str, preload: list[str]) -> No
 class _Server:
     """The launching process's handle on one code location's server."""
 
-    def __init__(self, job_code_origin, preload: list[str]):
+    def __init__(self, job_code_origin, preload: list[str], watch: list[str]):
         self.directory = tempfile.mkdtemp(prefix="dfp-warm-launcher-")
         self.socket_path = str(Path(self.directory) / "server.sock")
         self.process = subprocess.Popen(
@@ -207,6 +212,7 @@ class _Server:
                 self.socket_path,
                 dg.serialize_value(job_code_origin),
                 json.dumps(preload),
+                json.dumps(watch),
             ],
             stdin=subprocess.DEVNULL,
         )
@@ -234,19 +240,27 @@ class _Server:
 class WarmRunLauncher(dg.DefaultRunLauncher):
     """DefaultRunLauncher whose runs fork from a warm server of their code location."""
 
-    def __init__(self, inst_data=None, preload: Iterable[str] = ()):
+    def __init__(self, inst_data=None, preload: Iterable[str] = (), watch: Iterable[str] = ()):
         super().__init__(inst_data=inst_data)
         self._preload = list(preload)
+        self._watch = list(watch)
         self._servers: dict[str, _Server] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def config_type(cls):
-        return {"preload": dg.Field([str], is_required=False, default_value=[])}
+        return {
+            "preload": dg.Field([str], is_required=False, default_value=[]),
+            "watch": dg.Field([str], is_required=False, default_value=[]),
+        }
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
-        return cls(inst_data=inst_data, preload=config_value.get("preload", []))
+        return cls(
+            inst_data=inst_data,
+            preload=config_value.get("preload", []),
+            watch=config_value.get("watch", []),
+        )
 
     @staticmethod
     def enabled() -> bool:
@@ -266,7 +280,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
                 server.stop()  # exited (a source file changed): start a fresh one
                 server = None
             if server is None:
-                server = self._servers[key] = _Server(job_code_origin, self._preload)
+                server = self._servers[key] = _Server(job_code_origin, self._preload, self._watch)
             return server
 
     def launch_run(self, context: LaunchRunContext) -> None:
@@ -346,4 +360,4 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))
+    serve(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]))

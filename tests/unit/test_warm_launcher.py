@@ -31,7 +31,9 @@ def _origin():
 
 @pytest.fixture
 def instance(tmp_path):
-    with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}, temp_dir=str(tmp_path)) as inst:
+    (tmp_path / "manifest.json").write_text("{}")
+    launcher = {**LAUNCHER, "config": {"watch": [str(tmp_path / "*.json")]}}
+    with dg.instance_for_test(overrides={"run_launcher": launcher}, temp_dir=str(tmp_path)) as inst:
         launcher = inst.run_launcher
         assert isinstance(launcher, WarmRunLauncher)
         server = launcher.warm_up(_origin())
@@ -116,6 +118,15 @@ def test_the_server_reloads_when_a_source_file_it_imported_changes(instance, tmp
         assert fresh is not server and fresh.process.poll() is None
     finally:
         os.utime(jobs_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_the_server_reloads_when_a_watched_file_changes(instance, tmp_path):
+    launcher = instance.run_launcher
+    server = launcher.warm_up(_origin())
+    (tmp_path / "manifest.json").write_text('{"changed": true}')
+    reply = server.fork({"run_id": "none", "instance_ref": "", "working_directory": None})
+    assert reply == {"stale": str(tmp_path / "manifest.json")}
+    wait_for("the stale server to exit", lambda: server.process.poll() is not None, 30)
 
 
 def test_other_interpreters_and_the_switch_go_through_the_code_server(instance, monkeypatch):
