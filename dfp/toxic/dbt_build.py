@@ -74,14 +74,11 @@ def warm_up() -> None:
     manifest loaded and cached, and a `dbt ls` on it (no database), which builds dbt's config
     schemas, imports its task modules and fills `inspect`'s module table, each once per
     process. In a forked run they cost 3-5 s of every CDC batch's dbt step."""
-    from dfp.dbt_inprocess import invoke
+    from dfp.dbt_inprocess import invoke, project_args
 
     variables = dbt_vars("staging__main", "production__main")
     with tempfile.TemporaryDirectory(prefix="dfp-toxic-dbt-warm-") as scratch:
-        args = [
-            *("ls", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)),
-            *("--vars", json.dumps(variables), "--target-path", scratch, "--log-path", scratch),
-        ]
+        args = ["ls", "--vars", json.dumps(variables), *project_args(PROJECT_DIR, Path(scratch))]
         invoke(args, run_manifest(variables, database="dfp"))
 
 

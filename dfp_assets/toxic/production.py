@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from dfp.dbt_inprocess import project_args
 from dfp.toxic.dbt_build import PROJECT_DIR, build_on_prepared_manifest, dbt_vars, postgres_env
 from dfp.warm_imports import run_warm
 from dfp_assets.platform.dbt_plan import dbt_multi_asset, dbt_selection, step_results
@@ -82,10 +83,7 @@ def _build_in_worker(
     why it failed if it did. Module-level and picklable: the warm worker runs it."""
     from dfp_assets.platform.dbt_cli import dbt_run_events, dbt_run_failure
 
-    location = [
-        *("--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)),
-        *("--target-path", target_path, "--log-path", target_path),
-    ]
+    location = project_args(PROJECT_DIR, Path(target_path))
     run = build_on_prepared_manifest([*args, *location], variables, env)
     manifest = json.loads(MANIFEST_PATH.read_text())
     events = dbt_run_events(run, manifest, translator(), Path(target_path))
