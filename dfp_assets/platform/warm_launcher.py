@@ -7,8 +7,10 @@ launcher (the local instance's, dagster.yaml) keeps one server process per code 
 has imported all of that once, and forks a run worker from it per run: the worker starts with
 everything imported and runs exactly what `dagster api execute_run` runs.
 
-- The server starts at the first launch; until it is ready, and for a code location it does
-  not serve (another interpreter), runs go through the code server as before.
+- The server starts at the first launch, which waits for it to be ready (`ready_wait_s`):
+  a run through the code server meanwhile would import everything a second time on the same
+  cores. Runs go through the code server as before when it does not get ready in time or
+  exits, and for a code location it does not serve (another interpreter).
 - It imports the code location, `preload` (config) and every op's `dfp/warm_imports` group,
   so forked runs need no warm workers. It reloads itself (the next run falls back once) when
   a source file it imported, or a file of its `watch` globs (dbt manifests), changed, and
@@ -54,6 +56,9 @@ RUN_WORKER_TAG = "dfp/run_worker"
 DISABLE_ENV = "DFP_WARM_LAUNCHER"
 #: How long a launch waits for the server's reply before it falls back to the code server.
 REPLY_TIMEOUT_S = 30.0
+#: How long a launch waits for a starting (or reloading) server to be ready: its imports take
+#: 15-20 s of one core on an idle 2-core machine, several times that on a loaded one.
+READY_WAIT_S = 180.0
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -220,6 +225,15 @@ class _Server:
     def ready(self) -> bool:
         return self.process.poll() is None and os.path.exists(self.socket_path)
 
+    def await_ready(self, timeout_s: float) -> float:
+        """Wait until the server accepts, exits or `timeout_s` passes; the seconds waited."""
+        began = time.monotonic()
+        while not self.ready() and self.process.poll() is None:
+            if time.monotonic() - began >= timeout_s:
+                break
+            time.sleep(0.05)  # the socket appears once the imports are done
+        return time.monotonic() - began
+
     def fork(self, request: Mapping[str, Any]) -> dict[str, Any]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(REPLY_TIMEOUT_S)
@@ -240,10 +254,17 @@ class _Server:
 class WarmRunLauncher(dg.DefaultRunLauncher):
     """DefaultRunLauncher whose runs fork from a warm server of their code location."""
 
-    def __init__(self, inst_data=None, preload: Iterable[str] = (), watch: Iterable[str] = ()):
+    def __init__(
+        self,
+        inst_data=None,
+        preload: Iterable[str] = (),
+        watch: Iterable[str] = (),
+        ready_wait_s: float = READY_WAIT_S,
+    ):
         super().__init__(inst_data=inst_data)
         self._preload = list(preload)
         self._watch = list(watch)
+        self._ready_wait_s = ready_wait_s
         self._servers: dict[str, _Server] = {}
         self._lock = threading.Lock()
 
@@ -252,6 +273,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         return {
             "preload": dg.Field([str], is_required=False, default_value=[]),
             "watch": dg.Field([str], is_required=False, default_value=[]),
+            "ready_wait_s": dg.Field(float, is_required=False, default_value=READY_WAIT_S),
         }
 
     @classmethod
@@ -260,6 +282,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             inst_data=inst_data,
             preload=config_value.get("preload", []),
             watch=config_value.get("watch", []),
+            ready_wait_s=config_value.get("ready_wait_s", READY_WAIT_S),
         )
 
     @staticmethod
@@ -283,34 +306,61 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
                 server = self._servers[key] = _Server(job_code_origin, self._preload, self._watch)
             return server
 
+    def _drop(self, server: _Server) -> None:
+        with self._lock:
+            self._servers = {k: v for k, v in self._servers.items() if v is not server}
+        server.stop()
+
+    def _fork(self, server: _Server, run: dg.DagsterRun) -> dict[str, Any]:
+        pointer = run.job_code_origin.repository_origin.code_pointer
+        request = {
+            "run_id": run.run_id,
+            "instance_ref": dg.serialize_value(self._instance.get_ref()),
+            "working_directory": getattr(pointer, "working_directory", None),
+        }
+        try:
+            return server.fork(request)
+        except (OSError, ValueError) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
-        server = self.warm_up(run.job_code_origin) if self.enabled() else None
-        if server is not None and server.ready():
-            pointer = run.job_code_origin.repository_origin.code_pointer
-            request = {
-                "run_id": run.run_id,
-                "instance_ref": dg.serialize_value(self._instance.get_ref()),
-                "working_directory": getattr(pointer, "working_directory", None),
-            }
+        why = None
+        waited = 0.0
+        # A stale server (a source file changed) exits; its replacement serves this run.
+        for _ in range(2):
+            server = self.warm_up(run.job_code_origin) if self.enabled() else None
+            if server is None:
+                break
+            waited += server.await_ready(self._ready_wait_s)
+            if not server.ready():
+                why = (
+                    f"its server was not ready after {waited:.0f}s"
+                    if server.process.poll() is None
+                    else f"its server exited with code {server.process.returncode}"
+                )
+                break
             began = time.perf_counter()
-            try:
-                reply = server.fork(request)
-            except (OSError, ValueError) as exc:
-                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            reply = self._fork(server, run)
             if "pid" in reply:
                 worker = {"host": socket.gethostname(), **reply}
                 self._instance.add_run_tags(run.run_id, {RUN_WORKER_TAG: json.dumps(worker)})
+                loading = f" (after {waited:.1f}s waiting for it to load)" if waited >= 0.5 else ""
                 self._instance.report_engine_event(
                     f"Forked the run worker (pid {reply['pid']}) from the warm launcher's "
-                    f"server in {time.perf_counter() - began:.2f}s.",
+                    f"server in {time.perf_counter() - began:.2f}s{loading}.",
                     run,
                     cls=self.__class__,
                 )
                 return
-            why = reply.get("stale") and f"{reply['stale']} changed; reloading"
+            if "stale" not in reply:
+                why = reply.get("error")
+                break
+            why = f"{reply['stale']} changed"
+            self._drop(server)
+        if why:
             self._instance.report_engine_event(
-                f"warm launcher: {why or reply.get('error')}: launching through the code server",
+                f"warm launcher: {why}: launching through the code server",
                 run,
                 cls=self.__class__,
             )

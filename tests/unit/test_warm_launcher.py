@@ -41,6 +41,32 @@ def instance(tmp_path):
         yield inst
 
 
+@pytest.fixture
+def cold_instance(tmp_path, request):
+    """An instance whose launcher has started no server yet (`ready_wait_s` by parameter)."""
+    config = {"ready_wait_s": getattr(request, "param", BOUND_S)}
+    with dg.instance_for_test(
+        overrides={"run_launcher": {**LAUNCHER, "config": config}}, temp_dir=str(tmp_path)
+    ) as inst:
+        yield inst
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[1])
+
+
+def _finish(instance, run, marker, release) -> int:
+    """Let the run's op finish; the op's process id."""
+    wait_for("the op to start", marker.exists, BOUND_S)
+    worker_pid = int(marker.read_text())
+    parent = _parent(worker_pid)
+    release.touch()
+    wait_for(
+        "success", lambda: _status(instance, run.run_id) == dg.DagsterRunStatus.SUCCESS, BOUND_S
+    )
+    return parent
+
+
 def _launch(instance, tmp_path, name: str) -> tuple[dg.DagsterRun, Path, Path]:
     marker, release = tmp_path / f"{name}.pid", tmp_path / f"{name}.release"
     config = {
@@ -140,3 +166,45 @@ def test_other_interpreters_and_the_switch_go_through_the_code_server(instance, 
     monkeypatch.setenv("DFP_WARM_LAUNCHER", "1")
     assert WarmRunLauncher.enabled()
     assert sys.executable == origin.repository_origin.executable_path
+
+
+def test_the_first_run_waits_for_the_starting_server_and_forks_from_it(cold_instance, tmp_path):
+    # No server yet: the launch starts it and waits for its imports instead of paying them a
+    # second time in a code-server run.
+    run, marker, release = _launch(cold_instance, tmp_path, "first")
+    server = cold_instance.run_launcher.warm_up(_origin())
+    assert _finish(cold_instance, run, marker, release) == server.process.pid
+    messages = [e.message or "" for e in cold_instance.all_logs(run.run_id)]
+    assert any("waiting for it to load" in m for m in messages), messages
+
+
+def test_a_stale_server_is_replaced_and_serves_the_run(instance, tmp_path):
+    old = instance.run_launcher.warm_up(_origin())
+    jobs_file = Path(warm_launcher_jobs.__file__)
+    stat = jobs_file.stat()
+    os.utime(jobs_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        run, marker, release = _launch(instance, tmp_path, "after-edit")
+    finally:
+        os.utime(jobs_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    fresh = instance.run_launcher.warm_up(_origin())
+    assert old.process.poll() is not None and fresh is not old
+    assert _finish(instance, run, marker, release) == fresh.process.pid
+
+
+@pytest.mark.parametrize("cold_instance", [0.0], indirect=True)
+def test_a_server_not_ready_in_time_leaves_the_run_to_the_code_server(
+    cold_instance, tmp_path, monkeypatch
+):
+    launched = []
+    monkeypatch.setattr(
+        dg.DefaultRunLauncher, "launch_run", lambda self, context: launched.append(context)
+    )
+    run, _, _ = _launch(cold_instance, tmp_path, "impatient")
+    assert [c.dagster_run.run_id for c in launched] == [run.run_id]
+    messages = [e.message or "" for e in cold_instance.all_logs(run.run_id)]
+    assert any(
+        "its server was not ready after 0s: launching through the code server" in m
+        for m in messages
+    ), messages
+    assert RUN_WORKER_TAG not in cold_instance.get_run_by_id(run.run_id).tags
