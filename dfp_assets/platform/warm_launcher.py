@@ -12,9 +12,9 @@ everything imported and runs exactly what `dagster api execute_run` runs.
   cores. Runs go through the code server as before when it does not get ready in time or
   exits, and for a code location it does not serve (another interpreter).
 - It imports the code location, `preload` (config) and every op's `dfp/warm_imports` group,
-  so forked runs need no warm workers. It reloads itself (the next run falls back once) when
-  a source file it imported, or a file of its `watch` globs (dbt manifests), changed, and
-  exits with the process that started it.
+  so forked runs need no warm workers. It reloads itself (the launch that finds it stale
+  waits for its replacement) when a source file it imported, or a file of its `watch` globs
+  (dbt manifests), changed, and exits with the process that started it.
 - Workers are reaped by the server (SIGCHLD ignored); their pid and start time are a run tag,
   so run monitoring marks a killed worker's run failed, and termination from any process of
   this host interrupts the worker as the code server would (SIGINT).

@@ -56,7 +56,7 @@ def _parent(pid: int) -> int:
 
 
 def _finish(instance, run, marker, release) -> int:
-    """Let the run's op finish; the op's process id."""
+    """Let the run's op finish; the pid of the process its worker forked from."""
     wait_for("the op to start", marker.exists, BOUND_S)
     worker_pid = int(marker.read_text())
     parent = _parent(worker_pid)
@@ -94,9 +94,7 @@ def test_a_run_forks_from_the_server_succeeds_and_is_monitored_by_pid(instance, 
     assert worker["pid"] == worker_pid != os.getpid()
     assert worker["started"] == process_start_ticks(worker_pid)
     server = instance.run_launcher.warm_up(_origin())
-    assert Path(f"/proc/{worker_pid}/stat").read_text().split(") ")[1].split()[1] == str(
-        server.process.pid
-    )
+    assert _parent(worker_pid) == server.process.pid
     health = instance.run_launcher.check_run_worker_health(tagged)
     assert health.status == WorkerStatus.RUNNING
     release.touch()
