@@ -59,6 +59,14 @@ class Reproduction:
         )
 
 
+def recorded_train_config(recorded: str) -> TrainConfig:
+    """The training config a run recorded (JSON). A run recorded before `baseline_threads`
+    existed fitted its baseline on `threads`."""
+    values = json.loads(recorded)
+    values.setdefault("baseline_threads", values.get("threads", 1))
+    return TrainConfig.model_validate(values)
+
+
 def reproduce(
     run_id: str,
     *,
@@ -78,7 +86,7 @@ def reproduce(
     snapshot_id = snapshots.get(".".join(MART))
     if snapshot_id is None:
         raise ReproduceError(f"run {run_id} recorded no snapshot of {'.'.join(MART)}")
-    config = TrainConfig.model_validate_json(required_tag(recorded, tracking.TAG_TRAIN_CONFIG))
+    config = recorded_train_config(required_tag(recorded, tracking.TAG_TRAIN_CONFIG))
     log(
         f"read MLflow run {run_id}: lakeFS commit {commit[:12]}, mart snapshot {snapshot_id}, "
         f"{len(recorded.metrics)} metrics, {config.epochs} epochs"

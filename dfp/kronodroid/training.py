@@ -182,10 +182,12 @@ def fit_and_evaluate(
             features[train],
             labels[train],
             seed=config.seed,
-            threads=config.threads,
+            threads=config.baseline_threads,
             max_iter=config.baseline_max_iter,
         )
-        probabilities = baseline_probabilities(model, features[test], threads=config.threads)
+        probabilities = baseline_probabilities(
+            model, features[test], threads=config.baseline_threads
+        )
         return metrics_from_probabilities(probabilities, labels[test], threshold)
 
     train_idx, test_idx = temporal_split(event_dates, TEST_FRACTION, labels=labels)

@@ -21,7 +21,7 @@ from dfp.kronodroid.model import (
     TrainConfig,
     save_model,
 )
-from dfp.kronodroid.model.defaults import DEFAULT_BASELINE_MAX_ITER
+from dfp.kronodroid.model.defaults import DEFAULT_BASELINE_MAX_ITER, DEFAULT_BASELINE_THREADS
 from dfp.kronodroid.model.report import report_markdown, share_warnings
 from dfp.kronodroid.training import (
     MODEL_OBJECT,
@@ -66,6 +66,7 @@ class MalwareModelConfig(dg.Config):
     pos_weight: str | None = "balanced"
     f1_floor: float = Field(default_factory=_default_f1_floor)
     baseline_max_iter: int = Field(default=DEFAULT_BASELINE_MAX_ITER, ge=1)
+    baseline_threads: int = Field(default=DEFAULT_BASELINE_THREADS, ge=1)
     # The report warns when a split's test-side malware share is more than this many times
     # its train side's (or less than that divided by it).
     share_warning_factor: float = Field(default=DEFAULT_SHARE_FACTOR, ge=1.0)
@@ -79,6 +80,7 @@ class MalwareModelConfig(dg.Config):
             seed=self.seed,
             pos_weight=self.pos_weight,
             baseline_max_iter=self.baseline_max_iter,
+            baseline_threads=self.baseline_threads,
         )
 
 

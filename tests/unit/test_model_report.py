@@ -4,6 +4,7 @@ the gradient-boosted baseline, and `dfp reproduce` comparing runs recorded befor
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 import numpy as np
@@ -132,6 +133,52 @@ def test_baseline_is_deterministic_and_learns_an_easy_rule():
         bad = features.copy()
         bad[3, 2] = np.nan
         fit_baseline(bad, labels)
+
+
+def test_baseline_gives_the_same_predictions_on_more_threads():
+    # The default config fits the baseline on 2 OpenMP threads; 1 gave the figures recorded
+    # before that. Rows enough for sklearn's early stopping (above 10,000) and several bins.
+    rng = np.random.default_rng(5)
+    features = rng.poisson(2, (12_000, 30)).astype(np.float32)
+    labels = (features[:, 0] + features[:, 3] + rng.normal(0, 1, 12_000) > 4).astype(np.int64)
+    one, two = (
+        baseline_probabilities(
+            fit_baseline(features[:10_500], labels[:10_500], seed=2, threads=t, max_iter=40),
+            features[10_500:],
+            threads=t,
+        )
+        for t in (1, 2)
+    )
+    np.testing.assert_array_equal(one, two)
+
+
+def test_outcome_fits_the_baseline_on_its_own_thread_count(monkeypatch):
+    import dfp.kronodroid.training as training
+
+    seen = []
+    real_fit = training.fit_baseline
+
+    def fit(*args, **kwargs):
+        seen.append(kwargs["threads"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_baseline", fit)
+    frame = _frame()
+    features, labels = training_matrix(frame, ["g1", "g2"])
+    config = TrainConfig(epochs=1, batch_size=64, baseline_max_iter=5, baseline_threads=3)
+    fit_and_evaluate(features, labels, frame["event_timestamp"], config)
+    assert seen == [3, 3]  # temporal and random; the MLP keeps `threads` (1)
+    assert TrainConfig().baseline_threads == 2
+
+
+def test_a_config_recorded_before_baseline_threads_reads_as_it_ran():
+    from dfp.kronodroid.reproduce import recorded_train_config
+
+    old = TrainConfig(threads=1).model_dump(mode="json")
+    del old["baseline_threads"]
+    assert recorded_train_config(json.dumps(old)).baseline_threads == 1
+    new = TrainConfig(baseline_threads=4).model_dump_json()
+    assert recorded_train_config(new) == TrainConfig(baseline_threads=4)
 
 
 def test_outcome_reports_baseline_metrics_and_class_counts_per_split():

@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dfp.kronodroid.model.defaults import DEFAULT_BASELINE_MAX_ITER, DEFAULT_HIDDEN_SIZES
+from dfp.kronodroid.model.defaults import (
+    DEFAULT_BASELINE_MAX_ITER,
+    DEFAULT_BASELINE_THREADS,
+    DEFAULT_HIDDEN_SIZES,
+)
 from dfp.ml.determinism import deterministic, fit_logits
 
 if TYPE_CHECKING:
@@ -53,8 +57,12 @@ class TrainConfig(BaseModel):
     # "balanced": n_benign / n_malware of the training labels.
     pos_weight: float | Literal["balanced"] | None = None
     # Boosting iterations of the gradient-boosted baseline trained beside the MLP (it shares
-    # `seed` and `threads`); see `dfp.kronodroid.model.baseline`.
+    # `seed`); see `dfp.kronodroid.model.baseline`.
     baseline_max_iter: int = Field(default=DEFAULT_BASELINE_MAX_ITER, ge=1)
+    # The baseline's OpenMP threads. Its fit is most of a full-size model step (about 55 s
+    # of one core per split); a fixed count, not the machine's, so the config alone
+    # reproduces it anywhere.
+    baseline_threads: int = Field(default=DEFAULT_BASELINE_THREADS, ge=1)
 
     @field_validator("hidden_sizes")
     @classmethod
