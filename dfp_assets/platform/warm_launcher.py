@@ -12,9 +12,12 @@ everything imported and runs exactly what `dagster api execute_run` runs.
   cores. Runs go through the code server as before when it does not get ready in time or
   exits, and for a code location it does not serve (another interpreter).
 - It imports the code location, `preload` (config) and every op's `dfp/warm_imports` group,
-  so forked runs need no warm workers. It reloads itself (the launch that finds it stale
-  waits for its replacement) when a source file it imported, or a file of its `watch` globs
-  (dbt manifests), changed, and exits with the process that started it.
+  so forked runs need no warm workers. Once ready it imports `preload_after_ready` (config:
+  the libraries of a run's later steps, e.g. torch and Feast), one module at a time between
+  forks: the first run need not wait for them, and the runs forked after have them.
+  It reloads itself (the launch that finds it stale waits for its replacement) when a
+  source file it imported, or a file of its `watch` globs (dbt manifests), changed, and
+  exits with the process that started it.
 - Workers are reaped by the server (SIGCHLD ignored); their pid and start time are a run tag,
   so run monitoring marks a killed worker's run failed, and termination from any process of
   this host interrupts the worker as the code server would (SIGINT).
@@ -24,6 +27,7 @@ everything imported and runs exactly what `dagster api execute_run` runs.
 from __future__ import annotations
 
 import glob
+import importlib
 import json
 import os
 import select
@@ -59,6 +63,9 @@ REPLY_TIMEOUT_S = 30.0
 #: How long a launch waits for a starting (or reloading) server to be ready: its imports take
 #: 15-20 s of one core on an idle 2-core machine, several times that on a loaded one.
 READY_WAIT_S = 180.0
+#: The server's exit code when a module of `preload_after_ready` started a thread: forking
+#: is unsafe from then on, and its replacement does not import them.
+LATER_THREADS_EXIT = 3
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -149,11 +156,30 @@ def _fork_worker(listener: socket.socket, conn: socket.socket, request: Mapping[
         os._exit(code)
 
 
+def _import_later(name: str, files: dict[str, tuple[int, int] | None]) -> None:
+    """Import one `preload_after_ready` module in the server; a failure is printed (a run
+    that needs it imports it itself and raises the real error there)."""
+    began = time.perf_counter()
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - reported, and raised again where it is used
+        print(f"[warm launcher] {name} failed to import: {type(exc).__name__}: {exc}", flush=True)
+    else:
+        print(f"[warm launcher] imported {name} in {time.perf_counter() - began:.1f}s", flush=True)
+    for path, stamp in _watched_files(()).items():  # source files it brought in
+        files.setdefault(path, stamp)
+
+
 def serve(
-    socket_path: str, job_code_origin_json: str, preload: list[str], watch: list[str]
+    socket_path: str,
+    job_code_origin_json: str,
+    preload: list[str],
+    watch: list[str],
+    later: Iterable[str] = (),
 ) -> None:
     """The server: import the code location and its heavy modules, then fork one worker per
-    request until the process that started it exits (or a source file changes)."""
+    request until the process that started it exits (or a source file changes); `later`
+    modules are imported one at a time while no request waits."""
     from dfp.warm_imports import preload_groups
 
     parent = os.getppid()
@@ -183,10 +209,20 @@ def serve(
         + ", ".join(f"{m} {s:.1f}s" for m, s in report["seconds"].items()),
         flush=True,
     )
+    pending = list(later)
     try:
         while os.getppid() == parent:
-            readable, _, _ = select.select([listener], [], [], 1.0)
+            readable, _, _ = select.select([listener], [], [], 0 if pending else 1.0)
             if not readable:
+                if pending:
+                    _import_later(pending.pop(0), files)
+                    if threading.active_count() > 1:  # see above: no fork after this
+                        print(
+                            f"[warm launcher] not serving: {threading.active_count()} threads "
+                            "after the preload_after_ready imports",
+                            flush=True,
+                        )
+                        sys.exit(LATER_THREADS_EXIT)
                 continue
             conn, _ = listener.accept()
             with conn:
@@ -206,7 +242,7 @@ def serve(
 class _Server:
     """The launching process's handle on one code location's server."""
 
-    def __init__(self, job_code_origin, preload: list[str], watch: list[str]):
+    def __init__(self, job_code_origin, preload: list[str], watch: list[str], later: list[str]):
         self.directory = tempfile.mkdtemp(prefix="dfp-warm-launcher-")
         self.socket_path = str(Path(self.directory) / "server.sock")
         self.process = subprocess.Popen(
@@ -218,6 +254,7 @@ class _Server:
                 dg.serialize_value(job_code_origin),
                 json.dumps(preload),
                 json.dumps(watch),
+                json.dumps(later),
             ],
             stdin=subprocess.DEVNULL,
         )
@@ -260,9 +297,11 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         preload: Iterable[str] = (),
         watch: Iterable[str] = (),
         ready_wait_s: float = READY_WAIT_S,
+        preload_after_ready: Iterable[str] = (),
     ):
         super().__init__(inst_data=inst_data)
         self._preload = list(preload)
+        self._later = list(preload_after_ready)
         self._watch = list(watch)
         self._ready_wait_s = ready_wait_s
         self._servers: dict[str, _Server] = {}
@@ -274,6 +313,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             "preload": dg.Field([str], is_required=False, default_value=[]),
             "watch": dg.Field([str], is_required=False, default_value=[]),
             "ready_wait_s": dg.Field(float, is_required=False, default_value=READY_WAIT_S),
+            "preload_after_ready": dg.Field([str], is_required=False, default_value=[]),
         }
 
     @classmethod
@@ -283,6 +323,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             preload=config_value.get("preload", []),
             watch=config_value.get("watch", []),
             ready_wait_s=config_value.get("ready_wait_s", READY_WAIT_S),
+            preload_after_ready=config_value.get("preload_after_ready", []),
         )
 
     @staticmethod
@@ -300,10 +341,14 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         with self._lock:
             server = self._servers.get(key)
             if server is not None and server.process.poll() is not None:
+                if server.process.returncode == LATER_THREADS_EXIT:
+                    self._later = []  # they started a thread: a fresh server without them
                 server.stop()  # exited (a source file changed): start a fresh one
                 server = None
             if server is None:
-                server = self._servers[key] = _Server(job_code_origin, self._preload, self._watch)
+                server = self._servers[key] = _Server(
+                    job_code_origin, self._preload, self._watch, self._later
+                )
             return server
 
     def _drop(self, server: _Server) -> None:
@@ -410,4 +455,4 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]))
+    serve(*sys.argv[1:3], *(json.loads(arg) for arg in sys.argv[3:6]))

@@ -12,6 +12,7 @@ import pytest
 
 from dfp_assets.platform.dagster_private import WorkerStatus
 from dfp_assets.platform.warm_launcher import (
+    LATER_THREADS_EXIT,
     RUN_WORKER_TAG,
     WarmRunLauncher,
     process_start_ticks,
@@ -43,8 +44,8 @@ def instance(tmp_path):
 
 @pytest.fixture
 def cold_instance(tmp_path, request):
-    """An instance whose launcher has started no server yet (`ready_wait_s` by parameter)."""
-    config = {"ready_wait_s": getattr(request, "param", BOUND_S)}
+    """An instance whose launcher has started no server yet (its config by parameter)."""
+    config = {"ready_wait_s": BOUND_S, **getattr(request, "param", {})}
     with dg.instance_for_test(
         overrides={"run_launcher": {**LAUNCHER, "config": config}}, temp_dir=str(tmp_path)
     ) as inst:
@@ -190,7 +191,7 @@ def test_a_stale_server_is_replaced_and_serves_the_run(instance, tmp_path):
     assert _finish(instance, run, marker, release) == fresh.process.pid
 
 
-@pytest.mark.parametrize("cold_instance", [0.0], indirect=True)
+@pytest.mark.parametrize("cold_instance", [{"ready_wait_s": 0.0}], indirect=True)
 def test_a_server_not_ready_in_time_leaves_the_run_to_the_code_server(
     cold_instance, tmp_path, monkeypatch
 ):
@@ -206,3 +207,48 @@ def test_a_server_not_ready_in_time_leaves_the_run_to_the_code_server(
         for m in messages
     ), messages
     assert RUN_WORKER_TAG not in cold_instance.get_run_by_id(run.run_id).tags
+
+
+def _modules(marker: Path) -> list[str]:
+    return json.loads(marker.with_name(marker.name + ".modules").read_text())
+
+
+LATER = "tests.unit.warm_launcher_later"
+
+
+@pytest.mark.parametrize("cold_instance", [{"preload_after_ready": [LATER]}], indirect=True)
+def test_later_modules_load_after_the_server_is_ready_and_runs_forked_after_have_them(
+    cold_instance, tmp_path, monkeypatch
+):
+    go, done = tmp_path / "go", tmp_path / "done"
+    monkeypatch.setenv("DFP_TEST_LATER_GO", str(go))
+    monkeypatch.setenv("DFP_TEST_LATER_DONE", str(done))
+    server = cold_instance.run_launcher.warm_up(_origin())
+    wait_for("the warm server to be ready", server.ready, BOUND_S)
+    # Ready (accepting) before the later module is imported: its import waits for `go`.
+    assert not done.exists()
+    go.touch()
+    wait_for("the server to import the later module", done.exists, BOUND_S)
+    assert int(done.read_text()) == server.process.pid
+    run, marker, release = _launch(cold_instance, tmp_path, "after-later")
+    assert _finish(cold_instance, run, marker, release) == server.process.pid
+    assert LATER in _modules(marker)
+
+
+@pytest.mark.parametrize(
+    "cold_instance",
+    [{"preload_after_ready": ["tests.unit.warm_launcher_later_thread"]}],
+    indirect=True,
+)
+def test_a_later_module_that_starts_a_thread_stops_the_server_and_its_successor_skips_them(
+    cold_instance, tmp_path
+):
+    launcher = cold_instance.run_launcher
+    server = launcher.warm_up(_origin())
+    wait_for("the server to exit", lambda: server.process.poll() is not None, BOUND_S)
+    assert server.process.returncode == LATER_THREADS_EXIT
+    run, marker, release = _launch(cold_instance, tmp_path, "without-later")
+    fresh = launcher.warm_up(_origin())
+    assert fresh is not server
+    assert _finish(cold_instance, run, marker, release) == fresh.process.pid
+    assert "tests.unit.warm_launcher_later_thread" not in _modules(marker)
