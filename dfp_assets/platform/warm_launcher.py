@@ -13,8 +13,9 @@ everything imported and runs exactly what `dagster api execute_run` runs.
   exits, and for a code location it does not serve (another interpreter).
 - It imports the code location, `preload` (config) and every op's `dfp/warm_imports` group,
   so forked runs need no warm workers. Once ready it imports `preload_after_ready` (config:
-  the libraries of a run's later steps, e.g. torch and Feast), one module at a time between
-  forks: the first run need not wait for them, and the runs forked after have them.
+  the libraries of a run's later steps, e.g. torch and Feast), one module at a time once
+  no launch came for `preload_quiet_s`: the first runs need not wait for them, and the runs
+  forked after have them.
   It reloads itself (the launch that finds it stale waits for its replacement) when a
   source file it imported, or a file of its `watch` globs (dbt manifests), changed, and
   exits with the process that started it.
@@ -66,6 +67,9 @@ READY_WAIT_S = 180.0
 #: The server's exit code when a module of `preload_after_ready` started a thread: forking
 #: is unsafe from then on, and its replacement does not import them.
 LATER_THREADS_EXIT = 3
+#: The server starts (or goes on with) the `preload_after_ready` imports only once no launch
+#: came for this long.
+LATER_QUIET_S = 5.0
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -170,17 +174,14 @@ def _import_later(name: str, files: dict[str, tuple[int, int] | None]) -> None:
         files.setdefault(path, stamp)
 
 
-def serve(
-    socket_path: str,
-    job_code_origin_json: str,
-    preload: list[str],
-    watch: list[str],
-    later: Iterable[str] = (),
-) -> None:
-    """The server: import the code location and its heavy modules, then fork one worker per
-    request until the process that started it exits (or a source file changes); `later`
-    modules are imported one at a time while no request waits."""
+def serve(socket_path: str, job_code_origin_json: str, options: Mapping[str, Any]) -> None:
+    """The server: import the code location and its heavy modules (`options["preload"]`),
+    then fork one worker per request until the process that started it exits (or a source
+    file or `options["watch"]` file changes). Once no request came for `options["quiet_s"]`,
+    it imports the `options["later"]` modules, one at a time while no request waits."""
     from dfp.warm_imports import preload_groups
+
+    preload, watch = options.get("preload", []), options.get("watch", [])
 
     parent = os.getppid()
     began = time.perf_counter()
@@ -209,12 +210,17 @@ def serve(
         + ", ".join(f"{m} {s:.1f}s" for m, s in report["seconds"].items()),
         flush=True,
     )
-    pending = list(later)
+    pending = list(options.get("later", []))
+    # Runs dequeued together arrive a few milliseconds apart: an import (up to 5 s, more on a
+    # loaded machine) must not come between them.
+    quiet_s = float(options.get("quiet_s", LATER_QUIET_S))
+    last_request = time.monotonic()
     try:
         while os.getppid() == parent:
-            readable, _, _ = select.select([listener], [], [], 0 if pending else 1.0)
+            wait = max(0.0, last_request + quiet_s - time.monotonic()) if pending else 1.0
+            readable, _, _ = select.select([listener], [], [], min(wait, 1.0))
             if not readable:
-                if pending:
+                if pending and time.monotonic() - last_request >= quiet_s:
                     _import_later(pending.pop(0), files)
                     if threading.active_count() > 1:  # see above: no fork after this
                         print(
@@ -225,6 +231,7 @@ def serve(
                         sys.exit(LATER_THREADS_EXIT)
                 continue
             conn, _ = listener.accept()
+            last_request = time.monotonic()
             with conn:
                 request = json.loads(conn.makefile("r").readline())
                 changed = _changed(files)
@@ -242,7 +249,7 @@ def serve(
 class _Server:
     """The launching process's handle on one code location's server."""
 
-    def __init__(self, job_code_origin, preload: list[str], watch: list[str], later: list[str]):
+    def __init__(self, job_code_origin, options: Mapping[str, Any]):
         self.directory = tempfile.mkdtemp(prefix="dfp-warm-launcher-")
         self.socket_path = str(Path(self.directory) / "server.sock")
         self.process = subprocess.Popen(
@@ -252,9 +259,7 @@ class _Server:
                 __name__,
                 self.socket_path,
                 dg.serialize_value(job_code_origin),
-                json.dumps(preload),
-                json.dumps(watch),
-                json.dumps(later),
+                json.dumps(options),
             ],
             stdin=subprocess.DEVNULL,
         )
@@ -298,10 +303,12 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         watch: Iterable[str] = (),
         ready_wait_s: float = READY_WAIT_S,
         preload_after_ready: Iterable[str] = (),
+        preload_quiet_s: float = LATER_QUIET_S,
     ):
         super().__init__(inst_data=inst_data)
         self._preload = list(preload)
         self._later = list(preload_after_ready)
+        self._later_quiet_s = preload_quiet_s
         self._watch = list(watch)
         self._ready_wait_s = ready_wait_s
         self._servers: dict[str, _Server] = {}
@@ -314,6 +321,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             "watch": dg.Field([str], is_required=False, default_value=[]),
             "ready_wait_s": dg.Field(float, is_required=False, default_value=READY_WAIT_S),
             "preload_after_ready": dg.Field([str], is_required=False, default_value=[]),
+            "preload_quiet_s": dg.Field(float, is_required=False, default_value=LATER_QUIET_S),
         }
 
     @classmethod
@@ -324,6 +332,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             watch=config_value.get("watch", []),
             ready_wait_s=config_value.get("ready_wait_s", READY_WAIT_S),
             preload_after_ready=config_value.get("preload_after_ready", []),
+            preload_quiet_s=config_value.get("preload_quiet_s", LATER_QUIET_S),
         )
 
     @staticmethod
@@ -346,9 +355,13 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
                 server.stop()  # exited (a source file changed): start a fresh one
                 server = None
             if server is None:
-                server = self._servers[key] = _Server(
-                    job_code_origin, self._preload, self._watch, self._later
-                )
+                options = {
+                    "preload": self._preload,
+                    "watch": self._watch,
+                    "later": self._later,
+                    "quiet_s": self._later_quiet_s,
+                }
+                server = self._servers[key] = _Server(job_code_origin, options)
             return server
 
     def _drop(self, server: _Server) -> None:
@@ -455,4 +468,4 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
 
 
 if __name__ == "__main__":
-    serve(*sys.argv[1:3], *(json.loads(arg) for arg in sys.argv[3:6]))
+    serve(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))

@@ -216,7 +216,9 @@ def _modules(marker: Path) -> list[str]:
 LATER = "tests.unit.warm_launcher_later"
 
 
-@pytest.mark.parametrize("cold_instance", [{"preload_after_ready": [LATER]}], indirect=True)
+@pytest.mark.parametrize(
+    "cold_instance", [{"preload_after_ready": [LATER], "preload_quiet_s": 0.5}], indirect=True
+)
 def test_later_modules_load_after_the_server_is_ready_and_runs_forked_after_have_them(
     cold_instance, tmp_path, monkeypatch
 ):
@@ -252,3 +254,22 @@ def test_a_later_module_that_starts_a_thread_stops_the_server_and_its_successor_
     assert fresh is not server
     assert _finish(cold_instance, run, marker, release) == fresh.process.pid
     assert "tests.unit.warm_launcher_later_thread" not in _modules(marker)
+
+
+@pytest.mark.parametrize(
+    "cold_instance", [{"preload_after_ready": [LATER], "preload_quiet_s": 120.0}], indirect=True
+)
+def test_launches_close_together_fork_before_the_later_imports_start(
+    cold_instance, tmp_path, monkeypatch
+):
+    # The later module's import would block the server until `go` exists (never, here):
+    # runs launched within the quiet time after the last launch are forked first.
+    go, done = tmp_path / "go", tmp_path / "done"
+    monkeypatch.setenv("DFP_TEST_LATER_GO", str(go))
+    monkeypatch.setenv("DFP_TEST_LATER_DONE", str(done))
+    server = cold_instance.run_launcher.warm_up(_origin())
+    for name in ("first", "second"):
+        run, marker, release = _launch(cold_instance, tmp_path, name)
+        assert _finish(cold_instance, run, marker, release) == server.process.pid
+        assert LATER not in _modules(marker)
+    assert not done.exists()
