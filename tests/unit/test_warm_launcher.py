@@ -216,16 +216,22 @@ def _modules(marker: Path) -> list[str]:
 LATER = "tests.unit.warm_launcher_later"
 
 
+def _server_importing_later(instance, tmp_path, monkeypatch):
+    """(server, go, done): a started server whose LATER import waits for `go` to exist, then
+    writes `done`."""
+    go, done = tmp_path / "go", tmp_path / "done"
+    monkeypatch.setenv("DFP_TEST_LATER_GO", str(go))
+    monkeypatch.setenv("DFP_TEST_LATER_DONE", str(done))
+    return instance.run_launcher.warm_up(_origin()), go, done
+
+
 @pytest.mark.parametrize(
     "cold_instance", [{"preload_after_ready": [LATER], "preload_quiet_s": 0.5}], indirect=True
 )
 def test_later_modules_load_after_the_server_is_ready_and_runs_forked_after_have_them(
     cold_instance, tmp_path, monkeypatch
 ):
-    go, done = tmp_path / "go", tmp_path / "done"
-    monkeypatch.setenv("DFP_TEST_LATER_GO", str(go))
-    monkeypatch.setenv("DFP_TEST_LATER_DONE", str(done))
-    server = cold_instance.run_launcher.warm_up(_origin())
+    server, go, done = _server_importing_later(cold_instance, tmp_path, monkeypatch)
     wait_for("the warm server to be ready", server.ready, BOUND_S)
     # Ready (accepting) before the later module is imported: its import waits for `go`.
     assert not done.exists()
@@ -264,10 +270,7 @@ def test_launches_close_together_fork_before_the_later_imports_start(
 ):
     # The later module's import would block the server until `go` exists (never, here):
     # runs launched within the quiet time after the last launch are forked first.
-    go, done = tmp_path / "go", tmp_path / "done"
-    monkeypatch.setenv("DFP_TEST_LATER_GO", str(go))
-    monkeypatch.setenv("DFP_TEST_LATER_DONE", str(done))
-    server = cold_instance.run_launcher.warm_up(_origin())
+    server, go, done = _server_importing_later(cold_instance, tmp_path, monkeypatch)
     for name in ("first", "second"):
         run, marker, release = _launch(cold_instance, tmp_path, name)
         assert _finish(cold_instance, run, marker, release) == server.process.pid
