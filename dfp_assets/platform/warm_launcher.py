@@ -228,7 +228,10 @@ def serve(socket_path: str, job_code_origin_json: str, options: Mapping[str, Any
                             "after the preload_after_ready imports",
                             flush=True,
                         )
-                        sys.exit(LATER_THREADS_EXIT)
+                        listener.close()
+                        Path(socket_path).unlink(missing_ok=True)
+                        # Not sys.exit: it would wait for a non-daemon thread forever.
+                        os._exit(LATER_THREADS_EXIT)
                 continue
             conn, _ = listener.accept()
             last_request = time.monotonic()
