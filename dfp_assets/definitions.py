@@ -32,7 +32,7 @@ from dfp_assets.platform.branches import (
     create_lakefs_branch,
     delete_lakefs_branch,
     lakefs_branch_sensor,
-    lakefs_run_branch_cleanup,
+    run_branch_cleanup_sensor,
 )
 from dfp_assets.platform.wap_executor import lakefs_wap_executor
 from dfp_assets.toxic.cdc_sensor import comments_cdc_sensor
@@ -52,6 +52,12 @@ from dfp_assets.toxic.staging import comments_tokenized, comments_tokenized_chec
 from dfp_resources.environment import build_resources
 
 resources = build_resources()
+
+#: The systems runs stage data in outside lakeFS, each published with the run's merge (or
+#: discarded) by the resource of this key: Postgres run schemas (toxic comments) and online
+#: projects (Kronodroid's Feast). The cleanup sensor drops what killed runs left in them.
+WAP_PARTICIPANTS = {"postgres": "postgres_staging", online_publish.SYSTEM: "feast"}
+lakefs_run_branch_cleanup = run_branch_cleanup_sensor(list(WAP_PARTICIPANTS.values()))
 
 defs = dg.Definitions(
     assets=[
@@ -109,11 +115,7 @@ defs = dg.Definitions(
     executor=lakefs_wap_executor(
         resources["lakefs"],
         default_mode=get_settings().executor(),
-        # Runs' Postgres run schemas and online projects publish with their lakeFS merge.
-        participants={
-            "postgres": resources["postgres_staging"],
-            online_publish.SYSTEM: resources["feast"],
-        },
+        participants={system: resources[key] for system, key in WAP_PARTICIPANTS.items()},
         # A multiprocess run's steps fork from a process that loaded these definitions once,
         # instead of each step importing dagster, pandas and the definitions anew (3-4 s each).
         preload_modules=["dfp_assets.definitions"],

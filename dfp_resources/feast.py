@@ -5,7 +5,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import dagster as dg
 from pydantic import SecretStr
@@ -126,6 +126,9 @@ class FeastResource(dg.ConfigurableResource):
             current.registry_dir(),
             lambda: LakeFSClient(LakeFSSettings.from_env()),
         )
+
+    #: What `discard_orphans` drops, as the run-branch cleanup reports it.
+    orphans_name: ClassVar[str] = "online projects"
 
     def discard_orphans(self, client: LakeFSClient, live_run_ids: set[str]) -> list[str]:
         """Drop the online projects of runs no longer in progress that no branch serves."""

@@ -6,7 +6,7 @@ in one transaction around the lakeFS merge (`publisher()`), or drops it when the
 publish. Readers use `branch_schema(family, branch)`.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 
@@ -37,9 +37,15 @@ class PostgresStagingResource(dg.ConfigurableResource):
     def configured(self) -> bool:
         return bool(self.url or load_settings().dfp_postgres_url)
 
-    def discard_orphans(self, live_run_ids: set[str]) -> list[str]:
+    #: What `discard_orphans` drops, as the run-branch cleanup reports it.
+    orphans_name: ClassVar[str] = "run schemas"
+
+    def discard_orphans(self, client: object, live_run_ids: set[str]) -> list[str]:
         """Drop the run schemas of runs no longer in progress (a crashed worker's, or a run
-        whose discard found Postgres down); returns their names."""
+        whose discard found Postgres down); returns their names. Nothing to do (and no
+        Postgres to reach) in a deployment without it. `client` (lakeFS) is not needed."""
+        if not self.configured:
+            return []
         conn = self.connect("cleanup of orphaned run schemas")
         try:
             orphans = pg_branches.orphaned_run_schemas(conn, live_run_ids)

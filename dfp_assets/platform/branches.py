@@ -1,5 +1,7 @@
 """Keep the `lakefs_branch` partitions in sync with lakeFS, and clean up run branches."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from dfp.lake import wap
@@ -8,10 +10,8 @@ from dfp.settings import DEFAULT_BRANCH
 from dfp_assets.platform.dagster_private import IN_PROGRESS_RUN_STATUSES
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 from dfp_assets.platform.wap_executor import KEEP_RUN_BRANCH_TAG
-from dfp_resources.feast import FeastResource
 from dfp_resources.iceberg import IcebergCatalogResource
 from dfp_resources.lakefs import LakeFSResource
-from dfp_resources.postgres_staging import PostgresStagingResource
 
 PARTITIONS = lakefs_branch_partitions.name
 
@@ -38,49 +38,56 @@ def lakefs_branch_sensor(context: dg.SensorEvaluationContext, lakefs: LakeFSReso
     return dg.SensorResult(dynamic_partitions_requests=requests)
 
 
-@dg.sensor(
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Deletes hidden dfp-run-* branches whose run is no longer in progress "
-    "(killed or crashed run workers), and their Iceberg catalog rows, Postgres run schemas "
-    "and online projects no branch serves, unless the run asked to keep them.",
-)
-def lakefs_run_branch_cleanup(
-    context: dg.SensorEvaluationContext,
-    lakefs: LakeFSResource,
-    iceberg: IcebergCatalogResource,
-    postgres_staging: PostgresStagingResource,
-    feast: FeastResource,
-):
-    live = set(
-        context.instance.get_run_ids(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
-    ) | set(context.instance.get_run_ids(dg.RunsFilter(tags={KEEP_RUN_BRANCH_TAG: "true"})))
-    with lakefs.client() as client:
-        orphans = wap.orphaned_run_branches(client, live)
-        tables = iceberg.tables(client)
-        for branch in orphans:
-            client.delete_branch(branch)
-            tables.forget(branch)  # catalog rows a killed dbt run left behind
-        # Catalog rows of run branches already gone: the catalog was down as the run ended.
-        indexes = wap.orphaned_runs(tables.indexed_branches(), live)
-        for branch in indexes:
-            tables.forget(branch)
-        # Online projects of killed runs, or replaced while another branch still served them.
-        projects = feast.discard_orphans(client, live)
-    # Run schemas outlive their branch when Postgres was down as the run ended.
-    schemas = postgres_staging.discard_orphans(live) if postgres_staging.configured else []
-    if not orphans and not indexes and not schemas and not projects:
-        return dg.SkipReason(
-            "no orphaned run branches, catalog indexes, run schemas or online projects"
+def run_branch_cleanup_sensor(participants: Sequence[str] = ()) -> dg.SensorDefinition:
+    """`lakefs_run_branch_cleanup`: deletes hidden run branches whose run is no longer in
+    progress, their Iceberg catalog rows, and what they staged elsewhere. `participants`:
+    the keys of the resources of the systems runs stage data in outside lakeFS (the domains'
+    write-audit-publish participants); each has `discard_orphans(client, live_run_ids)`,
+    which drops what no run in progress (nor, for its system, a branch) holds and returns
+    its names, and `orphans_name`, what it calls them."""
+
+    @dg.sensor(
+        name="lakefs_run_branch_cleanup",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Deletes hidden dfp-run-* branches whose run is no longer in progress "
+        "(killed or crashed run workers), and their Iceberg catalog rows and what they staged "
+        f"outside lakeFS ({', '.join(participants) or 'nothing'}), unless the run asked to "
+        "keep them.",
+        required_resource_keys={"lakefs", "iceberg", *participants},
+    )
+    def lakefs_run_branch_cleanup(context: dg.SensorEvaluationContext, **_resources: object):
+        # The resources are read from `context.resources` (keys known only at build time);
+        # a direct call (tests) passes them as keyword arguments too, which `_resources` takes.
+        lakefs: LakeFSResource = context.resources.lakefs
+        iceberg: IcebergCatalogResource = context.resources.iceberg
+        live = set(
+            context.instance.get_run_ids(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+        ) | set(context.instance.get_run_ids(dg.RunsFilter(tags={KEEP_RUN_BRANCH_TAG: "true"})))
+        with lakefs.client() as client:
+            found = {"orphaned run branches": wap.orphaned_run_branches(client, live)}
+            tables = iceberg.tables(client)
+            for branch in found["orphaned run branches"]:
+                client.delete_branch(branch)
+                tables.forget(branch)  # catalog rows a killed dbt run left behind
+            # Catalog rows of run branches already gone: the catalog was down as the run ended.
+            found["catalog indexes"] = wap.orphaned_runs(tables.indexed_branches(), live)
+            for branch in found["catalog indexes"]:
+                tables.forget(branch)
+            # What killed runs staged elsewhere (run schemas, online projects...), or what a
+            # down service kept a finished run from discarding.
+            for key in participants:
+                resource = getattr(context.resources, key)
+                found[resource.orphans_name] = resource.discard_orphans(client, live)
+        if not any(found.values()):
+            return dg.SkipReason(f"no {', '.join(found)}")
+        context.log.info(
+            "deleted " + ", ".join(f"{kind}: {names}" for kind, names in found.items())
         )
-    context.log.info(
-        f"deleted orphaned run branches: {orphans}, catalog indexes: {indexes}, "
-        f"run schemas: {schemas}, online projects: {projects}"
-    )
-    return dg.SkipReason(
-        f"deleted {len(orphans)} orphaned run branches, {len(indexes)} catalog indexes, "
-        f"{len(schemas)} run schemas and {len(projects)} online projects"
-    )
+        counts = [f"{len(names)} {kind}" for kind, names in found.items()]
+        return dg.SkipReason(f"deleted {', '.join(counts[:-1])} and {counts[-1]}")
+
+    return lakefs_run_branch_cleanup
 
 
 class BranchConfig(dg.Config):

@@ -142,15 +142,14 @@ def evaluate_branch(instance: dg.DagsterInstance, partition: str, model_from: st
 
 
 def run_cleanup_sensor(instance: dg.DagsterInstance):
-    """One tick of `lakefs_run_branch_cleanup` with the resources as this test has them."""
-    from dfp_assets.platform.branches import lakefs_run_branch_cleanup
+    """One tick of the definitions' `lakefs_run_branch_cleanup` with the resources as this
+    test has them (the settings now: its catalog, Postgres and online store)."""
+    from dfp_assets.definitions import WAP_PARTICIPANTS, lakefs_run_branch_cleanup
     from dfp_resources.environment import build_resources
 
     resources = build_resources(load_settings())
+    keys = ("lakefs", "iceberg", *WAP_PARTICIPANTS.values())
     with dg.build_sensor_context(
-        instance=instance,
-        resources={
-            name: resources[name] for name in ("lakefs", "iceberg", "postgres_staging", "feast")
-        },
+        instance=instance, resources={name: resources[name] for name in keys}
     ) as context:
         return lakefs_run_branch_cleanup(context)

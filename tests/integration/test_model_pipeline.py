@@ -8,7 +8,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -25,12 +24,9 @@ from dfp.kronodroid.reproduce import reproduce
 from dfp.kronodroid.training import TRAINING_SET_OBJECT
 from dfp.lake import outages, wap
 from dfp.lake.iceberg import BranchTables
-from dfp.settings import load_settings
 from dfp_assets.kronodroid.model import F1_CHECK, MODEL_OBJECT
-from dfp_assets.platform.branches import lakefs_run_branch_cleanup
-from dfp_resources.environment import build_resources
 from dfp_resources.feast import FeastResource
-from tests.integration.jobs import build_staging, export_models, train_model
+from tests.integration.jobs import build_staging, export_models, run_cleanup_sensor, train_model
 
 pytestmark = pytest.mark.integration
 
@@ -312,12 +308,7 @@ def test_online_features_are_per_branch_on_redis(lakefs, instance, tables, redis
     online_publish.register_project(online, orphan)
     with redis.Redis.from_url(redis_url) as client:
         client.set(b"\x01entity" + orphan.encode(), b"row")
-    resources = build_resources(load_settings())
-    with dg.build_sensor_context(
-        instance=instance,
-        resources={n: resources[n] for n in ("lakefs", "iceberg", "postgres_staging", "feast")},
-    ) as context:
-        result = lakefs_run_branch_cleanup(context)
+    result = run_cleanup_sensor(instance)
     assert "and 1 online projects" in str(result), result
     assert online_publish.list_projects(online, lakefs.repository) == sorted(
         {online_publish.read_pointer(lakefs, b).project for b in ("main", "exp-1")}

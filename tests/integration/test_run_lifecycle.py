@@ -6,23 +6,20 @@ import subprocess
 import sys
 import time
 
-import dagster as dg
 import lakefs_sdk
 import pyarrow as pa
 import pytest
 
 from dfp.lake import wap
 from dfp.lake.iceberg import BranchTables
-from dfp.settings import PROJECT_ROOT, load_settings
-from dfp_assets.platform.branches import lakefs_run_branch_cleanup
-from dfp_resources.environment import build_resources
-from tests.integration.jobs import materialize_raw
+from dfp.settings import PROJECT_ROOT
+from tests.integration.jobs import materialize_raw, run_cleanup_sensor
 
 pytestmark = pytest.mark.integration
 
 RUN_FULL_SIZE = """
 import dagster as dg
-from tests.integration.jobs import materialize_raw
+from tests.integration.jobs import materialize_raw, run_cleanup_sensor
 materialize_raw(dg.DagsterInstance.get(), "main", {"source": "synthetic", "synthetic_scale": 1.0})
 """
 
@@ -88,17 +85,7 @@ def test_killed_run_publishes_nothing_and_rerun_succeeds(lakefs, instance):
     # orphaned branch and its catalog rows.
     [killed] = [r for r in instance.get_runs() if r.run_id == wap.run_id_of(run_branch)]
     instance.report_run_failed(killed)
-    resources = build_resources(load_settings())  # this test's catalog
-    with dg.build_sensor_context(
-        instance=instance,
-        resources={
-            "lakefs": resources["lakefs"],
-            "iceberg": resources["iceberg"],
-            "postgres_staging": resources["postgres_staging"],
-            "feast": resources["feast"],
-        },
-    ) as context:
-        lakefs_run_branch_cleanup(context)
+    run_cleanup_sensor(instance)  # with this test's catalog
     assert run_branch not in lakefs.list_branches(show_hidden=True)
     assert not tables.catalog(run_branch).table_exists((run_branch, "staging", "t"))
 

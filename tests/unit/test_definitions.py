@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from dfp.settings import PROJECT_ROOT
 from dfp_assets.definitions import defs
 from dfp_assets.platform.partitions import lakefs_branch_partitions
 
@@ -214,3 +215,32 @@ def test_toxic_staging_and_production_checks_are_blocking():
         table_clean,
     }
     assert {*ge, *dbt_tests} <= set(job.asset_layer.asset_graph.asset_check_keys)
+
+
+def test_the_platform_layer_imports_no_domain_module():
+    import ast
+
+    domain = ("dfp.kronodroid", "dfp.toxic", "dfp_assets.kronodroid", "dfp_assets.toxic")
+    domain += ("dfp_resources.feast", "dfp_resources.postgres_staging", "dfp_resources.mlflow")
+    found = []
+    for path in sorted((PROJECT_ROOT / "dfp_assets" / "platform").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [f"{path}: {n}" for n in names if n.startswith(domain)]
+    assert not found
+
+
+def test_the_run_branch_cleanup_reaches_every_publish_participant():
+    from dfp_assets.definitions import WAP_PARTICIPANTS, resources
+
+    sensor = defs.resolve_sensor_def("lakefs_run_branch_cleanup")
+    assert sensor.required_resource_keys == {"lakefs", "iceberg", *WAP_PARTICIPANTS.values()}
+    for key in WAP_PARTICIPANTS.values():
+        participant = resources[key]
+        assert callable(participant.discard_orphans) and participant.orphans_name
