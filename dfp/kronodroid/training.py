@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -94,6 +94,10 @@ class TrainingOutcome:
 
 ENTITY_COLUMNS = ("sha256", "capture", "event_timestamp", "label")
 TRAINING_SET_OBJECT = "training/kronodroid_training_set.parquet"
+#: Rows per parquet row group of the training set. It is written in entity order, so an
+#: export's parity batch (the first rows by entity key) is in the leading groups and
+#: `parity_rows_from_parquet` reads those instead of the whole ~270 MB of vectors.
+TRAINING_SET_ROW_GROUP_ROWS = 8192
 
 
 def entity_frame(feast_table: pa.Table) -> pd.DataFrame:
@@ -242,6 +246,68 @@ def fit_training_set(
     dates = pd.to_datetime(ordered["event_timestamp"], utc=True)
     dates = dates.where(dates != pd.Timestamp(NULL_EVENT_TIMESTAMP))
     return fit_and_evaluate(features, labels, dates, config, on_epoch=on_epoch), features
+
+
+def parity_rows_from_parquet(
+    source: Any, vector_columns: Sequence[str], rows: int = 64
+) -> np.ndarray:
+    """`parity_rows` of the training set parquet at `source` (a path or a seekable file),
+    reading only the leading row groups when that gives the same batch: the footer's sha256
+    statistics show that every later group holds strictly greater keys, and the groups read
+    already hold `rows // 2` rows of each class. Any other file is read whole."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)
+    meta = parquet.metadata
+    bounds = _key_bounds(meta, "sha256")
+    per_class = rows // 2
+    tables: list[pa.Table] = []
+    counts = {0: 0, 1: 0}
+    for group in range(meta.num_row_groups):
+        table = parquet.read_row_group(group)
+        tables.append(table)
+        for label, n in zip(*_label_counts(table), strict=True):
+            counts[label] = counts.get(label, 0) + n
+        if min(counts[0], counts[1]) >= per_class and _later_groups_greater(bounds, group):
+            break
+    if not tables:
+        return parity_rows(parquet.schema_arrow.empty_table().to_pandas(), vector_columns, rows)
+    return parity_rows(pa.concat_tables(tables).to_pandas(), vector_columns, rows)
+
+
+def _key_bounds(meta: Any, column: str) -> list[tuple[Any, Any]] | None:
+    """(min, max) of `column` per row group from the footer; None if any group lacks them."""
+    index = next((j for j in range(meta.num_columns) if meta.schema.column(j).path == column), None)
+    if index is None:
+        return None
+    bounds = []
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        bounds.append((stats.min, stats.max))
+    return bounds
+
+
+def _later_groups_greater(bounds: list[tuple[Any, Any]] | None, group: int) -> bool:
+    """Whether every key after row group `group` is strictly greater than every key up to it
+    (ties could hold an earlier (sha256, capture) in a later group)."""
+    if bounds is None:
+        return False
+    if group + 1 >= len(bounds):
+        return True
+    read_max = max(high for _, high in bounds[: group + 1])
+    return read_max < min(low for low, _ in bounds[group + 1 :])
+
+
+def _label_counts(table: pa.Table) -> tuple[list[int], list[int]]:
+    import pyarrow.compute as pc
+
+    counted = pc.value_counts(table.column("label").drop_null())
+    return (
+        counted.field("values").to_pylist() if len(counted) else [],
+        counted.field("counts").to_pylist() if len(counted) else [],
+    )
 
 
 def parity_rows(frame: pd.DataFrame, vector_columns: Sequence[str], rows: int = 64) -> np.ndarray:

@@ -39,6 +39,7 @@ from dfp.kronodroid.features import (
 from dfp.kronodroid.training import (
     ENTITY_COLUMNS,
     TRAINING_SET_OBJECT,
+    TRAINING_SET_ROW_GROUP_ROWS,
     build_training_set,
     training_set_digest,
 )
@@ -382,7 +383,11 @@ def training_set(
             import pyarrow.parquet as pq
 
             sink = io.BytesIO()
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False),
+                sink,
+                row_group_size=TRAINING_SET_ROW_GROUP_ROWS,
+            )
             client.upload(run_branch, TRAINING_SET_OBJECT, sink.getvalue())
             reported = {
                 "dagster/row_count": len(frame),

@@ -1,10 +1,13 @@
 """The training run shared by the asset and `dfp reproduce`: matrix, two evaluations,
 comparison; plus the MLflow tracking defaults and Dagster's materialization window."""
 
+import io
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dfp.kronodroid.model import TrainConfig
@@ -12,6 +15,8 @@ from dfp.kronodroid.training import (
     fit_and_evaluate,
     fit_training_set,
     in_entity_order,
+    parity_rows,
+    parity_rows_from_parquet,
     training_matrix,
     training_set_digest,
 )
@@ -34,6 +39,75 @@ def _frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
             "g2": list(b),
         }
     )
+
+
+class _CountingFile(io.BytesIO):
+    """A parquet file that counts the bytes read from it."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size=-1):
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+def _parquet(frame: pd.DataFrame, row_group_size: int) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), sink, row_group_size=row_group_size
+    )
+    return sink.getvalue()
+
+
+def test_parity_batch_of_an_ordered_training_set_is_read_from_its_leading_row_groups():
+    frame = in_entity_order(_frame(4000, seed=3))
+    # Incompressible vectors, so the file is mostly data (pyarrow reads 64 KiB for the footer).
+    noise = np.random.default_rng(0).random((4000, 200), dtype=np.float32)
+    frame["g3"] = list(noise)
+    expected = parity_rows(frame, ["g1", "g2", "g3"], 16)
+    source = _CountingFile(_parquet(frame, row_group_size=200))
+    got = parity_rows_from_parquet(source, ["g1", "g2", "g3"], 16)
+    np.testing.assert_array_equal(got, expected)
+    assert source.bytes_read < len(source.getvalue()) / 4
+
+
+def test_parity_batch_of_an_unordered_or_one_group_training_set_reads_it_whole():
+    frame = in_entity_order(_frame(4000, seed=3))
+    expected = parity_rows(frame, ["g1", "g2"], 16)
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    for data in (_parquet(shuffled, row_group_size=200), _parquet(frame, row_group_size=10_000)):
+        source = _CountingFile(data)
+        np.testing.assert_array_equal(parity_rows_from_parquet(source, ["g1", "g2"], 16), expected)
+        assert source.bytes_read > len(data) / 2
+
+
+def test_parity_batch_reads_on_while_a_class_is_short():
+    # Only benign rows in the first groups: the malware half comes from later groups.
+    frame = in_entity_order(_frame(2000, seed=4))
+    frame.loc[:1499, "label"] = 0
+    expected = parity_rows(frame, ["g1", "g2"], 16)
+    assert (expected is not None) and len(expected) == 16
+    got = parity_rows_from_parquet(_CountingFile(_parquet(frame, 100)), ["g1", "g2"], 16)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_parity_batch_reads_the_next_group_when_a_key_spans_two():
+    # One sha256 on both sides of a group boundary, its first capture ("emulator") in the
+    # second group: the first malware row by (sha256, capture) is there, not in group 0.
+    frame = in_entity_order(_frame(400, seed=5))
+    frame.loc[:198, "label"] = 0
+    frame.loc[199:200, "label"] = 1
+    frame.loc[200, "sha256"] = frame.loc[199, "sha256"]
+    frame.loc[199, "capture"], frame.loc[200, "capture"] = "real_device", "emulator"
+    expected = parity_rows(frame, ["g1", "g2"], 2)
+    np.testing.assert_array_equal(
+        expected[1], training_matrix(frame.loc[[200]], ["g1", "g2"])[0][0]
+    )
+    got = parity_rows_from_parquet(_CountingFile(_parquet(frame, 200)), ["g1", "g2"], 2)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_matrix_concatenates_groups_in_order():
