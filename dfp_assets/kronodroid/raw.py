@@ -1,6 +1,7 @@
 """kronodroid_raw: the Kronodroid releases as parquet on the run's lakeFS branch, and the
 blocking checks that audit them before anything is published."""
 
+import dataclasses
 import hashlib
 import tempfile
 import time
@@ -10,7 +11,13 @@ import dagster as dg
 import pyarrow as pa
 
 from dfp.kronodroid.load import RAW_OBJECTS_PREFIX, load_to_lakefs, read_releases
-from dfp.kronodroid.quality import CHECK_DESCRIPTIONS, RawQualityThresholds, audit, to_pandas
+from dfp.kronodroid.quality import (
+    CHECK_DESCRIPTIONS,
+    CheckOutcome,
+    RawQualityThresholds,
+    audit,
+    to_pandas,
+)
 from dfp.kronodroid.schema import LABEL_COLUMN, KronodroidInputError
 from dfp.kronodroid.sources import (
     KAGGLE_DATASET,
@@ -21,7 +28,7 @@ from dfp.kronodroid.sources import (
 )
 from dfp.lake import memo
 from dfp_assets.platform.partitions import blocking_check, branch_asset
-from dfp_assets.platform.step import BranchStep, branch_step
+from dfp_assets.platform.step import BranchStep, branch_step, reuse_allowed
 from dfp_resources.lakefs import LakeFSResource
 
 RAW_ASSET = dg.AssetKey("kronodroid_raw")
@@ -166,6 +173,11 @@ class RawQualityConfig(dg.Config):
     max_conflicting_sha256_share: float = 0.001
 
 
+#: Bump when the raw audit changes: outcomes of older audits are then not reused.
+RAW_CHECKS_CODE_VERSION = "kronodroid_raw_checks/1"
+#: The memo name of the raw checks' outcomes (`_dfp/memo/<name>.json`).
+RAW_CHECKS_MEMO = "kronodroid_raw_checks"
+
 RAW_CHECK_SPECS = [
     blocking_check(name, RAW_ASSET.to_user_string(), description)
     for name, description in CHECK_DESCRIPTIONS.items()
@@ -185,14 +197,44 @@ def _failures_markdown(failures: list[dict]) -> str:
 def kronodroid_raw_checks(
     context: dg.AssetCheckExecutionContext, config: RawQualityConfig, lakefs: LakeFSResource
 ):
-    """Read what landed on the run branch back from lakeFS and audit it."""
+    """Read what landed on the run branch back from lakeFS and audit it; the same raw objects
+    audited with the same thresholds by this code before give that audit's outcomes (a memo
+    beside them, committed with them: a branch made from main with no data change)."""
     branch = lakefs.run_branch(context)
+    thresholds = RawQualityThresholds.model_validate(config.model_dump())
     with lakefs.client() as client:
         commit = client.head(branch)
-        frames = {r: to_pandas(t) for r, t in read_releases(client, commit).items()}
-    thresholds = RawQualityThresholds.model_validate(config.model_dump())
-    for outcome in audit(frames, thresholds):
+        objects = memo.listing(client, commit, RAW_OBJECTS_PREFIX)
+        version = memo.input_version(RAW_CHECKS_CODE_VERSION, thresholds.model_dump(), objects)
+        found = (
+            memo.lookup(client, commit, RAW_CHECKS_MEMO, version, exact_prefix=RAW_OBJECTS_PREFIX)
+            if reuse_allowed(context)
+            else None
+        )
+        if found is not None:
+            outcomes = [CheckOutcome(**o) for o in found.metadata["outcomes"]]
+            context.log.info(f"raw objects audited by run {found.run_id}: its outcomes reused")
+        else:
+            frames = {r: to_pandas(t) for r, t in read_releases(client, commit).items()}
+            outcomes = audit(frames, thresholds)
+            if all(o.passed for o in outcomes):
+                # Only a passing audit is remembered: a failing run publishes nothing anyway.
+                memo.record(
+                    client,
+                    branch,
+                    RAW_CHECKS_MEMO,
+                    version,
+                    objects,
+                    {"outcomes": [dataclasses.asdict(o) for o in outcomes]},
+                    context.run.run_id,
+                )
+                client.commit(
+                    branch, "kronodroid_raw_checks memo", {"dagster_run_id": context.run.run_id}
+                )
+    for outcome in outcomes:
         metadata: dict = {"lakefs_commit": commit}
+        if found is not None:
+            metadata["reused_from_run"] = found.run_id
         for key, value in outcome.metadata.items():
             if key == "failures":
                 if value:

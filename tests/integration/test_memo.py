@@ -87,8 +87,8 @@ def test_new_branch_reuses_and_changes_recompute(lakefs, instance, tmp_path):
     checks = restaged.get_asset_check_evaluations()
     assert len(checks) == len(staged.get_asset_check_evaluations()) > 20
     assert all(c.passed for c in checks)
-    dbt_checks = [c for c in checks if "reused_from_run" in c.metadata]
-    assert len(dbt_checks) == 21  # every dbt test, not the raw audit (run again)
+    reused_checks = [c for c in checks if "reused_from_run" in c.metadata]
+    assert len(reused_checks) == 25  # every dbt test and the 4 raw audit checks
     assert _mart_snapshot(lakefs, "exp-same") == main_mart
     assert lakefs.read("exp-same", "_dfp/memo/kronodroid_dbt.json") == lakefs.read(
         "main", "_dfp/memo/kronodroid_dbt.json"
@@ -178,16 +178,37 @@ def test_raw_is_reloaded_when_its_objects_are_not_the_memos(lakefs, instance):
     small = DATA
     first = materialize_raw(instance, "main", small)
     assert first.success
-    again = _metadata(materialize_raw(instance, "main", small))["kronodroid_raw"]
+    assert not any("reused_from_run" in c.metadata for c in first.get_asset_check_evaluations())
+    repeated = materialize_raw(instance, "main", small)
+    again = _metadata(repeated)["kronodroid_raw"]
     assert again["reused_from_run"] == first.run_id
     assert again["dagster/row_count"] == _metadata(first)["kronodroid_raw"]["dagster/row_count"]
+    # The same raw objects and thresholds: the audit's outcomes are the first run's.
+    audited = {c.check_name: c for c in first.get_asset_check_evaluations()}
+    reused_checks = {c.check_name: c for c in repeated.get_asset_check_evaluations()}
+    assert set(reused_checks) == set(audited) and len(audited) == 4
+    for name, check in reused_checks.items():
+        assert check.passed and check.metadata["reused_from_run"].value == first.run_id, name
+        shown = {
+            k: v for k, v in check.metadata.items() if k not in ("reused_from_run", "lakefs_commit")
+        }
+        assert shown == {k: v for k, v in audited[name].metadata.items() if k != "lakefs_commit"}
+
+    # Other thresholds audit again: a memo of passing outcomes does not pass a stricter check.
+    strict = materialize_raw(instance, "main", small, check_config={"min_rows_per_release": 10**9})
+    assert not strict.success
+    failed = {c.check_name: c for c in strict.get_asset_check_evaluations()}
+    assert not failed["row_count_floor"].passed
+    assert not any("reused_from_run" in c.metadata for c in failed.values())
 
     # A stray object beside the load: the dataset is replaced as a whole, so reload.
     lakefs.create_branch("exp-stray", "main")
     lakefs.upload("exp-stray", "raw/kronodroid/emulator/stray.parquet", b"not dlt's")
     lakefs.commit("exp-stray", "a file pushed by hand")
-    reloaded = _metadata(materialize_raw(instance, "exp-stray", small))["kronodroid_raw"]
+    stray = materialize_raw(instance, "exp-stray", small)
+    reloaded = _metadata(stray)["kronodroid_raw"]
     assert "reused_from_run" not in reloaded
+    assert not any("reused_from_run" in c.metadata for c in stray.get_asset_check_evaluations())
     paths = [o.path for o in lakefs.list_objects("exp-stray", "raw/kronodroid/")]
     assert "raw/kronodroid/emulator/stray.parquet" not in paths
 
@@ -195,6 +216,7 @@ def test_raw_is_reloaded_when_its_objects_are_not_the_memos(lakefs, instance):
     forced = materialize_raw(instance, "main", small, tags={"dfp/reuse": "off"})
     assert forced.success
     assert "reused_from_run" not in _metadata(forced)["kronodroid_raw"]
+    assert not any("reused_from_run" in c.metadata for c in forced.get_asset_check_evaluations())
     refused = materialize_raw(instance, "main", small, tags={"dfp/reuse": "maybe"})
     assert not refused.success
     failure = next(e for e in refused.all_events if e.is_step_failure)
