@@ -2,7 +2,7 @@
 
 `dbt/kronodroid` names the run's lakeFS refs in `--vars`, which change every run: a `dbt`
 process would re-parse the whole project each time (the vars defeat partial parsing). The
-profile's vars (the plugin's refs, `external_root`) are rendered when dbt starts, from this
+profile's vars (the plugin's refs) are rendered when dbt starts, from this
 run's `--vars`; the only values the vars rendered into the parsed manifest are the models'
 `location_root`s, which `run_manifest` points at this run's branch. The manifest is parsed
 for DuckDB (`dfp dbt prepare`); on Spark the models' configs differ (materialization,

@@ -71,14 +71,9 @@ class Plugin(BasePlugin):
         return pa.concat_tables(tables, promote_options="default")
 
     def store(self, target_config: TargetConfig) -> None:
-        """The model's relation (dbt-duckdb's view over the parquet it wrote) → Iceberg
-        `<schema>.<model>`, holding exactly the rows dbt's tests query.
-
-        The rows are read through the view, not from the file: dbt-duckdb's `external`
-        materialization writes an empty model as one row of NULLs, which its view filters
-        out again (copied as is, an empty release became a table of one all-NULL row whose
-        `not_null` tests had passed); and DuckDB hands the view to Arrow in a fraction of the
-        time pyarrow takes to read the ~470-column file."""
+        """The model's DuckDB table (`lakefs_iceberg` materialization) → Iceberg
+        `<schema>.<model>`: exactly the rows dbt's tests query, an empty model as an empty
+        table."""
         relation = target_config.relation
         data = self._rows(relation)
         self.tables.write(

@@ -95,7 +95,6 @@ def kronodroid_dbt(
         dbt_vars = {
             "lakefs_io_ref": run_branch,
             "lakefs_branch": step.branch,
-            "external_root": root,
         }
         engine_env = {"DFP_ICEBERG_CATALOG_URI": iceberg.uri, "DFP_DBT_TARGET": engine}
         # The run branch's catalog rows serve this run only; lakeFS keeps the pointers.
