@@ -14,6 +14,7 @@ import dagster as dg
 import requests
 
 from dfp.settings import PROJECT_ROOT
+from dfp.stack.benchmarking import code_server_workspace
 from dfp.stack.services import stop_session
 from dfp_assets.platform.dagster_private import InstigatorType, TickStatus
 from tests.stack_fixtures import free_port
@@ -82,9 +83,12 @@ def dagster_dev(dagster_home: str, log_dir: Path):
 
 @contextmanager
 def daemon(dagster_home: str, log_dir: Path) -> Iterator[subprocess.Popen]:
-    argv = [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
-    with _process(argv, _env(dagster_home), log_dir / "daemon.log", None) as proc:
-        yield proc
+    """`dagster-daemon run` on one running code server, as `dagster dev` and the deployments
+    run it (a daemon given workspace.yaml would start a new code server every minute)."""
+    with code_server_workspace(dagster_home, log_dir) as workspace:
+        argv = [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)]
+        with _process(argv, _env(dagster_home), log_dir / "daemon.log", None) as proc:
+            yield proc
 
 
 @contextmanager
