@@ -744,6 +744,7 @@ def _online_keys(batch: pa.RecordBatch) -> tuple[list[Any], list[datetime], list
         EntityKey(join_keys=ENTITY_KEYS, entity_values=[Value(string_val=v) for v in values])
         for values in zip(*columns, strict=True)
     ]
+
     def naive(column: str) -> list[datetime]:
         values = batch.column(column)
         return values.cast(pa.timestamp(values.type.unit)).to_pylist()
