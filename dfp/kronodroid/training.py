@@ -261,17 +261,14 @@ def parity_rows_from_parquet(
     meta = parquet.metadata
     bounds = _key_bounds(meta, "sha256")
     per_class = rows // 2
-    tables: list[pa.Table] = []
+    tables = [parquet.schema_arrow.empty_table()]
     counts = {0: 0, 1: 0}
     for group in range(meta.num_row_groups):
-        table = parquet.read_row_group(group)
-        tables.append(table)
-        for label, n in zip(*_label_counts(table), strict=True):
+        tables.append(parquet.read_row_group(group))
+        for label, n in _label_counts(tables[-1]).items():
             counts[label] = counts.get(label, 0) + n
         if min(counts[0], counts[1]) >= per_class and _later_groups_greater(bounds, group):
             break
-    if not tables:
-        return parity_rows(parquet.schema_arrow.empty_table().to_pandas(), vector_columns, rows)
     return parity_rows(pa.concat_tables(tables).to_pandas(), vector_columns, rows)
 
 
@@ -300,13 +297,12 @@ def _later_groups_greater(bounds: list[tuple[Any, Any]] | None, group: int) -> b
     return read_max < min(low for low, _ in bounds[group + 1 :])
 
 
-def _label_counts(table: pa.Table) -> tuple[list[int], list[int]]:
+def _label_counts(table: pa.Table) -> dict[int, int]:
     import pyarrow.compute as pc
 
     counted = pc.value_counts(table.column("label").drop_null())
-    return (
-        counted.field("values").to_pylist() if len(counted) else [],
-        counted.field("counts").to_pylist() if len(counted) else [],
+    return dict(
+        zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
     )
 
 
