@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -47,8 +48,9 @@ def code_server_workspace(
     home: str | Path, log_dir: str | Path, timeout_s: float = 300.0
 ) -> Iterator[Path]:
     """One `dagster code-server start` for the project's code location (`workspace.yaml`'s
-    module and name) on a socket under `home`, and a workspace file that points at it (yielded),
-    as `dagster dev` and the deployments give their daemon a running code server.
+    module and name) on a socket in a temporary directory, and a workspace file under `home`
+    that points at it (yielded), as `dagster dev` and the deployments give their daemon a
+    running code server.
 
     Why: a daemon handed `workspace.yaml` itself starts its own code server and, at each
     workspace reload (every 60 s), a new one that loads the definitions again: about a core's
@@ -56,7 +58,9 @@ def code_server_workspace(
     import yaml
 
     location = yaml.safe_load(WORKSPACE.read_text())["load_from"][0]["python_module"]
-    socket = Path(home) / "code-server.sock"
+    # A socket path must stay under ~100 bytes; `home` may be a deep test directory.
+    socket_dir = tempfile.TemporaryDirectory(prefix="dfp-code-server-")
+    socket = Path(socket_dir.name) / "server.sock"
     log_path = Path(log_dir) / "code-server.log"
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     argv = [
@@ -102,6 +106,7 @@ def code_server_workspace(
         yield workspace
     finally:
         stop_session(proc)
+        socket_dir.cleanup()
 
 
 @contextmanager
